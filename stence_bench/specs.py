@@ -1,0 +1,220 @@
+"""The specs plugins register: frozen pydantic models that describe, never import, the heavy code.
+
+Heavy code (models, losses, label functions, readers) is named by a ``"module:attr"`` string and imported
+on first use, so discovering and listing plugins stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+
+from .errors import PluginError, UnknownNameError, unknown_name_message
+
+#: The standard 12 leads, in the order every reader and encoder in stence-bench uses.
+TWELVE_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+LIMB_LEADS: tuple[str, ...] = TWELVE_LEADS[:6]
+PRECORDIAL_LEADS: tuple[str, ...] = TWELVE_LEADS[6:]
+
+#: A registered name: lower case, digits, ``_ . -``; dots group families (``stenosis.70``).
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=80)]
+#: ``"package.module:attribute"``: imported on first use.
+FactoryRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+#: What an objective needs from its dataset, and what a dataset provides.
+Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels"]
+#: How an encoder's input is normalised by the harness before ``forward``.
+Normalization = Literal["none", "zscore_record", "zscore_dataset"]
+TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
+Metric = Literal["auroc", "auprc", "f1", "sensitivity", "mae", "rmse", "r2"]
+REGRESSION_METRICS = frozenset({"mae", "rmse", "r2"})
+
+
+def import_object(ref: str, *, what: str) -> Any:
+    """Import ``"module:attr"``; a failure is a :class:`PluginError` naming ``what`` and the reference."""
+    module_name, _, attr_path = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for attr in attr_path.split("."):
+            obj = getattr(obj, attr)
+    except Exception as exc:  # noqa: BLE001 - any failure here is the plugin's, reported as such
+        raise PluginError(f"{what}: cannot import {ref!r}: {type(exc).__name__}: {exc}") from exc
+    return obj
+
+
+class Spec(BaseModel):
+    """Base of every spec: frozen, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Set by each spec class: the word used for it in messages and on the command line.
+    kind: ClassVar[str] = "spec"
+
+    name: Name
+    description: str = ""
+    #: Bump when anything that changes a number changes; recorded with every result.
+    version: str = "1"
+    citation: str = ""
+
+
+class EncoderPreset(BaseModel):
+    """A named size of an encoder: keyword arguments for its factory and the embedding size they give."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    options: dict[str, JsonValue] = {}
+    embed_dim: Annotated[int, Field(gt=0)] | None = None
+    description: str = ""
+
+
+class EncoderSpec(Spec):
+    """An ECG encoder and its input contract.
+
+    ``factory`` names a callable ``factory(*, n_leads: int, **options) -> torch.nn.Module``. The module has an
+    ``embed_dim`` attribute and ``forward(x)`` maps float32 ``[batch, n_leads, n_samples]`` to
+    ``[batch, embed_dim]``. The harness resamples to ``sampling_rate``, crops or pads to ``window_s``, selects
+    and orders ``leads``, band-passes and normalises as declared, so no user ever guesses the contract.
+    """
+
+    kind: ClassVar[str] = "encoder"
+
+    factory: FactoryRef
+    sampling_rate: Annotated[float, Field(gt=0)]
+    window_s: Annotated[float, Field(gt=0)]
+    leads: Annotated[tuple[str, ...], Field(min_length=1)] = TWELVE_LEADS
+    embed_dim: Annotated[int, Field(gt=0)]
+    bandpass_hz: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = None
+    normalization: Normalization = "zscore_record"
+    presets: dict[str, EncoderPreset] = {}
+    default_preset: str | None = None
+    #: Datasets whose records the weights have seen (contamination flag on leaderboards).
+    pretrained_on: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> EncoderSpec:
+        if len(set(self.leads)) != len(self.leads):
+            raise ValueError(f"leads: repeated lead name in {self.leads}")
+        if self.n_samples < 1:
+            raise ValueError("sampling_rate * window_s must give at least one sample")
+        if not math.isclose(self.sampling_rate * self.window_s, self.n_samples, abs_tol=1e-6):
+            raise ValueError(
+                f"sampling_rate * window_s = {self.sampling_rate * self.window_s:g} is not a whole number of samples"
+            )
+        if self.bandpass_hz is not None:
+            low, high = self.bandpass_hz
+            if not low < high <= self.sampling_rate / 2:
+                raise ValueError(f"bandpass_hz: need low < high <= sampling_rate / 2, got {self.bandpass_hz}")
+        if self.default_preset is not None and self.default_preset not in self.presets:
+            raise ValueError(f"default_preset {self.default_preset!r} is not one of presets {sorted(self.presets)}")
+        return self
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per lead of one input window."""
+        return round(self.sampling_rate * self.window_s)
+
+    def preset(self, preset: str | None = None) -> EncoderPreset:
+        """The named preset (``None``: the default preset, or the factory's own defaults when there is none)."""
+        name = preset if preset is not None else self.default_preset
+        if name is None:
+            return EncoderPreset(embed_dim=self.embed_dim)
+        if name not in self.presets:
+            raise UnknownNameError(unknown_name_message("preset", name, self.presets, f" of encoder {self.name!r}"))
+        chosen = self.presets[name]
+        return chosen if chosen.embed_dim is not None else chosen.model_copy(update={"embed_dim": self.embed_dim})
+
+    def build(self, preset: str | None = None, *, n_leads: int | None = None, **options: Any) -> Any:
+        """Import the factory and build the module (imports torch). ``options`` override the preset's."""
+        factory = import_object(self.factory, what=f"encoder {self.name!r}")
+        kwargs = {**self.preset(preset).options, **options}
+        return factory(n_leads=len(self.leads) if n_leads is None else n_leads, **kwargs)
+
+
+class ObjectiveSpec(Spec):
+    """A pretraining objective.
+
+    ``factory`` names a callable ``factory(**options)`` returning the objective (a ``torch.nn.Module`` whose
+    loss the pretraining loop minimises); ``None`` means no pretraining at all, as for the random-init control.
+    """
+
+    kind: ClassVar[str] = "objective"
+
+    factory: FactoryRef | None = None
+    #: What each training example must carry; the runner refuses a dataset that lacks one, naming it.
+    modalities: Annotated[tuple[Modality, ...], Field(min_length=1)] = ("ecg",)
+    #: True when negatives are all-gathered across ranks (with gradients) under torch.distributed.
+    gathers_across_ranks: bool = False
+    options: dict[str, JsonValue] = {}
+    #: A control row that every matrix includes automatically (random init, supervised from scratch).
+    control: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ObjectiveSpec:
+        if "ecg" not in self.modalities:
+            raise ValueError("modalities must include 'ecg'")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities: repeated entry in {self.modalities}")
+        return self
+
+    @property
+    def pretrains(self) -> bool:
+        return self.factory is not None
+
+
+class TaskSpec(Spec):
+    """A downstream task: which dataset layout it reads, how labels are made, how it is scored.
+
+    ``labels`` names the label function the dataset's reader calls with its tables and ``options``.
+    """
+
+    kind: ClassVar[str] = "task"
+
+    dataset: Name
+    task_kind: TaskKind
+    labels: FactoryRef
+    options: dict[str, JsonValue] = {}
+    metric: Metric
+    #: ``strat_fold``: the dataset's own folds (PTB-XL 1-8 / 9 / 10); ``patient``: a seeded split by patient.
+    split: Literal["strat_fold", "patient"] = "patient"
+    #: Columns of the source tables the label function needs; a source lacking one is named in the error.
+    source_columns: tuple[str, ...] = ()
+    #: The task card, ``"package:file.md"``.
+    card: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        regression = self.task_kind == "regression"
+        if regression != (self.metric in REGRESSION_METRICS):
+            raise ValueError(f"metric {self.metric!r} does not fit a {self.task_kind} task")
+        return self
+
+
+class DatasetSpec(Spec):
+    """A reader for one source layout (WFDB folder, PTB-XL, DICOM, ...).
+
+    ``reader`` names a callable that the data layer calls to read the layout into the ECG store.
+    """
+
+    kind: ClassVar[str] = "dataset"
+
+    reader: FactoryRef
+    formats: tuple[str, ...] = ()
+    #: What the layout can provide to objectives and tasks.
+    modalities: tuple[Modality, ...] = ("ecg",)
+
+
+class ModalitySpec(Spec):
+    """An encoder for a paired modality (angiography, report text, clinical metadata).
+
+    ``factory`` names ``factory(**options) -> torch.nn.Module`` mapping a batch of that modality to
+    ``[batch, embed_dim]``.
+    """
+
+    kind: ClassVar[str] = "modality"
+
+    modality: Literal["angiography", "text", "metadata"]
+    factory: FactoryRef
+    embed_dim: Annotated[int, Field(gt=0)]
+    options: dict[str, JsonValue] = {}
