@@ -1,0 +1,254 @@
+"""The ``stence-bench`` command line. User errors print one line and exit 2; only bugs show a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import PluginError, StenceBenchError, SuiteError
+from .registry import KINDS, Entry, Registry
+from .suite import find_suites, load_suite, plan, resolved_objectives, validate_suite
+
+_REGISTRY_KEY = "stence_bench.registry"
+
+
+def get_registry(ctx: click.Context) -> Registry:
+    """The registry of this invocation, loaded once (plugin errors surface here, as user errors).
+
+    A :class:`Registry` passed as the root context's ``obj`` is used as is (tests, embedding applications).
+    """
+    root = ctx.find_root()
+    if isinstance(root.obj, Registry):
+        return root.obj
+    meta = root.meta
+    if _REGISTRY_KEY not in meta:
+        meta[_REGISTRY_KEY] = Registry.load()
+    return meta[_REGISTRY_KEY]
+
+
+class StenceGroup(click.Group):
+    """The root group: adds the commands plugins register, and reports user errors in one line."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except StenceBenchError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"Error: {line}", err=True)
+            sys.exit(exc.exit_code)
+
+    def plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        """Commands added through ``register_commands``; one that takes a built-in name is an error."""
+        found = get_registry(ctx).commands()
+        for name, (_, info) in found.items():
+            if name in self.commands:
+                raise PluginError(
+                    f"plugin {info.name!r} of {info.origin} registers the command {name!r}, "
+                    "which is a built-in command; rename it"
+                )
+        return {name: command for name, (command, _) in found.items()}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.plugin_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        plugin_commands = self.plugin_commands(ctx)
+        return super().get_command(ctx, cmd_name) or plugin_commands.get(cmd_name)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: a header, a rule, left-aligned columns."""
+    cells = [[str(h) for h in headers], *[[str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.group(cls=StenceGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stence-bench", prog_name="stence-bench")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """stence-bench: benchmark ECG encoders x pretraining objectives x clinical tasks.
+
+    Encoders, objectives, tasks and dataset readers are plugins; `stence-bench list` shows what is installed.
+    Set STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins, and
+    STENCE_BENCH_BLOCK_PLUGINS=name,name to skip plugins, for reproducible runs.
+    """
+    # Every command sees the whole registry, so a broken or conflicting plugin fails every command alike.
+    get_registry(ctx).check()
+
+
+# --- list ---------------------------------------------------------------------------------------------------
+
+
+def _leads(leads: Sequence[str]) -> str:
+    return f"{len(leads)} ({leads[0]}..{leads[-1]})" if len(leads) > 2 else ",".join(leads)
+
+
+#: kind -> (headers, row function) for `stence-bench list KIND`: name, origin, key fields.
+_COLUMNS: dict[str, tuple[list[str], Callable[[Any], list[Any]]]] = {
+    "encoder": (
+        ["fs Hz", "window s", "leads", "dim", "presets", "normalization"],
+        lambda s: [f"{s.sampling_rate:g}", f"{s.window_s:g}", _leads(s.leads), s.embed_dim,
+                   ",".join(s.presets) or "-", s.normalization],
+    ),
+    "objective": (
+        ["modalities", "pretrains", "gathers", "control"],
+        lambda s: [",".join(s.modalities), "yes" if s.pretrains else "no",
+                   "yes" if s.gathers_across_ranks else "no", "yes" if s.control else "no"],
+    ),
+    "task": (
+        ["dataset", "kind", "metric", "split", "version"],
+        lambda s: [s.dataset, s.task_kind, s.metric, s.split, s.version],
+    ),
+    "dataset": (["formats", "modalities"], lambda s: [",".join(s.formats) or "-", ",".join(s.modalities)]),
+    "modality": (["modality", "dim"], lambda s: [s.modality, s.embed_dim]),
+}
+
+
+def _origin(entry: Entry[Any]) -> str:
+    return f"{entry.plugin.distribution} {entry.plugin.version}".strip()
+
+
+@cli.group("list")
+def list_group() -> None:
+    """List what the installed plugins registered, or the suites found."""
+
+
+def _make_list_command(kind: str) -> click.Command:
+    headers, row = _COLUMNS[kind]
+    plural = "modalities" if kind == "modality" else f"{kind}s"
+
+    @click.command(plural, help=f"List registered {plural} whose name matches PATTERN (a glob or a substring).")
+    @click.argument("pattern", required=False)
+    @click.option("--json", "as_json", is_flag=True, help="Print the full specs and origins as JSON.")
+    @click.pass_context
+    def command(ctx: click.Context, pattern: str | None, as_json: bool) -> None:
+        entries = get_registry(ctx).catalog(kind).entries(pattern)
+        if as_json:
+            payload = [{"spec": e.spec.model_dump(mode="json"), "origin": e.origin} for e in entries]
+            click.echo(json.dumps(payload, indent=2))
+            return
+        if not entries:
+            click.echo(f"no {plural} match {pattern!r}" if pattern else f"no {plural} registered")
+            return
+        click.echo(format_table(["name", "origin", *headers], [[e.name, _origin(e), *row(e.spec)] for e in entries]))
+
+    return command
+
+
+for _kind in KINDS:
+    list_group.add_command(_make_list_command(_kind))
+
+
+@list_group.command("suites")
+@click.argument("pattern", required=False)
+@click.pass_context
+def list_suites(ctx: click.Context, pattern: str | None) -> None:
+    """List suite files in ./leaderboards and those shipped with stence-bench, matching PATTERN."""
+    rows = []
+    for name, path in find_suites().items():
+        if pattern and pattern not in name:
+            continue
+        try:
+            suite, _ = load_suite(path)
+        except SuiteError as exc:
+            rows.append([name, path, "-", "-", "-", f"invalid: {exc.problems[0]}"])
+            continue
+        rows.append([name, path, len(suite.tasks), len(suite.encoders), len(suite.objectives), suite.description])
+    if not rows:
+        click.echo(f"no suites match {pattern!r}" if pattern else "no suites found")
+        return
+    click.echo(format_table(["name", "path", "tasks", "encoders", "objectives", "description"], rows))
+
+
+# --- plugins ------------------------------------------------------------------------------------------------
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def plugins_command(ctx: click.Context, as_json: bool) -> None:
+    """List the loaded plugins: distribution, version, module and the hooks each implements."""
+    loaded = get_registry(ctx).plugins
+    pm = loaded.manager
+    rows = []
+    for info in loaded.plugins:
+        hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(info.name)) or [])
+        rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
+                     "module": info.module, "status": "built-in" if info.builtin else "loaded", "hooks": hooks})
+    for info in loaded.blocked:
+        rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
+                     "module": info.module, "status": "blocked", "hooks": []})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(format_table(
+        ["plugin", "distribution", "version", "status", "hooks"],
+        [[r["plugin"], r["distribution"], r["version"], r["status"], ",".join(r["hooks"]) or "-"] for r in rows],
+    ))
+
+
+# --- suites -------------------------------------------------------------------------------------------------
+
+_SUITE_ARG = click.argument("suite", metavar="SUITE")
+
+
+def _summary(suite: Any, registry: Registry) -> str:
+    objectives, added = resolved_objectives(suite, registry)
+    text = (f"{len(suite.tasks)} task(s) x {len(suite.encoders)} encoder(s) x {len(objectives)} objective(s)"
+            f", seeds {list(suite.protocol.seeds)}, fractions {list(suite.protocol.fractions)}")
+    if added:
+        text += f" (controls added: {', '.join(added)})"
+    return text
+
+
+@cli.command("validate")
+@_SUITE_ARG
+@click.pass_context
+def validate_command(ctx: click.Context, suite: str) -> None:
+    """Check a suite file (a path, or the name of a suite in ./leaderboards) against the installed plugins."""
+    registry = get_registry(ctx)
+    parsed, path = validate_suite(suite, registry)
+    cells = plan(parsed, registry)
+    click.echo(f"{path}: ok: suite {parsed.name!r}: {_summary(parsed, registry)}; {len(cells)} cells")
+
+
+@cli.command("run")
+@_SUITE_ARG
+@click.pass_context
+def run_command(ctx: click.Context, suite: str) -> None:
+    """Run a suite: validate it and expand it into cells (pretraining, then evaluations).
+
+    Executing the cells arrives with the protocol runner; for now the planned cells are printed and
+    nothing is trained.
+    """
+    registry = get_registry(ctx)
+    parsed, path = validate_suite(suite, registry)
+    cells = plan(parsed, registry)
+    click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+    rows = [
+        [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
+         c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
+         "-" if c.draw is None else c.draw, c.leads]
+        for c in cells
+    ]
+    click.echo(format_table(["key", "stage", "task", "encoder", "objective", "seed", "fraction", "draw", "leads"], rows))
+    n_pre = sum(c.stage == "pretrain" for c in cells)
+    click.echo(f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation). "
+               "The protocol runner that executes them is not built yet: nothing was trained.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="stence-bench")
+
+
+if __name__ == "__main__":  # python -m stence_bench.cli
+    main()

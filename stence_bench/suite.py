@@ -1,0 +1,329 @@
+"""Suite files: which tasks x encoders x objectives a leaderboard runs, under which protocol.
+
+A suite is a TOML file (``leaderboards/*.toml``) validated by :class:`Suite`; every problem is reported as
+``file: field: message``, with a did-you-mean for mistyped fields and names. :func:`plan` expands a suite into
+:class:`Cell` s, each identified by the hash of its resolved config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+
+from .errors import SuiteError, UnknownNameError, did_you_mean
+from .registry import Registry
+from .specs import Name
+
+Stage = Literal["linear_probe", "finetune", "zero_shot"]
+LeadSet = Literal["all", "I"]
+SUITE_PACKAGE = "stence_bench_leaderboards"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Choice(_Model):
+    """An encoder or objective in a suite: a name, optionally a preset and options. A bare string is a name."""
+
+    name: str
+    preset: str | None = None
+    options: dict[str, JsonValue] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return self.name if self.preset is None else f"{self.name}[{self.preset}]"
+
+
+class Protocol(_Model):
+    """How every task x encoder x objective is evaluated."""
+
+    stages: Annotated[tuple[Stage, ...], Field(min_length=1)] = ("linear_probe", "finetune")
+    #: Label fractions of the training split, nested and drawn by patient.
+    fractions: Annotated[tuple[Annotated[float, Field(gt=0, le=1)], ...], Field(min_length=1)] = (
+        0.01, 0.05, 0.1, 0.5, 1.0,
+    )
+    #: Draws per fraction below 1 (a fraction of 1 is the whole split: one draw).
+    draws: Annotated[int, Field(ge=1)] = 3
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
+    #: ``all``: the encoder's own leads; ``I``: lead I alone (single-lead use).
+    leads: Annotated[tuple[LeadSet, ...], Field(min_length=1)] = ("all",)
+    #: Bootstrap resamples over test patients for confidence intervals.
+    bootstrap: Annotated[int, Field(ge=0)] = 1000
+
+    @model_validator(mode="after")
+    def _check(self) -> Protocol:
+        for field in ("stages", "fractions", "seeds", "leads"):
+            values = getattr(self, field)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{field}: repeated value in {list(values)}")
+        return self
+
+
+class Suite(_Model):
+    """A suite file."""
+
+    name: Name
+    description: str = ""
+    tasks: Annotated[tuple[str, ...], Field(min_length=1)]
+    encoders: Annotated[tuple[Choice, ...], Field(min_length=1)]
+    objectives: Annotated[tuple[Choice, ...], Field(min_length=1)]
+    protocol: Protocol = Protocol()
+    #: Add the registered control objectives (random init, ...) that the suite does not list.
+    controls: bool = True
+
+
+#: Which model validates the table at a location (list indices left out), for did-you-mean on unknown fields.
+_MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Suite,
+    ("protocol",): Protocol,
+    ("encoders",): Choice,
+    ("objectives",): Choice,
+}
+
+
+def _format_loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _format_loc(loc) or "(file)"
+        if err["type"] == "extra_forbidden":
+            parent = tuple(p for p in loc[:-1] if isinstance(p, str))
+            known = _MODEL_AT[parent].model_fields if parent in _MODEL_AT else {}
+            problems.append(f"{source}: {where}: unknown field{did_you_mean(str(loc[-1]), known)}")
+        elif err["type"] == "missing":
+            problems.append(f"{source}: {where}: required field missing")
+        else:
+            problems.append(f"{source}: {where}: {err['msg']}")
+    return problems
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Parse and validate a suite's TOML text (names are checked against a registry by :func:`check_names`)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError([f"{source}: invalid TOML: {exc}"]) from None
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteError(_pydantic_problems(source, exc)) from None
+
+
+def suite_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    """Where suites are looked up by name: ``extra``, ``./leaderboards``, then the suites shipped with the package."""
+    dirs = [*extra, Path("leaderboards")]
+    spec = importlib.util.find_spec(SUITE_PACKAGE)
+    if spec is not None and spec.submodule_search_locations is not None:
+        dirs += [Path(p) for p in spec.submodule_search_locations if Path(p).is_dir()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and all(not d.resolve() == u.resolve() for u in unique):
+            unique.append(d)
+    return unique
+
+
+def find_suites(dirs: Sequence[Path] | None = None) -> dict[str, Path]:
+    """Suite name (file stem) -> path; the first directory that has a name wins."""
+    found: dict[str, Path] = {}
+    for d in suite_dirs() if dirs is None else dirs:
+        for path in sorted(d.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_suite_path(arg: str) -> Path:
+    """A suite given as a path, or as a name looked up in :func:`suite_dirs`."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    if path.suffix == ".toml" or "/" in arg:
+        raise SuiteError([f"{arg}: no such file"])
+    suites = find_suites()
+    if arg in suites:
+        return suites[arg]
+    raise SuiteError([f"{arg}: no such file or suite{did_you_mean(arg, suites)} (suites: {', '.join(suites) or 'none'})"])
+
+
+def load_suite(arg: str | Path) -> tuple[Suite, Path]:
+    """Read and validate a suite file (by path or name). Raises :class:`SuiteError`."""
+    path = resolve_suite_path(str(arg))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([f"{path}: cannot read: {exc}"]) from None
+    return parse_suite(text, str(path)), path
+
+
+def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
+    """Problems with the suite's names against the registry: unknown names (with did-you-mean), bad presets,
+    repeated entries, objectives needing a modality the task's dataset lacks."""
+    problems: list[str] = []
+
+    def check(field: str, index: int, kind: str, name: str) -> Any:
+        try:
+            return registry.catalog(kind).get(name)
+        except UnknownNameError as exc:
+            problems.append(f"{source}: {field}[{index}]{'.name' if field != 'tasks' else ''}: {exc}")
+            return None
+
+    for field, kind, values in (
+        ("tasks", "task", suite.tasks),
+        ("encoders", "encoder", [c.name for c in suite.encoders]),
+        ("objectives", "objective", [c.name for c in suite.objectives]),
+    ):
+        seen: set[str] = set()
+        for i, name in enumerate(values):
+            if name in seen:
+                problems.append(f"{source}: {field}[{i}]: {kind} {name!r} is listed twice")
+            seen.add(name)
+    for i, task in enumerate(suite.tasks):
+        check("tasks", i, "task", task)
+    for i, choice in enumerate(suite.encoders):
+        spec = check("encoders", i, "encoder", choice.name)
+        if spec is not None and choice.preset is not None:
+            try:
+                spec.preset(choice.preset)
+            except UnknownNameError as exc:
+                problems.append(f"{source}: encoders[{i}].preset: {exc}")
+    for i, choice in enumerate(suite.objectives):
+        spec = check("objectives", i, "objective", choice.name)
+        if spec is not None and choice.preset is not None:
+            problems.append(f"{source}: objectives[{i}].preset: objectives have no presets; use options")
+        if spec is None:
+            continue
+        for task_name in suite.tasks:
+            if task_name not in registry.tasks:
+                continue
+            dataset = registry.tasks.get(task_name).dataset
+            if dataset in registry.datasets:
+                lacking = set(spec.modalities) - set(registry.datasets.get(dataset).modalities)
+                if lacking:
+                    problems.append(
+                        f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, "
+                        f"which dataset {dataset!r} of task {task_name!r} does not provide"
+                    )
+    return problems
+
+
+def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
+    """Load a suite and check its names; any problem raises :class:`SuiteError` listing all of them."""
+    suite, path = load_suite(arg)
+    problems = check_names(suite, registry, str(path))
+    if problems:
+        raise SuiteError(problems)
+    return suite, path
+
+
+# --- cells --------------------------------------------------------------------------------------------------
+
+
+class Cell(_Model):
+    """One unit of work. ``pretrain`` cells make checkpoints; the others evaluate one on one task."""
+
+    stage: Literal["pretrain", "linear_probe", "finetune", "zero_shot"]
+    task: str | None = None
+    encoder: str
+    preset: str | None = None
+    encoder_options: dict[str, JsonValue] = {}
+    objective: str
+    objective_options: dict[str, JsonValue] = {}
+    seed: int
+    fraction: float | None = None
+    draw: int | None = None
+    leads: LeadSet = "all"
+    #: Versions of the specs involved (encoder, objective, task): a new version is a new cell.
+    versions: dict[str, str] = {}
+
+    @property
+    def key(self) -> str:
+        """The hash of the resolved config: equal configs, equal keys."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class CellOutcome(_Model):
+    """How a cell ended, as reported to the ``cell_finished`` and ``run_finished`` observers."""
+
+    key: str
+    status: Literal["done", "cached", "failed"]
+    wall_s: float = 0.0
+    result_path: str | None = None
+    error: str | None = None
+
+
+def resolved_objectives(suite: Suite, registry: Registry) -> tuple[list[Choice], list[str]]:
+    """The suite's objectives plus the registered controls it does not list; also the names that were added."""
+    objectives = list(suite.objectives)
+    added: list[str] = []
+    if suite.controls:
+        listed = {c.name for c in objectives}
+        for spec in registry.objectives:
+            if spec.control and spec.name not in listed:
+                objectives.append(Choice(name=spec.name))
+                added.append(spec.name)
+    return objectives, added
+
+
+def plan(suite: Suite, registry: Registry) -> list[Cell]:
+    """Expand a validated suite into its cells: pretraining first, then every evaluation."""
+    objectives, _ = resolved_objectives(suite, registry)
+    proto = suite.protocol
+    cells: list[Cell] = []
+    for seed in proto.seeds:
+        for enc in suite.encoders:
+            enc_spec = registry.encoders.get(enc.name)
+            for obj in objectives:
+                obj_spec = registry.objectives.get(obj.name)
+                if obj_spec.pretrains:
+                    cells.append(
+                        Cell(
+                            stage="pretrain", encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
+                            objective=obj.name, objective_options=obj.options, seed=seed,
+                            versions={"encoder": enc_spec.version, "objective": obj_spec.version},
+                        )
+                    )
+    for task in suite.tasks:
+        task_spec = registry.tasks.get(task)
+        for enc in suite.encoders:
+            enc_spec = registry.encoders.get(enc.name)
+            for obj in objectives:
+                obj_spec = registry.objectives.get(obj.name)
+                versions = {"encoder": enc_spec.version, "objective": obj_spec.version, "task": task_spec.version}
+                common = dict(
+                    task=task, encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
+                    objective=obj.name, objective_options=obj.options, versions=versions,
+                )
+                for seed in proto.seeds:
+                    for leads in proto.leads:
+                        for stage in proto.stages:
+                            if stage == "zero_shot":
+                                if "text" in obj_spec.modalities:
+                                    cells.append(Cell(stage=stage, seed=seed, leads=leads, **common))
+                                continue
+                            for fraction in proto.fractions:
+                                for draw in range(1 if fraction == 1.0 else proto.draws):
+                                    cells.append(
+                                        Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
+                                             **common)
+                                    )
+    return cells

@@ -1,0 +1,102 @@
+"""The command line: listings, plugins, validate, run; user errors are one line with exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from conftest import BUILTINS_ONLY, REPO, run_cli
+
+import stence_bench
+from stence_bench.cli import cli, format_table
+from stence_bench.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load(environ=BUILTINS_ONLY)
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # ./leaderboards is where suites are looked up by name
+
+
+def invoke(registry, *args):
+    return CliRunner().invoke(cli, list(args), obj=registry, prog_name="stence-bench")
+
+
+def test_version(registry):
+    result = invoke(registry, "--version")
+    assert result.exit_code == 0 and result.output.strip() == f"stence-bench, version {stence_bench.__version__}"
+
+
+def test_list_encoders_is_a_table_with_origin_and_contract(registry):
+    result = invoke(registry, "list", "encoders")
+    assert result.exit_code == 0, result.output
+    header, rule, *rows = result.output.splitlines()
+    assert header.split() == ["name", "origin", "fs", "Hz", "window", "s", "leads", "dim", "presets", "normalization"]
+    wang = next(r for r in rows if r.startswith("resnet1d_wang "))
+    assert wang.split() == ["resnet1d_wang", "stence-bench", stence_bench.__version__, "100", "2.5", "12", "(I..V6)",
+                            "256", "tiny,base", "zscore_dataset"]
+
+
+def test_list_with_pattern_and_json(registry):
+    assert invoke(registry, "list", "tasks", "rhythm").output.splitlines()[2].startswith("ptbxl.rhythm ")
+    assert invoke(registry, "list", "tasks", "nothing-like-it").output.strip() == "no tasks match 'nothing-like-it'"
+    import json
+
+    payload = json.loads(invoke(registry, "list", "objectives", "--json").output)
+    assert payload[0]["spec"]["name"] == "none" and payload[0]["origin"].startswith("stence-bench ")
+    assert invoke(registry, "list", "datasets").output.strip() == "no datasets registered"
+
+
+def test_list_suites_shows_the_quickstart(registry):
+    result = invoke(registry, "list", "suites")
+    assert result.exit_code == 0
+    assert any(line.startswith("quickstart ") and "leaderboards/quickstart.toml" in line
+               for line in result.output.splitlines())
+
+
+def test_plugins_lists_distributions_and_hooks(registry):
+    result = invoke(registry, "plugins")
+    assert result.exit_code == 0
+    rows = [line.split() for line in result.output.splitlines()[2:]]
+    assert ["stence_bench_plugins.encoders", "stence-bench", stence_bench.__version__, "built-in",
+            "register_encoders"] in rows
+
+
+def test_validate_and_run_plan_the_quickstart(registry):
+    ok = invoke(registry, "validate", "leaderboards/quickstart.toml")
+    assert ok.exit_code == 0 and "ok: suite 'quickstart'" in ok.output and "26 cells" in ok.output
+    run = invoke(registry, "run", "quickstart")
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    assert lines[-1].startswith("26 cells planned (0 pretraining, 26 evaluation).")
+    assert sum(" linear_probe " in line for line in lines) == 13
+
+
+def test_user_errors_are_one_line_exit_2(registry, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text((REPO / "leaderboards" / "quickstart.toml").read_text().replace("resnet1d_wang", "resnet1d18x"))
+    result = invoke(registry, "validate", str(bad))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {bad}: encoders[0].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
+        "(known: resnet1d18, resnet1d_wang)\n"
+    )
+    missing = invoke(registry, "run", "no-such-suite.toml")
+    assert missing.exit_code == 2 and missing.output == "Error: no-such-suite.toml: no such file\n"
+
+
+def test_the_installed_command_reports_errors_without_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ntasks = ["ptbxl.rhythm"]\nobjectives = ["none"]\nencoders = ["resnet1d_wang"]\n'
+                   "[protocol]\nfractionz = [0.1]\n")
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr == f"Error: {bad}: protocol.fractionz: unknown field; did you mean 'fractions'?\n"
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_format_table_aligns_columns():
+    assert format_table(["a", "bb"], [["xxx", 1], ["y", 22]]).splitlines() == ["a    bb", "---  --", "xxx  1", "y    22"]

@@ -1,0 +1,162 @@
+"""The contract: every hook is typed, documented in docs/plugins.md and tested here (test_hook_<name>)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import BUILTINS_ONLY, REPO
+from plugin_fixtures import Plugin, encoder, objective, task
+
+from stence_bench import hookimpl, hookspecs
+from stence_bench.cli import cli
+from stence_bench.errors import DuplicateNameError, PluginError
+from stence_bench.registry import Registry
+from stence_bench.specs import DatasetSpec, ModalitySpec
+from stence_bench.suite import Cell, CellOutcome, parse_suite
+
+HOOKS = sorted(name for name, obj in vars(hookspecs).items() if hasattr(obj, f"{hookspecs.PROJECT}_spec"))
+
+
+def test_the_contract_has_the_expected_hooks():
+    assert HOOKS == sorted([
+        "register_encoders", "register_objectives", "register_tasks", "register_datasets", "register_modalities",
+        "register_commands", "run_started", "cell_finished", "run_finished",
+    ])
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_typed_documented_and_tested(hook):
+    function = getattr(hookspecs, hook)
+    assert inspect.getdoc(function), f"{hook} has no docstring"
+    for name, param in inspect.signature(function).parameters.items():
+        assert param.annotation is not inspect.Parameter.empty, f"{hook}({name}) has no type"
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    assert re.search(rf"^### `{hook}`", docs, re.M), f"docs/plugins.md has no section '### `{hook}`'"
+    tests = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
+    assert re.search(rf"^def test_hook_{hook}\b", tests, re.M), f"no test named test_hook_{hook}"
+
+
+def load(*plugins) -> Registry:
+    return Registry.load(extra=plugins, environ=BUILTINS_ONLY)
+
+
+def test_hook_register_encoders():
+    registry = load(Plugin("p", encoders=[encoder("my_net", sampling_rate=250, window_s=4, leads=("I",))]))
+    entry = registry.encoders.entry("my_net")
+    assert entry.spec.n_samples == 1000 and entry.plugin.name == "p"
+    module = entry.spec.build("tiny")
+    assert module.embed_dim == 32
+
+
+def test_hook_register_objectives():
+    registry = load(Plugin("p", objectives=[objective("clip", modalities=("ecg", "angiography"),
+                                                      gathers_across_ranks=True)]))
+    spec = registry.objectives.get("clip")
+    assert spec.pretrains and spec.gathers_across_ranks and spec.modalities == ("ecg", "angiography")
+    out = CliRunner().invoke(cli, ["list", "objectives", "clip"], obj=registry).output
+    assert out.splitlines()[2].split() == ["clip", "<in-process>", "ecg,angiography", "yes", "yes", "no"]
+
+
+def test_hook_register_tasks():
+    registry = load(Plugin("p", tasks=[task("lvef.35", dataset="echo", metric="auprc")]))
+    assert registry.tasks.get("lvef.35").dataset == "echo"
+    suite = parse_suite('name="s"\ntasks=["lvef.35"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n')
+    from stence_bench.suite import check_names
+
+    assert check_names(suite, registry) == []
+
+
+def test_hook_register_datasets():
+    registry = load(Plugin("p", datasets=[DatasetSpec(name="wfdb", reader="m:read", formats=("16", "212"))]))
+    assert registry.datasets.get("wfdb").formats == ("16", "212")
+    assert CliRunner().invoke(cli, ["list", "datasets"], obj=registry).output.splitlines()[2].split() == [
+        "wfdb", "<in-process>", "16,212", "ecg"]
+
+
+def test_hook_register_modalities():
+    spec = ModalitySpec(name="angio_cnn", modality="angiography", factory="torch.nn:Identity", embed_dim=128)
+    registry = load(Plugin("p", modalities=[spec]))
+    assert registry.modalities.get("angio_cnn").embed_dim == 128
+    assert CliRunner().invoke(cli, ["list", "modalities"], obj=registry).output.splitlines()[2].split() == [
+        "angio_cnn", "<in-process>", "angiography", "128"]
+
+
+def _command(name: str, text: str) -> click.Command:
+    @click.command(name)
+    def command():
+        """A plugin's command."""
+        click.echo(text)
+
+    return command
+
+
+def test_hook_register_commands():
+    registry = load(Plugin("p", commands=[_command("hello", "hello from a plugin")]))
+    result = CliRunner().invoke(cli, ["hello"], obj=registry)
+    assert result.exit_code == 0 and result.output == "hello from a plugin\n"
+    assert "hello" in CliRunner().invoke(cli, ["--help"], obj=registry).output
+
+    twice = load(Plugin("a", commands=[_command("hello", "a")]), Plugin("b", commands=[_command("hello", "b")]))
+    with pytest.raises(DuplicateNameError, match=r"command 'hello' is registered twice: by <in-process> \(a\)"):
+        twice.commands()
+    clash = CliRunner().invoke(cli, ["run", "x"], obj=load(Plugin("c", commands=[_command("run", "mine")])))
+    assert clash.exit_code == 2 and "registers the command 'run', which is a built-in command" in clash.output
+
+
+class Recorder:
+    """An observer plugin, as a logger (MLflow, W&B) would be."""
+
+    __name__ = "recorder"
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def run_started(self, suite, cells):
+        self.calls.append(("run_started", suite.name, [c.key for c in cells]))
+
+    @hookimpl
+    def cell_finished(self, cell, outcome):
+        self.calls.append(("cell_finished", cell.key, outcome.status))
+
+    @hookimpl
+    def run_finished(self, suite, outcomes):
+        self.calls.append(("run_finished", suite.name, [o.status for o in outcomes]))
+
+
+SUITE = parse_suite('name="s"\ntasks=["ptbxl.form"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n')
+CELL = Cell(stage="linear_probe", task="ptbxl.form", encoder="resnet1d18", objective="none", seed=0, fraction=1.0, draw=0)
+
+
+def test_hook_run_started():
+    recorder = Recorder()
+    load(recorder).plugins.manager.hook.run_started(suite=SUITE, cells=[CELL])
+    assert recorder.calls == [("run_started", "s", [CELL.key])]
+
+
+def test_hook_cell_finished():
+    recorder = Recorder()
+    outcome = CellOutcome(key=CELL.key, status="failed", wall_s=1.5, error="ValueError: bad")
+    load(recorder).plugins.manager.hook.cell_finished(cell=CELL, outcome=outcome)
+    assert recorder.calls == [("cell_finished", CELL.key, "failed")]
+
+    class WrongArgument:
+        __name__ = "wrong"
+
+        @hookimpl
+        def cell_finished(self, cell, result):  # the argument is called outcome
+            pass
+
+    with pytest.raises(PluginError, match="wrong.*result"):
+        load(WrongArgument())
+
+
+def test_hook_run_finished():
+    recorder = Recorder()
+    outcomes = [CellOutcome(key=CELL.key, status="cached")]
+    load(recorder).plugins.manager.hook.run_finished(suite=SUITE, outcomes=outcomes)
+    assert recorder.calls == [("run_finished", "s", ["cached"])]

@@ -1,0 +1,129 @@
+"""Suite files: validation with `file: field: message`, did-you-mean, and expansion into cells."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import BUILTINS_ONLY, REPO
+from plugin_fixtures import Plugin, objective
+
+from stence_bench.errors import SuiteError
+from stence_bench.registry import Registry
+from stence_bench.suite import Cell, check_names, find_suites, load_suite, parse_suite, plan
+
+GOOD = """
+name = "s"
+tasks = ["ptbxl.superdiagnostic", "ptbxl.rhythm"]
+objectives = ["none"]
+encoders = [{name = "resnet1d_wang", preset = "tiny"}, "resnet1d18"]
+
+[protocol]
+stages = ["linear_probe", "finetune"]
+fractions = [0.1, 1.0]
+draws = 2
+seeds = [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load(environ=BUILTINS_ONLY)
+
+
+def problems(text: str, registry: Registry | None = None) -> list[str]:
+    try:
+        suite = parse_suite(text, "x.toml")
+    except SuiteError as exc:
+        return exc.problems
+    return check_names(suite, registry, "x.toml") if registry else []
+
+
+def test_unknown_field_gives_file_field_and_suggestion():
+    assert problems(GOOD.replace("draws", "drawz")) == ["x.toml: protocol.drawz: unknown field; did you mean 'draws'?"]
+    assert problems(GOOD.replace("objectives", "objectivs")) == [
+        "x.toml: objectives: required field missing",
+        "x.toml: objectivs: unknown field; did you mean 'objectives'?",
+    ]
+    assert problems(GOOD.replace('preset = "tiny"', 'presett = "tiny"')) == [
+        "x.toml: encoders[0].presett: unknown field; did you mean 'preset'?"]
+
+
+def test_bad_values_name_the_field():
+    assert problems(GOOD.replace("fractions = [0.1, 1.0]", "fractions = [0.1, 1.5]")) == [
+        "x.toml: protocol.fractions[1]: Input should be less than or equal to 1"]
+    assert problems(GOOD.replace("seeds = [0, 1]", "seeds = [1, 1]")) == [
+        "x.toml: protocol: Value error, seeds: repeated value in [1, 1]"]
+    assert problems('name = "s"\ntasks = [') [0].startswith("x.toml: invalid TOML: ")
+
+
+def test_mistyped_names_suggest_the_registered_one(registry):
+    text = GOOD.replace('"resnet1d18"', '"resnet1d18x"').replace('"tiny"', '"tinny"').replace("rhythm", "rythm")
+    assert problems(text, registry) == [
+        "x.toml: tasks[1]: unknown task 'ptbxl.rythm'; did you mean 'ptbxl.rhythm'? (known: ptbxl.all, "
+        "ptbxl.diagnostic, ptbxl.form, ptbxl.rhythm, ptbxl.subdiagnostic, ptbxl.superdiagnostic)",
+        "x.toml: encoders[0].preset: unknown preset 'tinny' of encoder 'resnet1d_wang'; did you mean 'tiny'? "
+        "(known: base, tiny)",
+        "x.toml: encoders[1].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
+        "(known: resnet1d18, resnet1d_wang)",
+    ]
+
+
+def test_repeated_entries_are_reported(registry):
+    text = GOOD.replace('"ptbxl.rhythm"', '"ptbxl.superdiagnostic"')
+    assert problems(text, registry) == ["x.toml: tasks[1]: task 'ptbxl.superdiagnostic' is listed twice"]
+
+
+def test_objective_needing_what_the_dataset_lacks_is_refused():
+    from stence_bench.specs import DatasetSpec
+
+    plugin = Plugin("p", objectives=[objective("clip_text", modalities=("ecg", "text"))],
+                    datasets=[DatasetSpec(name="ptbxl", reader="m:f", modalities=("ecg", "labels"))])
+    registry = Registry.load(extra=[plugin], environ=BUILTINS_ONLY)
+    text = GOOD.replace('objectives = ["none"]', 'objectives = ["clip_text"]')
+    assert problems(text, registry) == [
+        f"x.toml: objectives[0]: objective 'clip_text' needs text, which dataset 'ptbxl' of task '{t}' does not provide"
+        for t in ("ptbxl.superdiagnostic", "ptbxl.rhythm")
+    ]
+
+
+def test_plan_counts_nested_fractions_draws_and_controls():
+    registry = Registry.load(extra=[Plugin("p", objectives=[objective("simclr")])], environ=BUILTINS_ONLY)
+    suite = parse_suite(GOOD.replace('objectives = ["none"]', 'objectives = ["simclr"]'))
+    cells = plan(suite, registry)
+    pretrain = [c for c in cells if c.stage == "pretrain"]
+    # control 'none' added: it does not pretrain, simclr does, once per encoder x seed
+    assert {(c.encoder, c.objective, c.seed) for c in pretrain} == {
+        (e, "simclr", s) for e in ("resnet1d_wang", "resnet1d18") for s in (0, 1)}
+    evals = [c for c in cells if c.stage != "pretrain"]
+    # 2 tasks x 2 encoders x 2 objectives x 2 seeds x 2 stages x (2 draws at 10 % + 1 at 100 %)
+    assert len(evals) == 2 * 2 * 2 * 2 * 2 * 3
+    assert {c.objective for c in evals} == {"simclr", "none"}
+    assert all(c.draw == 0 for c in evals if c.fraction == 1.0)
+    assert len({c.key for c in cells}) == len(cells)
+    assert all(c.versions["task"] == "1" for c in evals)
+
+
+def test_controls_can_be_turned_off(registry):
+    suite = parse_suite(GOOD.replace('name = "s"', 'name = "s"\ncontrols = false'))
+    assert {c.objective for c in plan(suite, registry)} == {"none"}  # listed explicitly
+
+
+def test_cell_key_is_the_hash_of_the_resolved_config():
+    cell = Cell(stage="finetune", task="t", encoder="e", objective="o", seed=0, fraction=0.1, draw=0)
+    same = Cell(stage="finetune", task="t", encoder="e", objective="o", seed=0, fraction=0.1, draw=0)
+    assert cell.key == same.key and len(cell.key) == 16
+    for change in ({"seed": 1}, {"fraction": 0.5}, {"draw": 1}, {"preset": "tiny"}, {"leads": "I"},
+                   {"versions": {"task": "2"}}, {"objective_options": {"temperature": 0.2}}):
+        assert cell.model_copy(update=change).key != cell.key, change
+
+
+def test_suites_are_found_by_name_and_shipped_suites_validate(registry, monkeypatch):
+    monkeypatch.chdir(REPO)
+    suites = find_suites()
+    assert "quickstart" in suites
+    for name in suites:
+        suite, _ = load_suite(name)
+        assert check_names(suite, registry, name) == []
+    with pytest.raises(SuiteError, match="did you mean 'quickstart'"):
+        load_suite("quickstrat")
+    with pytest.raises(SuiteError, match="nope.toml: no such file"):
+        load_suite("nope.toml")
