@@ -1,0 +1,60 @@
+"""The README and docs are true to the code: CI runs the README's commands, its plugin example works."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import BUILTINS_ONLY, REPO
+
+from stence_bench.registry import Registry
+
+
+def readme_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    return [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()
+            if line.startswith("python3 -m venv")]
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_both():
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("stence-bench run leaderboards/quickstart.toml")
+    assert commands[1].endswith("python -m pytest")
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command in ci_lines, f".ci/run does not run the README command: {command}"
+    assert "export STENCE_BENCH_STRICT=1" in "\n".join(ci_lines)
+
+
+def test_readme_plugin_example_registers_an_encoder():
+    readme = (REPO / "README.md").read_text()
+    example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "register_encoders" in block)
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(example, "README.md", "exec"), namespace)
+
+    class Module:
+        __name__ = "readme_example"
+        register_encoders = staticmethod(namespace["register_encoders"])
+
+    spec = Registry.load(extra=[Module()], environ=BUILTINS_ONLY).encoders.get("my_net")
+    assert spec.n_samples == 5000 and spec.factory == "my_package.model:build"
+
+
+def test_plugin_guide_example_matches_the_example_package():
+    guide = (REPO / "docs" / "plugins.md").read_text()
+    pyproject = (REPO / "examples" / "stence-bench-example" / "pyproject.toml").read_text()
+    assert 'example = "stence_bench_example.plugin"' in guide and 'example = "stence_bench_example.plugin"' in pyproject
+
+
+def test_cli_help_lists_the_documented_commands():
+    from click.testing import CliRunner
+
+    from stence_bench.cli import cli
+
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    out = CliRunner().invoke(cli, ["--help"], obj=registry).output
+    for command in ("list", "plugins", "validate", "run"):
+        assert re.search(rf"^  {command}\b", out, re.M), command
+    listed = CliRunner().invoke(cli, ["list", "--help"], obj=registry).output
+    for kind in ("encoders", "objectives", "tasks", "datasets", "modalities", "suites"):
+        assert re.search(rf"^  {kind}\b", listed, re.M), kind
