@@ -245,6 +245,13 @@ def run_command(ctx: click.Context, suite: str) -> None:
                "The protocol runner that executes them is not built yet: nothing was trained.")
 
 
+# --- data ---------------------------------------------------------------------------------------------------
+
+from .data.cli import data_group  # noqa: E402 - the group lives with the data layer
+
+cli.add_command(data_group)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="stence-bench")

@@ -25,6 +25,7 @@ from .errors import PluginError
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_plugins.encoders",
     "stence_bench_plugins.objectives",
+    "stence_bench_plugins.datasets",
     "stence_bench_tasks.ptbxl",
 )
 ENV_DISABLE_AUTOLOAD = "STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD"

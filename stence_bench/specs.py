@@ -194,7 +194,8 @@ class TaskSpec(Spec):
 class DatasetSpec(Spec):
     """A reader for one source layout (WFDB folder, PTB-XL, DICOM, ...).
 
-    ``reader`` names a callable that the data layer calls to read the layout into the ECG store.
+    ``reader`` names a :class:`stence_bench.data.layouts.base.Layout` subclass: ``scan(source)`` lists the records,
+    ``read(ref)`` reads one; ``stence-bench data ingest SOURCE --layout NAME`` runs it into an ECG store.
     """
 
     kind: ClassVar[str] = "dataset"

@@ -59,3 +59,30 @@ def task(name: str, **kw) -> TaskSpec:
     fields = dict(dataset="ptbxl", task_kind="binary", labels="stence_bench_tasks.ptbxl:label_sets", metric="auroc")
     fields.update(kw)
     return TaskSpec(name=name, **fields)
+
+
+# A third-party layout, as a plugin package would ship one: text files, one lead per line of comma-separated mV.
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from stence_bench.data.layouts.base import Layout, RecordRef, Scan  # noqa: E402
+from stence_bench.data.records import BadRecord, Record  # noqa: E402
+
+
+class TextLayout(Layout):
+    name = "text-ecg"
+    fs: float = 250.0
+
+    def scan(self, source: Path) -> Scan:
+        return Scan(refs=[RecordRef(record_id=p.stem, path=str(p), files=(str(p),)) for p in sorted(source.glob("*.txt"))])
+
+    def read(self, ref: RecordRef) -> Record:
+        try:
+            rows = [[float(v) for v in line.split(",")] for line in Path(ref.path).read_text().splitlines() if line]
+        except ValueError as exc:
+            raise BadRecord(ref.path, "not numbers", str(exc)) from None
+        if len({len(r) for r in rows}) != 1:
+            raise BadRecord(ref.path, "ragged leads", "leads of different lengths")
+        return Record(record_id=ref.record_id, signal=np.array(rows, dtype=np.float32), fs=self.fs,
+                      leads=("I", "II", "III")[: len(rows)], source=ref.path)

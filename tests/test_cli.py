@@ -47,7 +47,8 @@ def test_list_with_pattern_and_json(registry):
 
     payload = json.loads(invoke(registry, "list", "objectives", "--json").output)
     assert payload[0]["spec"]["name"] == "none" and payload[0]["origin"].startswith("stence-bench ")
-    assert invoke(registry, "list", "datasets").output.strip() == "no datasets registered"
+    assert invoke(registry, "list", "modalities").output.strip() == "no modalities registered"
+    assert invoke(registry, "list", "datasets", "mimic").output.splitlines()[2].split()[:2] == ["mimic-iv-ecg", "stence-bench"]
 
 
 def test_list_suites_shows_the_quickstart(registry):

@@ -71,10 +71,10 @@ def test_hook_register_tasks():
 
 
 def test_hook_register_datasets():
-    registry = load(Plugin("p", datasets=[DatasetSpec(name="wfdb", reader="m:read", formats=("16", "212"))]))
-    assert registry.datasets.get("wfdb").formats == ("16", "212")
-    assert CliRunner().invoke(cli, ["list", "datasets"], obj=registry).output.splitlines()[2].split() == [
-        "wfdb", "<in-process>", "16,212", "ecg"]
+    registry = load(Plugin("p", datasets=[DatasetSpec(name="hospital-xml", reader="m:read", formats=("xml",))]))
+    assert registry.datasets.get("hospital-xml").formats == ("xml",)
+    assert CliRunner().invoke(cli, ["list", "datasets", "hospital"], obj=registry).output.splitlines()[2].split() == [
+        "hospital-xml", "<in-process>", "xml", "ecg"]
 
 
 def test_hook_register_modalities():

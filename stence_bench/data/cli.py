@@ -1,0 +1,148 @@
+"""``stence-bench data``: ingest sources into an ECG store, and describe a store."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from pydantic import ValidationError
+
+from ..errors import StenceBenchError, UnknownNameError
+
+if TYPE_CHECKING:  # the CLI starts without pandas or numpy; data commands import them when they run
+    from .layouts.base import Layout
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; a value that parses as JSON (``100``, ``true``) is taken as such, else as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise StenceBenchError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def make_layout(ctx: click.Context, name: str, options: dict[str, Any]) -> Layout:
+    from ..cli import get_registry
+    from ..specs import import_object
+
+    try:
+        spec = get_registry(ctx).datasets.get(name)
+    except UnknownNameError as exc:
+        raise StenceBenchError(f"--layout: {exc}") from None
+    layout_cls = import_object(spec.reader, what=f"dataset {name!r}")
+    try:
+        return layout_cls(**options)
+    except ValidationError as exc:
+        problems = "; ".join(f"--option {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise StenceBenchError(f"layout {name!r}: {problems}") from None
+
+
+@click.group("data")
+def data_group() -> None:
+    """Read ECG sources into a store, and describe stores."""
+
+
+@data_group.command("ingest")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--layout", "layout_name", required=True, metavar="NAME",
+              help="The source's layout: wfdb, ptbxl, cinc2021, mimic-iv-ecg, dicom (stence-bench list datasets).")
+@click.option("--store", required=True, type=click.Path(path_type=Path), help="The store folder (created if new).")
+@click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
+              help="Reader processes.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Records per shard (the unit that is committed atomically).")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="A layout option, e.g. -o rate=100 for ptbxl, -o group=median for dicom.")
+@click.pass_context
+def ingest_command(ctx: click.Context, source: Path, layout_name: str, store: Path, workers: int, chunk_size: int,
+                   options: tuple[str, ...]) -> None:
+    """Read SOURCE into the store: in parallel, resumable, bad records quarantined with a reason.
+
+    Running it again skips records already in the store whose files have not changed, so an interrupted ingest
+    resumes where it stopped.
+    """
+    from .ingest import ingest
+
+    layout = make_layout(ctx, layout_name, parse_options(options))
+    bar: Any = None
+
+    def start(total: int) -> None:
+        nonlocal bar
+        bar = click.progressbar(length=total, label="ingesting", show_pos=True, show_eta=True, file=sys.stderr)
+        bar.__enter__()
+
+    try:
+        report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size,
+                        on_start=start, progress=lambda n: bar.update(n))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for line in report.lines():
+        click.echo(line)
+
+
+@data_group.command("info")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info_command(store: Path, as_json: bool) -> None:
+    """Describe a store: records, patients, sampling rates, leads, quarantine."""
+    from .store import ECGStore
+
+    summary = ECGStore(store).summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"store        {summary['store']}")
+    click.echo(f"layout       {summary['layout']} from {summary['source']}")
+    click.echo(f"records      {summary['records']}  ({summary['patients']} patients)")
+    click.echo("fs (Hz)      " + ", ".join(f"{fs}: {n}" for fs, n in summary["sampling_rates"].items()))
+    for leads, n in summary["leads"].items():
+        click.echo(f"leads        {leads}: {n}")
+    click.echo(f"fingerprint  {summary['fingerprint']}")
+    click.echo(f"quarantined  {summary['quarantined']}" + (f"  (reasons: {summary['quarantine_report']})"
+                                                         if summary["quarantined"] else ""))
+
+
+@data_group.command("labels")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("table", type=click.Path(path_type=Path))
+@click.option("--key", type=click.Choice(["record", "patient", "study"]), required=True,
+              help="What the table's rows are keyed by.")
+@click.option("--key-column", help="The table's key column (default: record_id, patient_id or study_id).")
+@click.option("--time-column", help="The label's time column: join each record to the row nearest in time.")
+@click.option("--within", help="With --time-column: the largest gap accepted, e.g. 12h, 3D.")
+@click.option("--direction", type=click.Choice(["nearest", "backward", "forward"]), default="nearest",
+              show_default=True, help="With --time-column: the nearest row, the latest before, or the first after.")
+@click.option("--name", help="The joined table's name in the store (default: the CSV's file name).")
+def labels_command(store: Path, table: Path, key: str, key_column: str | None, time_column: str | None,
+                   within: str | None, direction: str, name: str | None) -> None:
+    """Join a CSV label table to the store's records and keep it in the store (tables/NAME.csv)."""
+    import pandas as pd
+
+    from .store import TABLE_DIR, ECGStore, write_atomic
+    from .tables import join_labels, read_label_table
+
+    if within and not time_column:
+        raise StenceBenchError("--within needs --time-column")
+    if within:
+        try:
+            pd.Timedelta(within)
+        except ValueError:
+            raise StenceBenchError(f"--within {within!r}: not a duration (examples: 12h, 30min, 3D)") from None
+    opened = ECGStore(store)
+    labels = read_label_table(table, key=key, key_column=key_column, time_column=time_column)  # type: ignore[arg-type]
+    joined = join_labels(opened.manifest, labels, key=key, key_column=key_column, time_column=time_column,  # type: ignore[arg-type]
+                         within=within, direction=direction)  # type: ignore[arg-type]
+    target = store / TABLE_DIR / f"{name or table.stem}.csv"
+    write_atomic(target, joined.to_csv(index=False))
+    click.echo(f"{target}: {len(joined)} of {len(opened)} records labelled")

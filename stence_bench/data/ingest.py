@@ -1,0 +1,182 @@
+"""Ingest: scan a source with its layout, read records in parallel processes, write shards, quarantine bad input.
+
+Resumable: a record already in the store whose files are unchanged (same size and mtime) is skipped; a changed
+one is read again and its new row supersedes the old. Quarantined records are tried again on every run (their
+files may have been fixed).
+Each chunk of records becomes one shard, committed atomically, so a kill loses at most the chunks in flight.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .layouts.base import Layout, RecordRef
+from .records import BadRecord
+from .store import QUARANTINE_COLUMNS, SHARD_DIR, TABLE_DIR, ECGStore, ShardWriter, StoreError, create_store, fingerprint, new_store_info, write_atomic
+
+
+@dataclass
+class IngestReport:
+    store: Path
+    found: int
+    ingested: int
+    skipped: int
+    quarantined_now: int
+    quarantined_total: int
+    report: Path
+    seconds: float
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.store}: {self.found} records found, {self.ingested} ingested, "
+            f"{self.skipped} already in the store, {self.quarantined_now} quarantined "
+            f"({self.seconds:.1f} s)",
+        ]
+        if self.quarantined_total:
+            out.append(f"{self.quarantined_total} record(s) quarantined in all; reasons in {self.report}")
+        return out
+
+
+def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
+                  problems: list[tuple[RecordRef, BadRecord]]) -> tuple[int, int]:
+    """Read ``refs`` into one shard (runs in a worker process). Returns (ingested, quarantined)."""
+    writer = ShardWriter(Path(root), shard)
+    n_ok = n_bad = 0
+    try:
+        for ref, bad in problems:
+            writer.quarantine(ref.record_id, ref.path, bad)
+            n_bad += 1
+        for ref in refs:
+            try:
+                record = layout.read(ref)
+                record.record_id = ref.record_id
+                record.patient_id = record.patient_id or ref.patient_id
+                record.time = record.time or ref.time
+                record.files = record.files or ref.files
+                if ref.meta:
+                    record.meta = {**ref.meta, **record.meta}
+                writer.add(record.check())
+                n_ok += 1
+            except BadRecord as bad:
+                writer.quarantine(ref.record_id, ref.path, bad)
+                n_bad += 1
+            except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                # a file no reader anticipated: keep going, and say exactly what happened
+                writer.quarantine(ref.record_id, ref.path, BadRecord(ref.path, "unreadable", f"{type(exc).__name__}: {exc}"))
+                n_bad += 1
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return n_ok, n_bad
+
+
+def _clean_temporaries(root: Path) -> None:
+    for tmp in (root / SHARD_DIR).glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for data in [*(root / SHARD_DIR).glob("shard-*.f32"), *(root / SHARD_DIR).glob("shard-*.i16")]:
+        if not data.with_suffix(".csv").exists():
+            data.unlink()  # data of a shard whose commit never finished
+
+
+def _next_shard(root: Path) -> int:
+    numbers = [int(p.stem.split("-")[1]) for p in (root / SHARD_DIR).glob("shard-*.csv")]
+    return max(numbers, default=-1) + 1
+
+
+def ingest(
+    source: str | os.PathLike[str],
+    layout: Layout,
+    store: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    chunk_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest ``source`` read by ``layout`` into the store at ``store`` (created if needed)."""
+    started = time.perf_counter()
+    source, root = Path(source), Path(store)
+    if not source.exists():
+        raise StoreError(f"{source}: no such file or folder")
+    create_store(root, new_store_info(layout.name, source, layout.model_dump(mode="json")))
+    _clean_temporaries(root)
+    scan = layout.scan(source)
+
+    existing = ECGStore(root)
+    done = dict(zip(existing.manifest["record_id"], zip(existing.manifest["files"], existing.manifest["fingerprint"])))
+    todo: list[RecordRef] = []
+    problems: list[tuple[RecordRef, BadRecord]] = []
+    seen: set[str] = set()
+    for ref in scan.refs:
+        if ref.record_id in seen:
+            problems.append((ref, BadRecord(ref.path, "duplicate record id", f"{ref.record_id!r} appears twice")))
+            continue
+        seen.add(ref.record_id)
+        if ref.record_id in done:
+            files, fp = done[ref.record_id]
+            if fingerprint(files.split(";")) == fp:
+                continue
+        todo.append(ref)
+    problems += scan.problems
+    skipped = len(scan.refs) + len(scan.problems) - len(todo) - len(problems)
+
+    for name, table in scan.tables.items():
+        write_atomic(root / TABLE_DIR / f"{name}.csv", table.to_csv(index=False))
+
+    shard = _next_shard(root)
+    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    jobs: list[tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]] = [
+        (shard + i, chunk, []) for i, chunk in enumerate(chunks)
+    ]
+    if problems:
+        jobs.append((shard + len(chunks), [], problems))
+    if on_start:
+        on_start(len(todo) + len(problems))
+    n_ok = n_bad = 0
+    if workers <= 1 or len(jobs) <= 1:
+        for shard_no, refs, probs in jobs:
+            ok, bad = _ingest_chunk(layout, str(root), shard_no, refs, probs)
+            n_ok, n_bad = n_ok + ok, n_bad + bad
+            if progress:
+                progress(ok + bad)
+    else:
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: set[Future[tuple[int, int]]] = {
+                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs) for shard_no, refs, probs in jobs
+            }
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        ok, bad = future.result()
+                        n_ok, n_bad = n_ok + ok, n_bad + bad
+                        if progress:
+                            progress(ok + bad)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    final = ECGStore(root)
+    report = root / "quarantine.csv"
+    write_atomic(report, final.quarantine[QUARANTINE_COLUMNS].to_csv(index=False))
+    return IngestReport(
+        store=root, found=len(scan.refs) + len(scan.problems), ingested=n_ok, skipped=skipped,
+        quarantined_now=n_bad, quarantined_total=len(final.quarantine), report=report,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def read_quarantine(store: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_csv(Path(store) / "quarantine.csv", dtype=str, keep_default_na=False)

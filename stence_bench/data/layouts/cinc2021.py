@@ -1,0 +1,72 @@
+"""``cinc2021``: the PhysioNet/CinC Challenge 2021 layout: WFDB records whose headers carry ``# Age``, ``# Sex`` and
+``# Dx`` (SNOMED-CT codes), mapped to names with the challenge's own tables (shipped in ``stence_bench/data/snomed``).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from ..records import BadRecord, Record
+from ..wfdb_io import read_wfdb
+from .base import Layout, RecordRef, Scan
+from .wfdb_folder import wfdb_refs
+
+
+@functools.lru_cache(maxsize=1)
+def snomed_table() -> pd.DataFrame:
+    """SNOMED-CT code -> name, abbreviation and whether the challenge scored it."""
+    frames = []
+    for scored in (True, False):
+        path = files("stence_bench.data") / "snomed" / f"dx_mapping_{'scored' if scored else 'unscored'}.csv"
+        with path.open() as fh:
+            table = pd.read_csv(fh, dtype={"SNOMEDCTCode": str})
+        frames.append(table[["SNOMEDCTCode", "Dx", "Abbreviation"]].assign(scored=scored))
+    return pd.concat(frames).drop_duplicates("SNOMEDCTCode").set_index("SNOMEDCTCode")
+
+
+def parse_comments(comments: list[str], source: str) -> dict[str, Any]:
+    """``Age``, ``Sex``, ``Dx`` (and any other ``Key: value``) from the header comments."""
+    fields: dict[str, str] = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    if "Dx" not in fields:
+        raise BadRecord(source, "missing labels", "no '# Dx:' line in the header")
+    codes = [c.strip() for c in fields["Dx"].split(",") if c.strip()]
+    if not codes or not all(c.isdigit() for c in codes):
+        raise BadRecord(source, "bad labels", f"'# Dx: {fields['Dx']}' is not a list of SNOMED-CT codes")
+    table = snomed_table()
+    age_text = fields.get("Age", "")
+    try:
+        age: float | None = float(age_text)
+    except ValueError:
+        age = None  # "NaN", "Unknown"
+    return {
+        "age": age if age == age else None,
+        "sex": fields.get("Sex") or None,
+        "dx": codes,
+        "dx_names": [str(table.loc[c, "Dx"]) if c in table.index else f"unknown SNOMED {c}" for c in codes],
+        "dx_abbreviations": [str(table.loc[c, "Abbreviation"]) if c in table.index else c for c in codes],
+        "header": {k: v for k, v in fields.items() if k not in ("Age", "Sex", "Dx")},
+    }
+
+
+class Cinc2021Layout(Layout):
+    """Challenge 2021 records below the source folder; a record without a readable ``# Dx`` is quarantined."""
+
+    name: ClassVar[str] = "cinc2021"
+
+    def scan(self, source: Path) -> Scan:
+        codes = snomed_table().reset_index()
+        return Scan(refs=wfdb_refs(source), tables={"snomed": codes})
+
+    def read(self, ref: RecordRef) -> Record:
+        record, header = read_wfdb(ref.path, record_id=ref.record_id)
+        record.meta = parse_comments(header.comments, ref.path)
+        return record

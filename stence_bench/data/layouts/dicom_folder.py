@@ -1,0 +1,83 @@
+"""``dicom``: a folder of DICOM files: 12-lead ECG waveforms become records; X-ray angiograms are listed.
+
+ECGs (any waveform SOP class with a multiplex group) are read in physical units with their lead names; the
+multiplex group is chosen by ``--option group=rhythm|median``. Angiograms (Modality XA) are paired data, not
+ECGs: each is listed in the store's ``angiography`` table (patient, study, frames, frame time, angles, path),
+and its frames are read on demand by :func:`stence_bench.data.dicom.read_angiography`. Any other file is
+quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from ..dicom import ECG_SOP_PREFIX, XA_SOP_CLASSES, read_dicom_ecg
+from ..records import BadRecord, Record
+from .base import Layout, RecordRef, Scan
+
+_HEADER_TAGS = ["Modality", "SOPClassUID", "SOPInstanceUID", "PatientID", "StudyInstanceUID", "NumberOfFrames",
+                "Rows", "Columns", "FrameTime", "PositionerPrimaryAngle", "PositionerSecondaryAngle",
+                "AcquisitionDateTime", "StudyDate", "StudyTime"]
+
+
+def _dicom_files(source: Path) -> list[str]:
+    found = []
+    for folder, _, names in os.walk(source):
+        found += [os.path.join(folder, n) for n in names if n.lower().endswith((".dcm", ".dicom"))]
+    return sorted(found)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class DicomLayout(Layout):
+    """DICOM ECG waveforms (records) and XA angiograms (the ``angiography`` table) below the source folder."""
+
+    name: ClassVar[str] = "dicom"
+    group: str = "rhythm"
+
+    def scan(self, source: Path) -> Scan:
+        files = [str(source)] if source.is_file() else _dicom_files(source)
+        refs: list[RecordRef] = []
+        problems: list[tuple[RecordRef, BadRecord]] = []
+        angiograms: list[dict[str, Any]] = []
+        for path in files:
+            record_id = Path(os.path.relpath(path, source.parent if source.is_file() else source)).with_suffix("").as_posix()
+            ref = RecordRef(record_id=record_id, path=path, files=(path,))
+            try:
+                ds = pydicom.dcmread(path, specific_tags=_HEADER_TAGS, force=False)
+            except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+                problems.append((ref, BadRecord(path, "not DICOM", f"{type(exc).__name__}: {exc}")))
+                continue
+            sop = str(ds.get("SOPClassUID", ""))
+            modality = str(ds.get("Modality", ""))
+            patient = str(ds.get("PatientID", "") or "") or None
+            if sop.startswith(ECG_SOP_PREFIX) or modality == "ECG":
+                ref.patient_id = patient
+                refs.append(ref)
+            elif modality == "XA" or sop in XA_SOP_CLASSES:
+                angiograms.append({
+                    "path": path, "record_id": record_id, "patient_id": patient,
+                    "study_uid": str(ds.get("StudyInstanceUID", "")), "sop_uid": str(ds.get("SOPInstanceUID", "")),
+                    "n_frames": int(_number(ds.get("NumberOfFrames")) or 1), "rows": ds.get("Rows"),
+                    "columns": ds.get("Columns"), "frame_time_ms": _number(ds.get("FrameTime")),
+                    "primary_angle": _number(ds.get("PositionerPrimaryAngle")),
+                    "secondary_angle": _number(ds.get("PositionerSecondaryAngle")),
+                })
+            else:
+                problems.append((ref, BadRecord(path, "not an ECG", f"Modality {modality or '?'}, SOP class {sop or '?'}")))
+        tables = {"angiography": pd.DataFrame(angiograms)} if angiograms else {}
+        return Scan(refs=refs, problems=problems, tables=tables)
+
+    def read(self, ref: RecordRef) -> Record:
+        return read_dicom_ecg(ref.path, group=self.group, record_id=ref.record_id)

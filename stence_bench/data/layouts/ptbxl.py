@@ -1,0 +1,62 @@
+"""``ptbxl``: the PTB-XL layout: ``ptbxl_database.csv``, ``scp_statements.csv``, ``records100/`` and ``records500/``.
+
+Records are read at 500 Hz (``records500``, the original rate) or 100 Hz (``--option rate=100``). The database
+and statement tables are kept in the store (``tables/``), with ``strat_fold``, so tasks build the PTB-XL label sets
+(``stence_bench_tasks.ptbxl``) and the benchmark's folds from them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+
+from ...errors import StenceBenchError
+from ..records import Record
+from ..wfdb_io import read_wfdb
+from .base import Layout, RecordRef, Scan, require_columns
+
+DATABASE_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
+
+
+class PtbxlLayout(Layout):
+    """PTB-XL. Options: ``rate`` (100 or 500 Hz), ``database`` (the record table's file name)."""
+
+    name: ClassVar[str] = "ptbxl"
+    rate: Literal[100, 500] = 500
+    database: str = "ptbxl_database.csv"
+    statements: str = "scp_statements.csv"
+
+    def scan(self, source: Path) -> Scan:
+        db_path, st_path = source / self.database, source / self.statements
+        for path in (db_path, st_path):
+            if not path.is_file():
+                raise StenceBenchError(f"{path}: not found; a PTB-XL folder holds {self.database} and {self.statements}")
+        database = pd.read_csv(db_path)
+        require_columns(database, DATABASE_COLUMNS, db_path)
+        statements = pd.read_csv(st_path, index_col=0)
+        require_columns(statements, ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"), st_path)
+        column = "filename_hr" if self.rate == 500 else "filename_lr"
+        times = pd.to_datetime(database["recording_date"], errors="coerce") if "recording_date" in database else None
+        iso = [t.isoformat() if t == t else None for t in times] if times is not None else [None] * len(database)
+        extra = {key: database[key].tolist() for key in ("age", "sex") if key in database.columns}
+        refs = []
+        rows = zip(database["ecg_id"].tolist(), database[column].tolist(), database["strat_fold"].tolist(),
+                   database["patient_id"].tolist(), iso)
+        for i, (ecg_id, filename, fold, patient, when) in enumerate(rows):
+            meta: dict[str, Any] = {"strat_fold": int(fold)}
+            for key, values in extra.items():
+                if values[i] == values[i]:  # not NaN
+                    meta[key] = values[i]
+            refs.append(RecordRef(
+                record_id=str(int(ecg_id)), path=os.path.join(source, f"{filename}.hea"),
+                patient_id=str(int(patient)) if patient == patient else None, time=when, meta=meta,
+            ))
+        statements_table = statements.reset_index().rename(columns={"index": "scp_code"})
+        return Scan(refs=refs, tables={"ptbxl_database": database, "scp_statements": statements_table})
+
+    def read(self, ref: RecordRef) -> Record:
+        record, _ = read_wfdb(ref.path, record_id=ref.record_id)
+        return record

@@ -1,0 +1,302 @@
+"""The ECG store: the only thing training reads.
+
+A folder of shards. A shard holds its records' samples, record after record, each ``[n_leads, n_samples]``: as
+int16 digital values with a per-lead baseline and gain when the source stores integers (WFDB: half the bytes of
+float32, and the same float32 millivolts on reading), else as float32 millivolts. A CSV part lists the shard's
+records (and the records quarantined while it was written); it is renamed into place after the data files, so
+a shard either exists whole or not at all: an ingest killed at any point leaves a store that opens, and
+resumes. Reads are memory-mapped: memory stays flat as the store grows.
+
+    store/
+      store.json                 layout, source, options, format version
+      shards/shard-00000.i16     int16 samples (records with digital samples)
+      shards/shard-00000.f32     float32 samples (the others)
+      shards/shard-00000.csv     manifest part: one row per record (status ok) or quarantined record
+      tables/*.csv               the source's label tables (ptbxl_database.csv, ...)
+      quarantine.csv             the report: file, what, why (rewritten at the end of each ingest)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xxhash
+
+from ..errors import StenceBenchError
+from .records import BadRecord, Record, to_physical
+
+FORMAT_VERSION = 1
+SHARD_DIR = "shards"
+TABLE_DIR = "tables"
+#: the manifest's columns, in order; ``offset`` counts values from the start of the shard's file of ``encoding``
+#: (``i16``: int16 with per-lead ``baseline`` and ``gain``, digital units per mV; ``f32``: float32 mV)
+MANIFEST_COLUMNS = [
+    "record_id", "patient_id", "time", "fs", "leads", "n_leads", "n_samples", "encoding", "baseline", "gain",
+    "shard", "offset", "source", "files", "fingerprint", "checksum", "meta",
+]
+_SUFFIX = {"i16": ".i16", "f32": ".f32"}
+_DTYPE = {"i16": np.int16, "f32": np.float32}
+#: a part also lists quarantined records: the file at fault, what is wrong, why
+PART_COLUMNS = ["status", *MANIFEST_COLUMNS, "file", "what", "why"]
+QUARANTINE_COLUMNS = ["record_id", "file", "what", "why"]
+
+
+class StoreError(StenceBenchError):
+    """A store that cannot be opened or written as asked."""
+
+
+def fingerprint(files: Iterable[str]) -> str:
+    """Size and modification time of the source files: a change means the record is ingested again."""
+    parts = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append("missing")
+    return ";".join(parts)
+
+
+def signal_checksum(samples: np.ndarray, calibration: str = "") -> str:
+    """xxh3-64 of the stored bytes (and the calibration that turns them into millivolts)."""
+    h = xxhash.xxh3_64(np.ascontiguousarray(samples))
+    h.update(calibration.encode())
+    return h.hexdigest()
+
+
+def _floats(values: np.ndarray) -> str:
+    """float32 values as text that reads back to the same float32 values."""
+    return _floats_of_bytes(np.asarray(values, dtype=np.float32).tobytes())
+
+
+@functools.lru_cache(maxsize=4096)
+def _floats_of_bytes(raw: bytes) -> str:  # records of one dataset share a few calibrations
+    return ",".join(repr(float(v)) for v in np.frombuffer(raw, dtype=np.float32))
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_leads(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_floats(text: str) -> np.ndarray:
+    values = np.array([float(v) for v in text.split(",")], dtype=np.float32)
+    values.flags.writeable = False
+    return values
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class StoreInfo:
+    layout: str
+    source: str
+    options: dict[str, Any]
+    created: str
+    format: int = FORMAT_VERSION
+
+
+class ShardWriter:
+    """Writes one shard: samples appended to temporary files, committed by :meth:`commit`."""
+
+    def __init__(self, root: Path, shard: int):
+        self.shard = shard
+        self.folder = root / SHARD_DIR
+        self.part_path = self.folder / f"shard-{shard:05d}.csv"
+        self._files: dict[str, Any] = {}
+        self._offset = {"i16": 0, "f32": 0}
+        self.rows: list[dict[str, Any]] = []
+
+    def _tmp(self, encoding: str) -> Path:
+        return self.folder / f"shard-{self.shard:05d}{_SUFFIX[encoding]}.tmp"
+
+    def _file(self, encoding: str) -> Any:
+        if encoding not in self._files:
+            self._files[encoding] = open(self._tmp(encoding), "wb")  # noqa: SIM115 - closed in commit/abort
+        return self._files[encoding]
+
+    def add(self, record: Record) -> None:
+        if record.digital is not None:
+            encoding, samples = "i16", np.ascontiguousarray(record.digital, dtype=np.int16)
+            baseline, gain = _floats(record.baseline), _floats(record.gain)
+        else:
+            encoding, samples = "f32", np.ascontiguousarray(record.physical(), dtype=np.float32)
+            baseline = gain = ""
+        samples.tofile(self._file(encoding))
+        self.rows.append({
+            "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
+            "fs": record.fs, "leads": ",".join(record.leads), "n_leads": samples.shape[0],
+            "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
+            "shard": self.shard, "offset": self._offset[encoding], "source": record.source,
+            "files": ";".join(record.files or (record.source,)), "fingerprint": fingerprint(record.files or (record.source,)), "checksum": signal_checksum(samples, baseline + ";" + gain),
+            "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
+        })
+        self._offset[encoding] += samples.size
+
+    def quarantine(self, record_id: str, source: str, bad: BadRecord) -> None:
+        self.rows.append({"status": "quarantined", "record_id": record_id, "source": source,
+                          "file": bad.file, "what": bad.what, "why": bad.why})
+
+    def commit(self) -> None:
+        """Data first, then the part that makes the shard visible."""
+        for encoding, fh in self._files.items():
+            fh.close()
+            os.replace(self._tmp(encoding), self.folder / f"shard-{self.shard:05d}{_SUFFIX[encoding]}")
+        frame = pd.DataFrame(self.rows, columns=PART_COLUMNS)
+        write_atomic(self.part_path, frame.to_csv(index=False))
+
+    def abort(self) -> None:
+        for encoding, fh in self._files.items():
+            fh.close()
+            self._tmp(encoding).unlink(missing_ok=True)
+
+
+class ECGStore:
+    """A store opened for reading. ``manifest`` has one row per record (the newest, when re-ingested)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        meta_path = self.root / "store.json"
+        if not meta_path.is_file():
+            raise StoreError(f"{self.root}: not an ECG store (no store.json); create one with `stence-bench data ingest`")
+        try:
+            self.info = StoreInfo(**json.loads(meta_path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{meta_path}: unreadable store description: {exc}") from None
+        if self.info.format != FORMAT_VERSION:
+            raise StoreError(f"{meta_path}: store format {self.info.format}, this stence-bench reads {FORMAT_VERSION}")
+        parts = self._read_parts()
+        ok = parts[parts["status"] == "ok"].copy()
+        for column in ("n_leads", "n_samples", "shard", "offset"):
+            ok[column] = pd.to_numeric(ok[column]).astype(np.int64)
+        ok["fs"] = pd.to_numeric(ok["fs"]).astype(np.float64)
+        # a record ingested again (its source changed) lives in a newer shard: keep the newest row
+        ok = ok.sort_values("shard", kind="stable").drop_duplicates("record_id", keep="last")
+        self.manifest = ok[MANIFEST_COLUMNS].reset_index(drop=True)
+        bad = parts[parts["status"] == "quarantined"]
+        bad = bad[~bad["record_id"].isin(self.manifest["record_id"])]
+        self.quarantine = bad.drop_duplicates("record_id", keep="last")[[*QUARANTINE_COLUMNS, "source"]]
+        self._row = {rid: i for i, rid in enumerate(self.manifest["record_id"])}
+        self._maps: dict[tuple[int, str], np.memmap] = {}
+        self._layout = self.manifest[["shard", "offset", "n_leads", "n_samples"]].to_numpy(dtype=np.int64)
+        self._encoding = self.manifest["encoding"].tolist()
+        self._baseline = self.manifest["baseline"].tolist()
+        self._gain = self.manifest["gain"].tolist()
+
+    def _read_parts(self) -> pd.DataFrame:
+        files = sorted((self.root / SHARD_DIR).glob("shard-*.csv"))
+        frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
+        if not frames:
+            return pd.DataFrame(columns=PART_COLUMNS)
+        parts = pd.concat(frames, ignore_index=True)
+        return parts
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._row
+
+    def index_of(self, record_id: str) -> int:
+        try:
+            return self._row[record_id]
+        except KeyError:
+            raise KeyError(f"record {record_id!r} is not in the store {self.root}") from None
+
+    def _shard(self, shard: int, encoding: str) -> np.memmap:
+        key = (shard, encoding)
+        if key not in self._maps:
+            path = self.root / SHARD_DIR / f"shard-{shard:05d}{_SUFFIX[encoding]}"
+            if not path.is_file():
+                raise StoreError(f"{path}: missing; the store is damaged (its manifest lists records in it)")
+            self._maps[key] = np.memmap(path, dtype=_DTYPE[encoding], mode="r")
+        return self._maps[key]
+
+    def samples(self, item: int | str) -> np.ndarray:
+        """A record's stored samples as they are on disk (int16 or float32), ``[n_leads, n_samples]``."""
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        shard, offset, n_leads, n_samples = (int(v) for v in self._layout[i])
+        data = self._shard(shard, self._encoding[i])
+        return data[offset : offset + n_leads * n_samples].reshape(n_leads, n_samples)
+
+    def signal(self, item: int | str) -> np.ndarray:
+        """A record's samples in float32 millivolts, ``[n_leads, n_samples]``."""
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        samples = self.samples(i)
+        if self._encoding[i] == "f32":
+            return samples
+        return to_physical(samples, _parse_floats(self._baseline[i]), _parse_floats(self._gain[i]))
+
+    def leads(self, item: int | str) -> tuple[str, ...]:
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        return _split_leads(self.manifest["leads"].iat[i])
+
+    def meta(self, item: int | str) -> dict[str, Any]:
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        text = self.manifest.iloc[i]["meta"]
+        return json.loads(text) if text else {}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The label tables kept from the source, by file stem."""
+        return {p.stem: pd.read_csv(p) for p in sorted((self.root / TABLE_DIR).glob("*.csv"))}
+
+    def fingerprint(self) -> str:
+        """The dataset fingerprint: a hash of every record id with its checksum."""
+        h = xxhash.xxh3_64()
+        for rid, checksum in sorted(zip(self.manifest["record_id"], self.manifest["checksum"])):
+            h.update(f"{rid}:{checksum}\n".encode())
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "store": str(self.root), "layout": self.info.layout, "source": self.info.source,
+            "records": len(m), "patients": int(m["patient_id"].replace("", np.nan).nunique()),
+            "sampling_rates": {f"{fs:g}": int(n) for fs, n in m["fs"].value_counts().sort_index().items()},
+            "leads": {leads: int(n) for leads, n in m["leads"].value_counts().items()},
+            "samples": int((m["n_leads"] * m["n_samples"]).sum()) if len(m) else 0,
+            "quarantined": len(self.quarantine),
+            "quarantine_report": str(self.root / "quarantine.csv"),
+            "fingerprint": self.fingerprint(),
+        }
+
+
+def create_store(root: Path, info: StoreInfo) -> None:
+    """Create an empty store, or check that an existing one was made from the same layout and source."""
+    meta_path = root / "store.json"
+    if meta_path.exists():
+        existing = ECGStore(root).info
+        if (existing.layout, existing.source) != (info.layout, info.source):
+            raise StoreError(
+                f"{root}: this store holds layout {existing.layout!r} from {existing.source}; "
+                f"use another --store for {info.layout!r} from {info.source}"
+            )
+        if existing.options != info.options:
+            raise StoreError(f"{root}: this store was ingested with options {existing.options}, not {info.options}")
+        return
+    if root.exists() and any(root.iterdir()):
+        raise StoreError(f"{root}: exists and is not an ECG store; choose an empty or new folder")
+    (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    (root / TABLE_DIR).mkdir(exist_ok=True)
+    write_atomic(meta_path, json.dumps(info.__dict__, indent=2))
+
+
+def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:
+    return StoreInfo(layout=layout, source=str(source.resolve()), options=options,
+                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -1,0 +1,76 @@
+"""CSV label tables joined to a store's records: keyed by record, patient or study, optionally by time.
+
+Clinical labels rarely come per ECG: a potassium lab is drawn hours from the ECG, an echo LVEF days. With
+``time_column`` and ``within``, each record takes the label row of its patient nearest in time (or the latest
+before, or the first after), and only inside the window; a record without one gets no label, never a far one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import pandas as pd
+
+from ..errors import StenceBenchError
+
+Key = Literal["record", "patient", "study"]
+_KEY_COLUMN = {"record": "record_id", "patient": "patient_id", "study": "study_id"}
+
+
+def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str | None = None,
+                     time_column: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a label CSV; a missing column is an error naming the file and the columns it has."""
+    try:
+        table = pd.read_csv(path, dtype={key_column or _KEY_COLUMN[key]: str})
+    except FileNotFoundError:
+        raise StenceBenchError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise StenceBenchError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+    needed = [key_column or _KEY_COLUMN[key], *([time_column] if time_column else []), *(columns or [])]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise StenceBenchError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, table.columns))})")
+    if time_column:
+        times = pd.to_datetime(table[time_column], errors="coerce", utc=True)
+        bad = table.index[times.isna() & table[time_column].notna()]
+        if len(bad):
+            raise StenceBenchError(f"{path}: {time_column} row {int(bad[0]) + 2}: cannot read {table.loc[bad[0], time_column]!r} as a time")
+        table[time_column] = times
+    return table
+
+
+def join_labels(manifest: pd.DataFrame, table: pd.DataFrame, *, key: Key, key_column: str | None = None,
+                columns: list[str] | None = None, time_column: str | None = None, within: str | None = None,
+                direction: Literal["nearest", "backward", "forward"] = "nearest",
+                study_column: str = "study_id") -> pd.DataFrame:
+    """One row per record of ``manifest`` (``record_id``, the label ``columns``, and for timed joins the signed
+    gap ``label_time - ecg_time`` as ``gap_hours``); records with no matching label are left out."""
+    key_column = key_column or _KEY_COLUMN[key]
+    columns = columns or [c for c in table.columns if c not in (key_column, time_column)]
+    left_key = {"record": "record_id", "patient": "patient_id", "study": study_column}[key]
+    if left_key not in manifest.columns:
+        raise StenceBenchError(f"the store's records have no {left_key!r} to join a {key}-keyed table on")
+    wanted = ["record_id", left_key, *(["time"] if time_column else [])]
+    left = manifest[list(dict.fromkeys(wanted))].copy()
+    left[left_key] = left[left_key].astype("string")
+    right = table[[key_column, *([time_column] if time_column else []), *columns]].copy()
+    right[key_column] = right[key_column].astype("string")
+    if not time_column:
+        if right[key_column].duplicated().any():
+            dup = right.loc[right[key_column].duplicated(), key_column].iloc[0]
+            raise StenceBenchError(f"{key} {dup!r} has several label rows; give time_column to pick one by time")
+        right = right.rename(columns={key_column: "_key"})
+        joined = left.merge(right, left_on=left_key, right_on="_key", how="inner")
+        return joined[["record_id", *columns]].reset_index(drop=True)
+    left["ecg_time"] = pd.to_datetime(left["time"], errors="coerce", utc=True)
+    left = left.dropna(subset=["ecg_time"]).sort_values("ecg_time")
+    right = right.dropna(subset=[time_column]).sort_values(time_column)
+    right["label_time"] = right[time_column]
+    joined = pd.merge_asof(
+        left, right, left_on="ecg_time", right_on=time_column, left_by=left_key, right_by=key_column,
+        direction=direction, tolerance=pd.Timedelta(within) if within else None,
+    )
+    joined = joined.dropna(subset=["label_time"])
+    joined["gap_hours"] = (joined["label_time"] - joined["ecg_time"]).dt.total_seconds() / 3600
+    return joined[["record_id", *columns, "gap_hours"]].sort_values("record_id").reset_index(drop=True)
