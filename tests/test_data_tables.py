@@ -44,6 +44,9 @@ def test_untimed_joins_and_their_errors(tmp_path):
     table = pd.DataFrame({"record_id": ["a", "c", "zz"], "lvef": [30.0, 60.0, 50.0]})
     assert join_labels(MANIFEST, table, key="record").to_dict("records") == [
         {"record_id": "a", "lvef": 30.0}, {"record_id": "c", "lvef": 60.0}]
+    studies = pd.DataFrame({"study_id": ["c", "b"], "lvef": [55.0, 20.0]})
+    assert join_labels(MANIFEST, studies, key="study").to_dict("records") == [
+        {"record_id": "b", "lvef": 20.0}, {"record_id": "c", "lvef": 55.0}]
     twice = pd.DataFrame({"patient_id": ["p1", "p1"], "x": [1, 2]})
     with pytest.raises(StenceBenchError, match="patient 'p1' has several label rows"):
         join_labels(MANIFEST, twice, key="patient")

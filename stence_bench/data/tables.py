@@ -45,12 +45,16 @@ def join_labels(manifest: pd.DataFrame, table: pd.DataFrame, *, key: Key, key_co
                 direction: Literal["nearest", "backward", "forward"] = "nearest",
                 study_column: str = "study_id") -> pd.DataFrame:
     """One row per record of ``manifest`` (``record_id``, the label ``columns``, and for timed joins the signed
-    gap ``label_time - ecg_time`` as ``gap_hours``); records with no matching label are left out."""
+    gap ``label_time - ecg_time`` as ``gap_hours``); records with no matching label are left out.
+
+    A study-keyed table joins on the manifest's ``study_column`` when it has one, else on the record id (one ECG
+    per study, as in MIMIC-IV-ECG).
+    """
     key_column = key_column or _KEY_COLUMN[key]
     columns = columns or [c for c in table.columns if c not in (key_column, time_column)]
     left_key = {"record": "record_id", "patient": "patient_id", "study": study_column}[key]
-    if left_key not in manifest.columns:
-        raise StenceBenchError(f"the store's records have no {left_key!r} to join a {key}-keyed table on")
+    if key == "study" and left_key not in manifest.columns:
+        left_key = "record_id"  # one ECG per study (MIMIC-IV-ECG: the record id is the study id)
     wanted = ["record_id", left_key, *(["time"] if time_column else [])]
     left = manifest[list(dict.fromkeys(wanted))].copy()
     left[left_key] = left[left_key].astype("string")
