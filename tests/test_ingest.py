@@ -171,7 +171,8 @@ def test_store_refuses_another_layout_or_source(tmp_path, realdata):
 
 
 def test_mimic_iv_ecg_layout(tmp_path):
-    from stence_bench.data.fake import noise_ecg, write_wfdb
+    from stence_bench.data.fake import noise_ecg
+    from stence_bench.data.wfdb_io import write_wfdb
 
     source = tmp_path / "mimic"
     rng = np.random.default_rng(0)

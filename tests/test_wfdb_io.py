@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from stence_bench.data.fake import noise_ecg, write_wfdb
+from stence_bench.data.fake import noise_ecg
+from stence_bench.data.wfdb_io import write_wfdb
 from stence_bench.data.records import BadRecord
 from stence_bench.data.wfdb_io import parse_header, read_wfdb
 

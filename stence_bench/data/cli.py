@@ -146,3 +146,35 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
     target = store / TABLE_DIR / f"{name or table.stem}.csv"
     write_atomic(target, joined.to_csv(index=False))
     click.echo(f"{target}: {len(joined)} of {len(opened)} records labelled")
+
+
+@data_group.command("synth")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--patients", type=click.IntRange(min=1), default=200, show_default=True, help="Patients to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--no-angiograms", is_flag=True, help="Skip the DICOM angiograms (faster).")
+def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool) -> None:
+    """Generate the built-in synthetic cohort into OUT (a new folder).
+
+    ECGs from a physiological dipole model driven by latent coronary stenosis, LVEF, potassium, mPCWP and
+    PTB-XL-like findings, written in the MIMIC-IV-ECG and PTB-XL layouts, with the paired tables (patients,
+    stenosis, echo, labs, catheter) and DICOM angiograms. See docs/synthetic.md.
+    """
+    from ..synth.cohort import synthesize
+
+    bar: Any = None
+
+    def start(total: int) -> None:
+        nonlocal bar
+        bar = click.progressbar(length=total, label="synthesizing", show_pos=True, show_eta=True, file=sys.stderr)
+        bar.__enter__()
+
+    try:
+        summary = synthesize(out, patients, seed, angiograms=not no_angiograms, on_start=start,
+                             progress=lambda n: bar.update(n))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(f"{out}: {summary['patients']} patients, {summary['ecgs']} ECGs, {summary['angiograms']} angiograms")
+    click.echo(f"  stence-bench data ingest {out / 'mimic-iv-ecg'} --layout mimic-iv-ecg --store STORE")
+    click.echo(f"  stence-bench data ingest {out / 'ptbxl'} --layout ptbxl --store STORE")

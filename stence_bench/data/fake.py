@@ -14,32 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..specs import TWELVE_LEADS
-
-_WFDB_LEAD_NAMES = {"aVR": "AVR", "aVL": "AVL", "aVF": "AVF"}  # as PTB-XL headers spell them
-
-
-def write_wfdb(path: str | os.PathLike[str], signal: np.ndarray, fs: float, leads: Sequence[str] = TWELVE_LEADS, *,
-               gain: float = 1000.0, comments: Sequence[str] = (), base_date: str | None = None) -> np.ndarray:
-    """Write ``signal`` (mV, ``[n_leads, n_samples]``) as a format-16 WFDB record ``path`` (.hea + .dat).
-
-    Returns the digital samples written, ``[n_leads, n_samples]`` int16.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    digital = np.clip(np.round(signal * gain), -32767, 32767).astype("<i2")
-    digital.T.tofile(path.with_name(path.name + ".dat"))
-    n_leads, n_samples = digital.shape
-    record_line = f"{path.name} {n_leads} {fs:g} {n_samples}" + (f" 00:00:00 {base_date}" if base_date else "")
-    lines = [record_line]
-    for i, lead in enumerate(leads):
-        checksum = int(digital[i].astype(np.int64).sum()) % 65536
-        checksum = checksum - 65536 if checksum > 32767 else checksum
-        lines.append(f"{path.name}.dat 16 {gain:g}(0)/mV 16 0 {int(digital[i, 0])} {checksum} 0 "
-                     f"{_WFDB_LEAD_NAMES.get(lead, lead)}")
-    lines += [f"# {c}" for c in comments]
-    path.with_name(path.name + ".hea").write_text("\n".join(lines) + "\n")
-    return digital
+from .wfdb_io import write_wfdb
 
 
 def noise_ecg(rng: np.random.Generator, n_leads: int, n_samples: int, fs: float) -> np.ndarray:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from wfdb.io.header import rx_record, rx_signal, wfdb_strptime
 
+from ..specs import TWELVE_LEADS
 from .records import BadRecord, Record, canonical_lead, to_physical
 
 #: format code -> (numpy dtype, offset subtracted after reading); 212 and 24 are unpacked by hand.
@@ -310,3 +313,31 @@ def read_wfdb(path: str | os.PathLike[str], *, record_id: str | None = None) -> 
         meta={"comments": header.comments} if header.comments else {},
     )
     return record.check(), header
+
+
+_WFDB_LEAD_NAMES = {"aVR": "AVR", "aVL": "AVL", "aVF": "AVF"}  # as PTB-XL headers spell them
+
+
+def write_wfdb(path: str | os.PathLike[str], signal: np.ndarray, fs: float, leads: Sequence[str] = TWELVE_LEADS, *,
+               gain: float = 1000.0, comments: Sequence[str] = (), base_date: str | None = None,
+               base_time: str = "00:00:00") -> np.ndarray:
+    """Write ``signal`` (mV, ``[n_leads, n_samples]``) as a format-16 WFDB record ``path`` (.hea + .dat), with
+    checksums and initial values; ``base_date`` is ``DD/MM/YYYY`` (and ``base_time`` ``HH:MM:SS``).
+
+    Returns the digital samples written, ``[n_leads, n_samples]`` int16.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digital = np.clip(np.round(signal * gain), -32767, 32767).astype("<i2")
+    digital.T.tofile(path.with_name(path.name + ".dat"))
+    n_leads, n_samples = digital.shape
+    record_line = f"{path.name} {n_leads} {fs:g} {n_samples}" + (f" {base_time} {base_date}" if base_date else "")
+    lines = [record_line]
+    for i, lead in enumerate(leads):
+        checksum = int(digital[i].astype(np.int64).sum()) % 65536
+        checksum = checksum - 65536 if checksum > 32767 else checksum
+        lines.append(f"{path.name}.dat 16 {gain:g}(0)/mV 16 0 {int(digital[i, 0])} {checksum} 0 "
+                     f"{_WFDB_LEAD_NAMES.get(lead, lead)}")
+    lines += [f"# {c}" for c in comments]
+    path.with_name(path.name + ".hea").write_text("\n".join(lines) + "\n")
+    return digital

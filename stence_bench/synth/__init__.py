@@ -1,0 +1,1 @@
+"""Synthetic ECG cohort: generation and realism checks against real records."""

@@ -1,0 +1,328 @@
+"""The synthetic cohort: patients, their ECGs, paired modalities and tables, written in real file layouts.
+
+``synthesize(out, patients=N, seed=S)`` writes::
+
+    OUT/
+      cohort.json                      seed, counts, generator version
+      mimic-iv-ecg/                    the ECGs in the MIMIC-IV-ECG layout (stence-bench data ingest --layout mimic-iv-ecg)
+        files/pNNNN/pXXXXXXXX/sYYYYYYYY/YYYYYYYY.hea/.dat, record_list.csv, machine_measurements.csv
+      ptbxl/                           the same ECGs in the PTB-XL layout (records500/, records100/,
+        ptbxl_database.csv, scp_statements.csv)   strat_fold by patient; the real statement table)
+      tables/
+        patients.csv                   age, sex, BMI, SBP, DBP, smoking, diabetes, cholesterol (with missing
+                                       values), SCORE2-style 10-year risk
+        stenosis.csv                   per patient and coronary segment: stenosis %, the angiogram's file
+        echo.csv, labs.csv, cath.csv   echo LVEF, potassium draws (times relative to the ECGs), catheter mPCWP
+        ecgs.csv                       per ECG: the latents at that time and the ground-truth intervals
+      angiography/                     one small multi-frame DICOM XA angiogram per patient
+
+Same seed, same bytes: every random draw comes from generators seeded by ``(seed, stage, batch)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xxhash
+
+from ..data.views import resample
+from ..data.wfdb_io import write_wfdb
+from ..errors import StenceBenchError
+from .ecg import generate
+from .physiology import VESSELS, ischaemia, morphology, sample_patients
+
+GENERATOR_VERSION = "1"
+FS = 500
+SECONDS = 10.0
+EPOCH = dt.datetime(2150, 1, 1)
+#: SCP statement -> the machine report's sentence for it
+REPORT_TEXT = {
+    "SR": "Sinus rhythm", "STACH": "Sinus tachycardia", "SBRAD": "Sinus bradycardia",
+    "AMI": "Anterior infarct, age undetermined", "IMI": "Inferior infarct, age undetermined",
+    "LMI": "Lateral infarct, age undetermined", "ISCAN": "ST-T changes in anterior leads, consider ischemia",
+    "ISCIN": "ST-T changes in inferior leads, consider ischemia",
+    "ISCLA": "ST-T changes in lateral leads, consider ischemia", "CLBBB": "Left bundle branch block",
+    "CRBBB": "Right bundle branch block", "LAFB": "Left anterior fascicular block", "1AVB": "1st degree A-V block",
+    "LVH": "Left ventricular hypertrophy with repolarization abnormality", "LAO/LAE": "Left atrial enlargement",
+    "LOWT": "Low amplitude T waves", "LVOLT": "Low QRS voltages", "NST_": "Nonspecific ST-T changes",
+    "NORM": "Normal ECG",
+}
+_ISCHAEMIA_CODE = {"LAD": "ISCAN", "RCA": "ISCIN", "LCx": "ISCLA"}
+_MI_CODE = {"LAD": "AMI", "RCA": "IMI", "LCx": "LMI"}
+_RHYTHM = ("SR", "STACH", "SBRAD")
+
+
+def _rng(seed: int, stage: int, batch: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stage, batch]))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def score2_style(age: np.ndarray, female: np.ndarray, smoking: np.ndarray, sbp: np.ndarray, diabetes: np.ndarray,
+                 cholesterol: np.ndarray) -> np.ndarray:
+    """A SCORE2-style 10-year cardiovascular risk (%): the SCORE2 working group's (2021) coefficients for age,
+    smoking, SBP, diabetes and total cholesterol with their baseline survivals, without HDL and without the
+    regional recalibration, so "style", not SCORE2 itself."""
+    cage, csbp, ctchol = (age - 60) / 5, (sbp - 120) / 20, cholesterol - 6
+    men = 0.3742 * cage + 0.6012 * smoking + 0.2777 * csbp + 0.6457 * diabetes + 0.1458 * ctchol
+    women = 0.4648 * cage + 0.7744 * smoking + 0.3131 * csbp + 0.8096 * diabetes + 0.1002 * ctchol
+    lp = np.where(female, women, men)
+    s0 = np.where(female, 0.9776, 0.9605)
+    return 100 * (1 - s0 ** np.exp(lp))
+
+
+def plan_ecgs(patients: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """1-4 ECGs per patient at different times, each with its potassium and heart rate at that time."""
+    n = len(patients)
+    counts = rng.choice([1, 2, 3, 4], size=n, p=[0.35, 0.3, 0.2, 0.15])
+    index_day = rng.uniform(0, 5 * 365, n)
+    rows = []
+    for p, count in enumerate(counts):
+        day = index_day[p]
+        for e in range(count):
+            rows.append({"patient": p, "ecg_index": e, "day": day + rng.uniform(0, 0.6)})
+            day += rng.exponential(120) + 1
+    ecgs = pd.DataFrame(rows)
+    m = len(ecgs)
+    base = patients.loc[ecgs["patient"]].reset_index(drop=True)
+    hyper = rng.random(m) < 0.12  # an acute rise (renal failure, drugs) at the time of this ECG
+    hypo = ~hyper & (rng.random(m) < 0.06)
+    potassium = base["k_base"] + rng.normal(0, 0.22, m) + hyper * rng.uniform(0.9, 2.8, m) - hypo * rng.uniform(0.6, 1.4, m)
+    ecgs["potassium"] = np.clip(potassium, 2.4, 8.5).round(2)
+    lvef_f = np.clip((55 - base["lvef"]) / 35, 0, 1)
+    ecgs["heart_rate"] = np.clip(base["hr_base"] + rng.normal(0, 6, m) + 14 * lvef_f + 4 * hyper, 38, 150)
+    ecgs["time"] = pd.to_datetime([EPOCH + dt.timedelta(days=float(d)) for d in ecgs["day"]]).round("s")
+    return ecgs.drop(columns="day")
+
+
+def statements(ecgs: pd.DataFrame, truth: pd.DataFrame) -> list[dict[str, float]]:
+    """The SCP statements (with PTB-XL-style likelihoods) each ECG shows."""
+    out = []
+    isch = {v: ischaemia(ecgs[f"max_{v}"].to_numpy()) for v in VESSELS}
+    nonspecific = ecgs["nst_draw"].to_numpy() < 0.04
+    for i in range(len(ecgs)):
+        row = ecgs.iloc[i]
+        codes: dict[str, float] = {}
+        if row["mi"]:
+            codes[_MI_CODE[row["mi_vessel"]]] = 100.0
+        for v in VESSELS:
+            if isch[v][i] > 0.25:
+                codes[_ISCHAEMIA_CODE[v]] = 100.0 if isch[v][i] > 0.5 else 50.0
+        for flag, code in (("lbbb", "CLBBB"), ("rbbb", "CRBBB"), ("lafb", "LAFB"), ("lvh", "LVH")):
+            if row[flag]:
+                codes[code] = 100.0
+        if truth["pr_ms"].iloc[i] > 200:
+            codes["1AVB"] = 100.0
+        if row["pcwp"] > 20:
+            codes["LAO/LAE"] = 50.0
+        if row["potassium"] < 3.3:
+            codes["LOWT"] = 50.0
+        if truth["r_amp"].iloc[i] < 0.55:
+            codes["LVOLT"] = 50.0
+        if nonspecific[i]:
+            codes["NST_"] = 50.0
+        diagnostic = {"AMI", "IMI", "LMI", "ISCAN", "ISCIN", "ISCLA", "CLBBB", "CRBBB", "LAFB", "LVH", "1AVB",
+                      "LAO/LAE", "NST_"}
+        if not diagnostic & codes.keys():
+            codes["NORM"] = 100.0
+        hr = row["heart_rate"]
+        codes["STACH" if hr > 100 else "SBRAD" if hr < 60 else "SR"] = 0.0
+        out.append(codes)
+    return out
+
+
+def report(codes: dict[str, float]) -> list[str]:
+    """A machine-style report: the rhythm first, then the findings, then the overall impression."""
+    rhythm = [REPORT_TEXT[c] for c in _RHYTHM if c in codes]
+    findings = [REPORT_TEXT[c] for c in codes if c not in _RHYTHM and c != "NORM"]
+    impression = ["Normal ECG"] if "NORM" in codes else ["Abnormal ECG"]
+    return rhythm + findings + impression
+
+
+def _patients_table(patients: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Clinical metadata as a registry would hold it: rounded, with values missing more often in the young and
+    healthy (fewer measurements), and the SCORE2-style risk from the true values."""
+    n = len(patients)
+    table = pd.DataFrame({
+        "subject_id": 10000000 + patients["patient"],
+        "age": patients["age"].round().astype(int),
+        "sex": np.where(patients["female"], "F", "M"),
+        "bmi": patients["bmi"].round(1), "sbp": patients["sbp"].round(), "dbp": patients["dbp"].round(),
+        "smoking": patients["smoking"].astype(int), "diabetes": patients["diabetes"].astype(int),
+        "cholesterol": patients["cholesterol"].round(1),
+        "score2": score2_style(patients["age"], patients["female"], patients["smoking"], patients["sbp"],
+                               patients["diabetes"], patients["cholesterol"]).round(2),
+    })
+    healthier = 1.4 - 0.8 * _sigmoid(patients["risk"].to_numpy())
+    for column, share in (("bmi", 0.12), ("sbp", 0.06), ("dbp", 0.06), ("smoking", 0.15), ("diabetes", 0.04),
+                          ("cholesterol", 0.25)):
+        missing = rng.random(n) < share * healthier
+        table[column] = table[column].astype("float64").where(~missing)
+    return table
+
+
+def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, rng: np.random.Generator
+            ) -> dict[str, pd.DataFrame]:
+    subject = 10000000 + patients["patient"]
+    first_ecg = ecgs.groupby("patient")["time"].min()
+    # echo within a month of the first ECG, catheterisation (mPCWP) for two thirds of the patients
+    echo_time = first_ecg + pd.to_timedelta(rng.uniform(-30, 30, len(first_ecg)), unit="D")
+    echo = pd.DataFrame({"subject_id": subject, "echo_time": echo_time.values,
+                         "lvef": np.clip(patients["lvef"] + rng.normal(0, 3, len(patients)), 5, 80).round()})
+    has_cath = rng.random(len(patients)) < 0.67
+    cath = pd.DataFrame({"subject_id": subject, "cath_time": (first_ecg + pd.to_timedelta(
+        rng.uniform(0, 2, len(first_ecg)), unit="D")).values,
+        "pcwp_mean": np.clip(patients["pcwp"] + rng.normal(0, 1.5, len(patients)), 2, 45).round()})[has_cath]
+    # potassium: most ECGs have a draw within hours; routine draws on other days
+    lab_rows = []
+    for i in range(len(ecgs)):
+        row = ecgs.iloc[i]
+        if rng.random() < 0.9:
+            gap_h = float(np.clip(rng.normal(0, 3), -12, 12))
+            lab_rows.append((10000000 + row["patient"], (row["time"] + dt.timedelta(hours=gap_h)).round("min"),
+                             round(float(row["potassium"] + rng.normal(0, 0.1)), 1)))
+    for p in range(len(patients)):
+        for _ in range(rng.integers(0, 3)):
+            when = (first_ecg[p] + dt.timedelta(days=float(rng.uniform(-200, 400)))).round("min")
+            lab_rows.append((10000000 + p, when, round(float(patients["k_base"].iloc[p] + rng.normal(0, 0.3)), 1)))
+    labs = pd.DataFrame(lab_rows, columns=["subject_id", "charttime", "potassium"]).sort_values(["subject_id", "charttime"])
+    sten = stenosis.assign(subject_id=10000000 + stenosis["patient"],
+                           angiogram=[f"angiography/{10000000 + p}.dcm" for p in stenosis["patient"]])
+    sten = sten[["subject_id", "segment", "vessel", "stenosis_pct", "angiogram"]]
+    return {"patients": _patients_table(patients, rng), "stenosis": sten, "echo": echo, "cath": cath, "labs": labs}
+
+
+def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, batch: int = 128,
+               angiograms: bool = True, progress: Callable[[int], None] | None = None,
+               on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write a cohort of ``patients`` patients into ``out`` (a new or empty folder). Returns the summary also
+    written to ``out/cohort.json``."""
+    out = Path(out)
+    if patients < 1:
+        raise StenceBenchError(f"--patients must be at least 1, not {patients}")
+    if out.exists() and any(out.iterdir()):
+        raise StenceBenchError(f"{out}: exists and is not empty; synthesize into a new folder")
+    pats, stenosis = sample_patients(patients, _rng(seed, 0))
+    ecgs = plan_ecgs(pats, _rng(seed, 1))
+    latents = pats.loc[ecgs["patient"]].reset_index(drop=True)
+    ecgs = pd.concat([ecgs, latents.drop(columns="patient")], axis=1)
+    ecgs["nst_draw"] = _rng(seed, 2).random(len(ecgs))
+    ecgs["subject_id"] = 10000000 + ecgs["patient"]
+    ecgs["study_id"] = 40000000 + np.arange(len(ecgs))
+    ecgs["ecg_id"] = np.arange(1, len(ecgs) + 1)
+    if on_start:
+        on_start(len(ecgs) + (patients if angiograms else 0))
+
+    mimic, ptbxl = out / "mimic-iv-ecg", out / "ptbxl"
+    truth_parts, codes_all = [], []
+    for start in range(0, len(ecgs), batch):
+        part = ecgs.iloc[start : start + batch]
+        rng = _rng(seed, 3, start // batch)
+        beats, rhythm, noise, truth = morphology(part, rng)
+        signals = generate(beats, rhythm, noise, fs=FS, seconds=SECONDS, rng=rng)
+        codes = statements(part, truth)
+        for j in range(len(part)):
+            row = part.iloc[j]
+            when: dt.datetime = row["time"]
+            date, clock = when.strftime("%d/%m/%Y"), when.strftime("%H:%M:%S")
+            sid, study = int(row["subject_id"]), int(row["study_id"])
+            rel = f"files/p{str(sid)[:4]}/p{sid}/s{study}/{study}"
+            write_wfdb(mimic / rel, signals[j], FS, base_date=date, base_time=clock)
+            ecg_id = int(row["ecg_id"])
+            folder = f"{(ecg_id // 1000) * 1000:05d}"
+            write_wfdb(ptbxl / f"records500/{folder}/{ecg_id:05d}_hr", signals[j], FS, base_date=date, base_time=clock)
+            write_wfdb(ptbxl / f"records100/{folder}/{ecg_id:05d}_lr", resample(signals[j], FS, 100), 100,
+                       base_date=date, base_time=clock)
+        truth_parts.append(truth)
+        codes_all += codes
+        if progress:
+            progress(len(part))
+    truth = pd.concat(truth_parts)
+    ecgs = pd.concat([ecgs, truth.add_prefix("true_")], axis=1)
+    ecgs["scp_codes"] = codes_all
+    _write_mimic_tables(mimic, ecgs, _rng(seed, 4))
+    _write_ptbxl_tables(ptbxl, ecgs, pats)
+    tables = _tables(pats, stenosis, ecgs, _rng(seed, 5))
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    keep = ["subject_id", "study_id", "ecg_id", "time", "potassium", "heart_rate", "lvef", "pcwp",
+            *[f"max_{v}" for v in VESSELS], "mi", "mi_vessel", "lbbb", "rbbb", "lafb", "lvh",
+            *[c for c in ecgs.columns if c.startswith("true_")]]
+    ecgs[keep].to_csv(out / "tables" / "ecgs.csv", index=False)
+    if angiograms:
+        _write_angiograms(out, pats, stenosis, ecgs, seed, progress)
+    summary = {"generator_version": GENERATOR_VERSION, "seed": seed, "patients": patients, "ecgs": len(ecgs),
+               "fs": FS, "seconds": SECONDS, "angiograms": patients if angiograms else 0,
+               "layouts": {"mimic-iv-ecg": "mimic-iv-ecg", "ptbxl": "ptbxl"}}
+    (out / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _write_mimic_tables(root: Path, ecgs: pd.DataFrame, rng: np.random.Generator) -> None:
+    record_list = pd.DataFrame({
+        "subject_id": ecgs["subject_id"], "study_id": ecgs["study_id"], "file_name": ecgs["study_id"],
+        "ecg_time": ecgs["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "path": [f"files/p{str(s)[:4]}/p{s}/s{t}/{t}" for s, t in zip(ecgs["subject_id"], ecgs["study_id"])],
+    })
+    record_list.to_csv(root / "record_list.csv", index=False)
+    reports = [report(c) for c in ecgs["scp_codes"]]
+    width = max(len(r) for r in reports)
+    jitter = lambda scale: rng.normal(0, scale, len(ecgs))  # noqa: E731 - machine measurement noise
+    p_onset = 40 + np.zeros(len(ecgs))
+    qrs_onset = p_onset + ecgs["true_pr_ms"] + jitter(6)
+    mm = pd.DataFrame({
+        "subject_id": ecgs["subject_id"], "study_id": ecgs["study_id"], "cart_id": 6000 + (ecgs["subject_id"] % 37),
+        "ecg_time": record_list["ecg_time"],
+        **{f"report_{i}": [r[i] if i < len(r) else None for r in reports] for i in range(width)},
+        "bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
+        "rr_interval": (ecgs["true_rr_ms"] + jitter(10)).round(), "p_onset": p_onset.round(),
+        "p_end": (p_onset + ecgs["true_p_ms"] + jitter(6)).round(), "qrs_onset": qrs_onset.round(),
+        "qrs_end": (qrs_onset + ecgs["true_qrs_ms"] + jitter(4)).round(),
+        "t_end": (qrs_onset + ecgs["true_qt_ms"] + jitter(8)).round(),
+        "p_axis": ecgs["true_p_axis"], "qrs_axis": ecgs["true_qrs_axis"], "t_axis": ecgs["true_t_axis"],
+    })
+    mm.to_csv(root / "machine_measurements.csv", index=False)
+
+
+def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) -> None:
+    statements_table = files("stence_bench.data") / "ptbxl" / "scp_statements.csv"
+    (root / "scp_statements.csv").write_bytes(statements_table.read_bytes())
+    folder = [f"{(i // 1000) * 1000:05d}" for i in ecgs["ecg_id"]]
+    # strat_fold by patient (1-8 train, 9 validation, 10 test, as in PTB-XL), from a hash of the patient id
+    fold_of_patient = np.array([xxhash.xxh3_64_intdigest(f"fold:{p}".encode()) % 10 + 1 for p in patients["patient"]])
+    database = pd.DataFrame({
+        "ecg_id": ecgs["ecg_id"], "patient_id": (ecgs["patient"] + 1).astype(float),
+        "age": ecgs["age"].round(), "sex": np.where(ecgs["female"], 1, 0),
+        "height": np.nan, "weight": np.nan, "nurse": np.nan, "site": np.nan, "device": "synthetic",
+        "recording_date": ecgs["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "report": [". ".join(report(c)).lower() + "." for c in ecgs["scp_codes"]],
+        "scp_codes": [repr(c) for c in ecgs["scp_codes"]],
+        "strat_fold": fold_of_patient[ecgs["patient"].to_numpy()],
+        "filename_lr": [f"records100/{f}/{i:05d}_lr" for f, i in zip(folder, ecgs["ecg_id"])],
+        "filename_hr": [f"records500/{f}/{i:05d}_hr" for f, i in zip(folder, ecgs["ecg_id"])],
+    })
+    database.to_csv(root / "ptbxl_database.csv", index=False)
+
+
+def _write_angiograms(out: Path, patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, seed: int,
+                      progress: Callable[[int], None] | None) -> None:
+    from .angiography import write_angiogram
+
+    (out / "angiography").mkdir(exist_ok=True)
+    first_ecg = ecgs.groupby("patient")["time"].min()
+    for p, group in stenosis.groupby("patient"):
+        write_angiogram(out / "angiography" / f"{10000000 + p}.dcm", dict(zip(group["segment"], group["stenosis_pct"])),
+                        patient_id=str(10000000 + p), time=first_ecg[p].to_pydatetime(), seed=seed * 1_000_003 + int(p))
+        if progress:
+            progress(1)
