@@ -100,7 +100,7 @@ def plan_ecgs(patients: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     potassium = base["k_base"] + rng.normal(0, 0.22, m) + hyper * rng.uniform(0.9, 2.8, m) - hypo * rng.uniform(0.6, 1.4, m)
     ecgs["potassium"] = np.clip(potassium, 2.4, 8.5).round(2)
     lvef_f = np.clip((55 - base["lvef"]) / 35, 0, 1)
-    ecgs["heart_rate"] = np.clip(base["hr_base"] + rng.normal(0, 6, m) + 14 * lvef_f + 4 * hyper, 38, 150)
+    ecgs["heart_rate"] = np.clip(base["hr_base"] + rng.normal(0, 7, m) + 8 * lvef_f + 3 * hyper, 38, 150)
     ecgs["time"] = pd.to_datetime([EPOCH + dt.timedelta(days=float(d)) for d in ecgs["day"]]).round("s")
     return ecgs.drop(columns="day")
 

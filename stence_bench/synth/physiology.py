@@ -96,7 +96,7 @@ def sample_patients(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.
         # stable individual ECG traits
         "hr_base": np.clip(rng.normal(68, 9, n), 45, 105), "axis_deg": rng.normal(45, 22, n),
         "r_posterior": rng.normal(-0.45, 0.15, n), "r_amp": np.exp(rng.normal(0, 0.22, n)),
-        "t_amp": np.exp(rng.normal(0, 0.25, n)), "t_axis_offset": rng.normal(0, 15, n),
+        "t_amp": np.exp(rng.normal(0, 0.32, n)), "t_axis_offset": rng.normal(0, 15, n),
         "pr_base": rng.normal(155, 18, n), "qrs_base": rng.normal(90, 7, n), "qtc_base": rng.normal(410, 16, n),
     })
     return patients, stenosis
@@ -123,10 +123,10 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
 
     hr = g["heart_rate"]
     rr = 60.0 / hr
-    qrs_ms = g["qrs_base"] + 25 * lvef_f + 12 * np.clip(k - 6.0, 0, None) + lbbb * rng.uniform(45, 65, b) \
+    qrs_ms = g["qrs_base"] + 12 * lvef_f + 12 * np.clip(k - 6.0, 0, None) + lbbb * rng.uniform(45, 65, b) \
         + rbbb * rng.uniform(35, 50, b) + lvh * 6
     pr_ms = g["pr_base"] + 0.35 * (age - 55) + avb1 * rng.uniform(60, 110, b)
-    p_ms = np.clip(98 + 1.3 * (g["pcwp"] - 12) + rng.normal(0, 5, b), 75, 170)
+    p_ms = np.clip(98 + 0.8 * (g["pcwp"] - 12) + rng.normal(0, 8, b), 75, 170)
     qtc_ms = g["qtc_base"] + 12 * female + 22 * hypo + 0.4 * np.clip(qrs_ms - 100, 0, None)
     qt_ms = qtc_ms * np.sqrt(rr)
 
@@ -138,13 +138,15 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
     # QRS: septal Q, main R, terminal S
     axis = np.deg2rad(np.where(lafb, rng.normal(-50, 8, b), g["axis_deg"]))
     r_dir = _unit(np.stack([np.cos(axis), np.sin(axis), g["r_posterior"]], axis=1))
-    r_amp = 1.35 * g["r_amp"] * (1 - 0.45 * lvef_f) * (1 - 0.0045 * (age - 50)) * np.where(female, 0.85, 1.0)
+    r_amp = 1.35 * g["r_amp"] * (1 - 0.25 * lvef_f) * (1 - 0.0045 * (age - 50)) * np.where(female, 0.85, 1.0)
     r_amp *= np.where(lvh, rng.uniform(1.5, 1.9, b), 1.0)
     offset[:, C["Q"]], width[:, C["Q"]] = -0.3 * qrs, 0.06 * qrs
     offset[:, C["R"]], width[:, C["R"]] = 0.0, 0.1 * qrs
     offset[:, C["S"]], width[:, C["S"]] = 0.28 * qrs, 0.08 * qrs
-    septal = _unit(np.array([-0.5, 0.1, 0.6]))
-    vec[:, C["Q"]] = np.where(lbbb[:, None], 0.06 * _unit(np.array([0.7, 0.0, -0.3])), 0.12 * septal) * r_amp[:, None]
+    # septal depolarisation: left-to-right and anterior, of very different size from person to person
+    septal = _unit(np.array([-0.5, 0.1, 0.6]) + rng.normal(0, 0.35, (b, 3)))
+    septal_amp = 0.12 * np.exp(rng.normal(0, 0.5, b))
+    vec[:, C["Q"]] = np.where(lbbb[:, None], 0.06 * _unit(np.array([0.7, 0.0, -0.3])), septal_amp[:, None] * septal) * r_amp[:, None]
     vec[:, C["R"]] = r_dir * r_amp[:, None]
     vec[:, C["S"]] = _unit(np.array([-0.45, -0.5, -0.6])) * (0.32 * r_amp * np.exp(rng.normal(0, 0.2, b)))[:, None]
     # bundle branch blocks: a slow late force (left-posterior in LBBB, right-anterior in RBBB)
@@ -158,22 +160,23 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
     for vessel in VESSELS:
         terr = TERRITORY[vessel]
         infarct = (g["mi_vessel"] == vessel)[:, None]
-        vec[:, C["Q"]] += infarct * (-0.45 * terr) * r_amp[:, None]
-        t_extra += infarct * (-0.22 * terr)
+        infarct_size = infarct * np.exp(rng.normal(0, 0.45, (b, 1)))  # small to large scars
+        vec[:, C["Q"]] += infarct_size * (-0.08 * terr) * r_amp[:, None]
+        t_extra += infarct_size * (-0.06 * terr)
         # ischaemia of the vessel: ST depression and T inversion along its territory
         isch = ischaemia(g[f"max_{vessel}"])[:, None] * np.exp(rng.normal(0, 0.25, (b, 1)))
-        st += -0.11 * isch * terr
-        t_extra += -0.3 * isch * terr
-    width[:, C["Q"]] = np.where(g["mi"].astype(bool), 0.09 * qrs, width[:, C["Q"]])
+        st += -0.09 * isch * terr
+        t_extra += -0.25 * isch * terr
+    width[:, C["Q"]] = np.where(g["mi"].astype(bool), 0.075 * qrs, width[:, C["Q"]])
     # T wave (and ST): concordant with R normally, discordant in bundle branch block, strain in LVH
     t_axis = axis + np.deg2rad(g["t_axis_offset"])
     t_dir = _unit(np.stack([np.cos(t_axis), np.sin(t_axis), g["r_posterior"] + 0.9], axis=1))
-    t_amp = 0.38 * g["t_amp"] * (1 + 0.6 * hyper + 0.3 * hyper**2) / (1 + 1.3 * hypo) * np.where(female, 0.85, 1.0)
+    t_amp = 0.38 * g["t_amp"] * (1 + 0.4 * hyper + 0.1 * hyper**2) / (1 + 0.9 * hypo) * np.where(female, 0.85, 1.0)
     t_vec = t_dir * t_amp[:, None]
     t_vec = np.where((lbbb | rbbb)[:, None], -0.7 * t_vec + 0.1 * t_dir, t_vec)
     t_vec = np.where(lvh[:, None], t_vec - 0.35 * r_dir * np.clip(r_amp, 0, 2.5)[:, None] * 0.3, t_vec)
     st += np.where(lvh[:, None], -0.05 * r_dir, 0) + np.where(lbbb[:, None], -0.08 * r_dir, 0)
-    t_sigma = 0.048 / (1 + 0.3 * hyper)
+    t_sigma = 0.048 * np.exp(rng.normal(0, 0.12, b)) / (1 + 0.15 * hyper)
     t_end = qrs_on + qt_ms / 1000
     offset[:, C["T"]], width[:, C["T"]] = t_end - 2.6 * t_sigma, t_sigma
     vec[:, C["T"]] = t_vec + t_extra
@@ -185,11 +188,12 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
     # P waves: the main atrial force, and the terminal left-atrial force (biphasic P in V1 with high mPCWP)
     p = p_ms / 1000
     p_on = qrs_on - pr_ms / 1000
-    p_amp = 0.16 * np.exp(rng.normal(0, 0.2, b)) * np.clip(1 - 0.35 * np.clip(k - 5.5, 0, None), 0.1, 1)
+    p_amp = 0.16 * np.exp(rng.normal(0, 0.25, b)) * np.clip(1 - 0.25 * np.clip(k - 5.5, 0, None), 0.1, 1)
     offset[:, C["P"]], width[:, C["P"]] = p_on + 0.45 * p, p / 5.5
     vec[:, C["P"]] = _unit(np.array([0.55, 0.8, 0.15])) * p_amp[:, None]
     offset[:, C["P_term"]], width[:, C["P_term"]] = p_on + 0.75 * p, p / 7
-    vec[:, C["P_term"]] = _unit(np.array([0.15, 0.1, -1.0])) * (0.03 + 0.0055 * np.clip(g["pcwp"] - 12, 0, None))[:, None]
+    p_term = (0.03 + 0.003 * np.clip(g["pcwp"] - 12, 0, None)) * np.exp(rng.normal(0, 0.3, b))
+    vec[:, C["P_term"]] = _unit(np.array([0.15, 0.1, -1.0])) * p_term[:, None]
 
     beats = Beats(offset_s=offset, width_s=width, vector_mv=vec)
     rhythm = Rhythm(heart_rate=hr, hrv=np.clip(rng.normal(0.025, 0.01, b), 0.005, 0.06) * (1 - 0.5 * lvef_f),
