@@ -167,6 +167,26 @@ def test_lbbb_widens_qrs_and_makes_v1_negative(healthy):
     assert np.mean(window(lbbb, "V1", -0.1, 0.12).min(axis=1)) < np.mean(window(normal, "V1", -0.1, 0.12).min(axis=1))
 
 
+def test_angiograms_open_and_show_the_stenosis_table(tmp_path):
+    import pydicom
+
+    from stence_bench.data.dicom import read_angiography
+    from stence_bench.data.layouts.dicom_folder import DicomLayout
+
+    synthesize(tmp_path / "c", patients=3, seed=2)
+    stenosis = pd.read_csv(tmp_path / "c" / "tables" / "stenosis.csv")
+    files = sorted((tmp_path / "c" / "angiography").glob("*.dcm"))
+    assert [f.stem for f in files] == [str(s) for s in sorted(stenosis["subject_id"].unique())]
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.Modality == "XA" and int(ds.NumberOfFrames) > 1 and ds.PatientID == f.stem
+        angiogram = read_angiography(f)
+        assert angiogram.frames.ndim == 3 and angiogram.patient_id == f.stem
+    scan = DicomLayout().scan(tmp_path / "c" / "angiography")
+    assert not scan.refs and not scan.problems and len(scan.tables["angiography"]) == 3
+    assert set(stenosis["angiogram"]) == {f"angiography/{f.name}" for f in files}
+
+
 def test_cli_synth_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x.txt").write_text("x")
     result = CliRunner().invoke(cli, ["data", "synth", str(tmp_path), "--patients", "2"],
