@@ -50,17 +50,13 @@ from pydicom.tag import Tag
 from pydicom.uid import RLELossless, XRayAngiographicImageStorage, generate_uid
 from scipy.ndimage import gaussian_filter
 
+from .physiology import SEGMENTS, VESSELS  # one list of segments for the latents and the images
+
 __all__ = ["BITS_STORED", "DEFAULT_TIME", "SEGMENTS", "SEGMENT_NAMES", "VESSELS", "VIEWS", "SegmentPath",
            "coronary_tree", "render_angiogram", "vessel_max", "write_angiogram"]
 
 #: Coronary segments (a simplified AHA/SYNTAX scheme) and their vessel, proximal to distal within each vessel.
-SEGMENTS: tuple[tuple[str, str], ...] = (
-    ("LM", "LM"), ("pLAD", "LAD"), ("mLAD", "LAD"), ("dLAD", "LAD"), ("D1", "LAD"),
-    ("pLCx", "LCx"), ("dLCx", "LCx"), ("OM1", "LCx"),
-    ("pRCA", "RCA"), ("mRCA", "RCA"), ("dRCA", "RCA"), ("PDA", "RCA"),
-)
 SEGMENT_NAMES: tuple[str, ...] = tuple(name for name, _ in SEGMENTS)
-VESSELS: tuple[str, ...] = ("LAD", "LCx", "RCA")
 #: View -> (Positioner Primary Angle, LAO + / RAO -; Positioner Secondary Angle, cranial + / caudal -), degrees.
 VIEWS: dict[str, tuple[float, float]] = {"LAO": (30.0, 20.0), "RAO": (-30.0, -20.0), "AP": (0.0, 0.0)}
 BITS_STORED = 10
