@@ -22,9 +22,8 @@ from scipy.stats import mannwhitneyu
 
 from stence_bench.data.views import resample
 from stence_bench.registry import Registry
-from stence_bench.synth.cohort import _rng, plan_ecgs
-from stence_bench.synth.ecg import generate
-from stence_bench.synth.physiology import VESSELS, morphology, sample_patients
+from stence_bench.synth.cohort import ecg_batches, sample_cohort
+from stence_bench.synth.physiology import VESSELS
 
 TASKS = {
     "stenosis.70": lambda e: e[[f"max_{v}" for v in VESSELS]].max(axis=1) >= 70,
@@ -43,17 +42,8 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def cohort(patients: int, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
-    pats, _ = sample_patients(patients, _rng(seed, 0))
-    ecgs = plan_ecgs(pats, _rng(seed, 1))
-    ecgs = pd.concat([ecgs, pats.loc[ecgs["patient"]].reset_index(drop=True).drop(columns="patient")], axis=1)
-    out = []
-    for start in range(0, len(ecgs), 128):
-        part = ecgs.iloc[start : start + 128]
-        rng = _rng(seed, 3, start // 128)
-        beats, rhythm, noise, _ = morphology(part, rng)
-        x = generate(beats, rhythm, noise, rng=rng)
-        out.append(resample(x, 500, 100))
-    x = np.concatenate(out)
+    _, _, ecgs = sample_cohort(patients, seed)
+    x = np.concatenate([resample(signals, 500, 100) for _, signals, _ in ecg_batches(ecgs, seed)])
     x = (x - x.mean(axis=2, keepdims=True)) / (x.std(axis=2, keepdims=True) + 1e-6)
     return x.astype(np.float32), ecgs
 
@@ -111,7 +101,7 @@ def main() -> None:
     split_of = {p: ("train" if i < 0.7 * n else "val" if i < 0.85 * n else "test") for i, p in enumerate(patient_ids)}
     split = ecgs["patient"].map(split_of).to_numpy()
     print(f"{len(ecgs)} ECGs of {args.patients} patients generated in {time.perf_counter() - started:.0f} s")
-    print(f"| task | prevalence | test AUROC, 100 % labels | test AUROC, 1 % labels |")
+    print("| task | prevalence | test AUROC, 100 % labels | test AUROC, 1 % labels |")
     print("|---|---|---|---|")
     for name, label in TASKS.items():
         y = label(ecgs).to_numpy().astype(int)

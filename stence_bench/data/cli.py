@@ -178,3 +178,26 @@ def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool) -> N
     click.echo(f"{out}: {summary['patients']} patients, {summary['ecgs']} ECGs, {summary['angiograms']} angiograms")
     click.echo(f"  stence-bench data ingest {out / 'mimic-iv-ecg'} --layout mimic-iv-ecg --store STORE")
     click.echo(f"  stence-bench data ingest {out / 'ptbxl'} --layout ptbxl --store STORE")
+
+
+@data_group.command("compare-real")
+@click.option("--realdata", type=click.Path(path_type=Path, file_okay=False), default=Path("../shared/realdata"),
+              show_default=True, help="Folder of real records (cinc2021/, ptb-xl/, dicom/ as in ../shared/realdata).")
+@click.option("--patients", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Synthetic patients to generate and measure.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def compare_real_command(realdata: Path, patients: int, seed: int) -> None:
+    """Compare synthetic ECGs with real records: heart rate, PR, QRS, QT, R and T amplitudes per lead, spectral
+    power bands. Prints a markdown table; exits 1 when a statistic's synthetic median or interquartile range
+    leaves the real range."""
+    from ..synth import realism
+
+    if not realdata.is_dir():
+        raise StenceBenchError(f"--realdata {realdata}: no such folder")
+    real = realism.real_reference(realdata)
+    if real.empty:
+        raise StenceBenchError(f"--realdata {realdata}: no real records found (expected cinc2021/, ptb-xl/, dicom/)")
+    table = realism.compare(realism.synthetic_measurements(patients, seed), real)
+    click.echo(realism.format_report(table))
+    if not table["cohort_inside"].dropna().all():
+        sys.exit(1)

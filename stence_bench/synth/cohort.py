@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,29 @@ def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, 
     return {"patients": _patients_table(patients, rng), "stenosis": sten, "echo": echo, "cath": cath, "labs": labs}
 
 
+def sample_cohort(patients: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Patients, their per-segment stenosis, and their ECGs (one row per ECG, with the patient's latents)."""
+    pats, stenosis = sample_patients(patients, _rng(seed, 0))
+    ecgs = plan_ecgs(pats, _rng(seed, 1))
+    latents = pats.loc[ecgs["patient"]].reset_index(drop=True)
+    ecgs = pd.concat([ecgs, latents.drop(columns="patient")], axis=1)
+    ecgs["nst_draw"] = _rng(seed, 2).random(len(ecgs))
+    ecgs["subject_id"] = 10000000 + ecgs["patient"]
+    ecgs["study_id"] = 40000000 + np.arange(len(ecgs))
+    ecgs["ecg_id"] = np.arange(1, len(ecgs) + 1)
+    return pats, stenosis, ecgs
+
+
+def ecg_batches(ecgs: pd.DataFrame, seed: int, batch: int = 128) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame]]:
+    """The ECGs of :func:`sample_cohort`, generated in batches: ``(rows, signals [B, 12, 5000] mV, truth)``.
+    Each batch has its own seeded generator, so the signals do not depend on anything but the seed."""
+    for start in range(0, len(ecgs), batch):
+        part = ecgs.iloc[start : start + batch]
+        rng = _rng(seed, 3, start // batch)
+        beats, rhythm, noise, truth = morphology(part, rng)
+        yield part, generate(beats, rhythm, noise, fs=FS, seconds=SECONDS, rng=rng), truth
+
+
 def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, batch: int = 128,
                angiograms: bool = True, progress: Callable[[int], None] | None = None,
                on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -212,24 +235,13 @@ def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, bat
         raise StenceBenchError(f"--patients must be at least 1, not {patients}")
     if out.exists() and any(out.iterdir()):
         raise StenceBenchError(f"{out}: exists and is not empty; synthesize into a new folder")
-    pats, stenosis = sample_patients(patients, _rng(seed, 0))
-    ecgs = plan_ecgs(pats, _rng(seed, 1))
-    latents = pats.loc[ecgs["patient"]].reset_index(drop=True)
-    ecgs = pd.concat([ecgs, latents.drop(columns="patient")], axis=1)
-    ecgs["nst_draw"] = _rng(seed, 2).random(len(ecgs))
-    ecgs["subject_id"] = 10000000 + ecgs["patient"]
-    ecgs["study_id"] = 40000000 + np.arange(len(ecgs))
-    ecgs["ecg_id"] = np.arange(1, len(ecgs) + 1)
+    pats, stenosis, ecgs = sample_cohort(patients, seed)
     if on_start:
         on_start(len(ecgs) + (patients if angiograms else 0))
 
     mimic, ptbxl = out / "mimic-iv-ecg", out / "ptbxl"
     truth_parts, codes_all = [], []
-    for start in range(0, len(ecgs), batch):
-        part = ecgs.iloc[start : start + batch]
-        rng = _rng(seed, 3, start // batch)
-        beats, rhythm, noise, truth = morphology(part, rng)
-        signals = generate(beats, rhythm, noise, fs=FS, seconds=SECONDS, rng=rng)
+    for part, signals, truth in ecg_batches(ecgs, seed, batch):
         codes = statements(part, truth)
         for j in range(len(part)):
             row = part.iloc[j]
