@@ -192,3 +192,12 @@ def test_cli_synth_refuses_a_non_empty_folder(tmp_path):
     result = CliRunner().invoke(cli, ["data", "synth", str(tmp_path), "--patients", "2"],
                                 obj=Registry.load(environ=BUILTINS_ONLY))
     assert result.exit_code == 2 and result.output.strip() == f"Error: {tmp_path}: exists and is not empty; synthesize into a new folder"
+
+
+def test_cli_compare_real(realdata, tmp_path):
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    result = CliRunner().invoke(cli, ["data", "compare-real", "--realdata", str(realdata), "--patients", "40"], obj=registry)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("32 of 32 statistics with the synthetic median and interquartile range inside")
+    missing = CliRunner().invoke(cli, ["data", "compare-real", "--realdata", str(tmp_path / "none")], obj=registry)
+    assert missing.exit_code == 2 and missing.output.strip() == f"Error: --realdata {tmp_path / 'none'}: no such folder"

@@ -47,6 +47,30 @@ def make_layout(ctx: click.Context, name: str, options: dict[str, Any]) -> Layou
         raise StenceBenchError(f"layout {name!r}: {problems}") from None
 
 
+class ProgressBar:
+    """A click progress bar on stderr for work that learns its size once started: pass :meth:`start` and
+    :meth:`update` as the work's callbacks; the bar is closed however the work ends."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._bar: Any = None
+
+    def start(self, total: int) -> None:
+        self._bar = click.progressbar(length=total, label=self.label, show_pos=True, show_eta=True, file=sys.stderr)
+        self._bar.__enter__()
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
 @click.group("data")
 def data_group() -> None:
     """Read ECG sources into a store, and describe stores."""
@@ -74,19 +98,9 @@ def ingest_command(ctx: click.Context, source: Path, layout_name: str, store: Pa
     from .ingest import ingest
 
     layout = make_layout(ctx, layout_name, parse_options(options))
-    bar: Any = None
-
-    def start(total: int) -> None:
-        nonlocal bar
-        bar = click.progressbar(length=total, label="ingesting", show_pos=True, show_eta=True, file=sys.stderr)
-        bar.__enter__()
-
-    try:
-        report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size,
-                        on_start=start, progress=lambda n: bar.update(n))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with ProgressBar("ingesting") as bar:
+        report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size, on_start=bar.start,
+                        progress=bar.update)
     for line in report.lines():
         click.echo(line)
 
@@ -162,19 +176,9 @@ def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool) -> N
     """
     from ..synth.cohort import synthesize
 
-    bar: Any = None
-
-    def start(total: int) -> None:
-        nonlocal bar
-        bar = click.progressbar(length=total, label="synthesizing", show_pos=True, show_eta=True, file=sys.stderr)
-        bar.__enter__()
-
-    try:
-        summary = synthesize(out, patients, seed, angiograms=not no_angiograms, on_start=start,
-                             progress=lambda n: bar.update(n))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with ProgressBar("synthesizing") as bar:
+        summary = synthesize(out, patients, seed, angiograms=not no_angiograms, on_start=bar.start,
+                             progress=bar.update)
     click.echo(f"{out}: {summary['patients']} patients, {summary['ecgs']} ECGs, {summary['angiograms']} angiograms")
     click.echo(f"  stence-bench data ingest {out / 'mimic-iv-ecg'} --layout mimic-iv-ecg --store STORE")
     click.echo(f"  stence-bench data ingest {out / 'ptbxl'} --layout ptbxl --store STORE")

@@ -27,8 +27,8 @@ C = {name: i for i, name in enumerate(COMPONENTS)}
 #: Lead vectors of the independent leads I, II, V1..V6 in body axes (x left, y inferior, z anterior): the limb
 #: leads in the frontal plane at 0 and 60 degrees, the chest leads in the horizontal plane from right-anterior (V1)
 #: to left-lateral (V6), with the larger gain of electrodes near the heart and a small inferior component.
-_PRECORDIAL_ANGLES = np.deg2rad([118, 98, 78, 58, 33, 8])
-_PRECORDIAL_GAINS = np.array([1.1, 1.5, 1.6, 1.5, 1.3, 1.0])
+_PRECORDIAL_ANGLES = np.deg2rad([112, 92, 70, 50, 27, 5])
+_PRECORDIAL_GAINS = np.array([1.2, 1.8, 2.0, 1.9, 1.5, 1.1])
 LEAD_VECTORS = np.vstack([
     [1.0, 0.0, 0.0],
     [np.cos(np.deg2rad(60)), np.sin(np.deg2rad(60)), 0.0],

@@ -95,9 +95,9 @@ def sample_patients(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.
         "avb1": avb1,
         # stable individual ECG traits
         "hr_base": np.clip(rng.normal(68, 9, n), 45, 105), "axis_deg": rng.normal(45, 22, n),
-        "r_posterior": rng.normal(-0.45, 0.15, n), "r_amp": np.exp(rng.normal(0, 0.22, n)),
-        "t_amp": np.exp(rng.normal(0, 0.32, n)), "t_axis_offset": rng.normal(0, 15, n),
-        "pr_base": rng.normal(155, 18, n), "qrs_base": rng.normal(90, 7, n), "qtc_base": rng.normal(410, 16, n),
+        "r_posterior": rng.normal(-0.22, 0.15, n), "r_amp": np.exp(rng.normal(0, 0.22, n)),
+        "t_amp": np.exp(rng.normal(0, 0.32, n)), "t_axis_offset": rng.normal(0, 10, n),
+        "pr_base": rng.normal(152, 15, n), "qrs_base": rng.normal(90, 7, n), "qtc_base": rng.normal(410, 16, n),
     })
     return patients, stenosis
 
@@ -145,10 +145,10 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
     offset[:, C["S"]], width[:, C["S"]] = 0.28 * qrs, 0.08 * qrs
     # septal depolarisation: left-to-right and anterior, of very different size from person to person
     septal = _unit(np.array([-0.5, 0.1, 0.6]) + rng.normal(0, 0.35, (b, 3)))
-    septal_amp = 0.12 * np.exp(rng.normal(0, 0.5, b))
+    septal_amp = 0.2 * np.exp(rng.normal(0, 0.35, b))
     vec[:, C["Q"]] = np.where(lbbb[:, None], 0.06 * _unit(np.array([0.7, 0.0, -0.3])), septal_amp[:, None] * septal) * r_amp[:, None]
     vec[:, C["R"]] = r_dir * r_amp[:, None]
-    vec[:, C["S"]] = _unit(np.array([-0.45, -0.5, -0.6])) * (0.32 * r_amp * np.exp(rng.normal(0, 0.2, b)))[:, None]
+    vec[:, C["S"]] = _unit(np.array([-0.3, -0.35, -0.75])) * (0.32 * r_amp * np.exp(rng.normal(0, 0.2, b)))[:, None]
     # bundle branch blocks: a slow late force (left-posterior in LBBB, right-anterior in RBBB)
     offset[:, C["R_late"]] = np.where(lbbb, 0.05, 0.06) * (qrs / 0.14)
     width[:, C["R_late"]] = np.where(lbbb, 0.032, 0.022) * (qrs / 0.14)
@@ -161,16 +161,16 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
         terr = TERRITORY[vessel]
         infarct = (g["mi_vessel"] == vessel)[:, None]
         infarct_size = infarct * np.exp(rng.normal(0, 0.45, (b, 1)))  # small to large scars
-        vec[:, C["Q"]] += infarct_size * (-0.08 * terr) * r_amp[:, None]
-        t_extra += infarct_size * (-0.06 * terr)
+        vec[:, C["Q"]] += infarct_size * (-0.05 * terr) * r_amp[:, None]
+        t_extra += infarct_size * (-0.05 * terr)
         # ischaemia of the vessel: ST depression and T inversion along its territory
         isch = ischaemia(g[f"max_{vessel}"])[:, None] * np.exp(rng.normal(0, 0.25, (b, 1)))
-        st += -0.09 * isch * terr
-        t_extra += -0.25 * isch * terr
+        st += -0.08 * isch * terr
+        t_extra += -0.22 * isch * terr
     width[:, C["Q"]] = np.where(g["mi"].astype(bool), 0.075 * qrs, width[:, C["Q"]])
     # T wave (and ST): concordant with R normally, discordant in bundle branch block, strain in LVH
-    t_axis = axis + np.deg2rad(g["t_axis_offset"])
-    t_dir = _unit(np.stack([np.cos(t_axis), np.sin(t_axis), g["r_posterior"] + 0.9], axis=1))
+    t_axis = 0.5 * axis + 0.5 * np.deg2rad(45) + np.deg2rad(g["t_axis_offset"])  # T follows QRS, less spread
+    t_dir = _unit(np.stack([np.cos(t_axis), np.sin(t_axis), g["r_posterior"] + 0.6], axis=1))
     t_amp = 0.38 * g["t_amp"] * (1 + 0.4 * hyper + 0.1 * hyper**2) / (1 + 0.9 * hypo) * np.where(female, 0.85, 1.0)
     t_vec = t_dir * t_amp[:, None]
     t_vec = np.where((lbbb | rbbb)[:, None], -0.7 * t_vec + 0.1 * t_dir, t_vec)
@@ -178,7 +178,8 @@ def morphology(ecgs: pd.DataFrame, rng: np.random.Generator) -> tuple[Beats, Rhy
     st += np.where(lvh[:, None], -0.05 * r_dir, 0) + np.where(lbbb[:, None], -0.08 * r_dir, 0)
     t_sigma = 0.048 * np.exp(rng.normal(0, 0.12, b)) / (1 + 0.15 * hyper)
     t_end = qrs_on + qt_ms / 1000
-    offset[:, C["T"]], width[:, C["T"]] = t_end - 2.6 * t_sigma, t_sigma
+    # T ends where its tangent meets the baseline, about 2 sigma after its peak (as ECG machines measure it)
+    offset[:, C["T"]], width[:, C["T"]] = t_end - 2.0 * t_sigma, t_sigma
     vec[:, C["T"]] = t_vec + t_extra
     offset[:, C["ST"]] = 0.5 * qrs + 0.45 * (offset[:, C["T"]] - 0.5 * qrs)
     width[:, C["ST"]] = np.clip(0.3 * (offset[:, C["T"]] - 0.5 * qrs), 0.02, None)
