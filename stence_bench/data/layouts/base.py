@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from ...errors import StenceBenchError
 from ..records import BadRecord, Record
 
 
@@ -51,8 +52,6 @@ class Layout(BaseModel):
 
 def require_columns(table: pd.DataFrame, columns: list[str] | tuple[str, ...], source: str | Path) -> None:
     """A table that lacks columns the layout needs is a user error naming the file and the columns."""
-    from ...errors import StenceBenchError
-
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise StenceBenchError(f"{source}: missing column(s) {', '.join(missing)}")
