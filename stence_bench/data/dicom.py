@@ -94,7 +94,7 @@ def _read_ecg(path: Path, group: str | int, record_id: str | None) -> Record:
                         f"group {index} declares {n_channels} channel(s) but defines {len(channels)}")
     leads = tuple(_lead_name(ch, j) for j, ch in enumerate(channels))
     factors = np.array([_to_mv_factor(src, ch, lead, j) for j, (ch, lead) in enumerate(zip(channels, leads))])
-    fs = _float(item.get("SamplingFrequency"))
+    fs = as_float(item.get("SamplingFrequency"))
     if fs is None:
         raise BadRecord(src, "bad sampling rate",
                         f"group {index} has no usable Sampling Frequency ({item.get('SamplingFrequency')!r})")
@@ -161,7 +161,7 @@ def _to_mv_factor(src: str, channel: Dataset, lead: str, j: int) -> float:
     if channel.get("ChannelSensitivity") is None:
         raise BadRecord(src, "unsupported units", f"{where} has no Channel Sensitivity: samples are uncalibrated")
     for keyword in ("ChannelSensitivity", "ChannelSensitivityCorrectionFactor", "ChannelBaseline"):
-        if keyword in channel and _float(channel.get(keyword)) is None:
+        if keyword in channel and as_float(channel.get(keyword)) is None:
             raise BadRecord(src, "corrupt waveform", f"{where} has an empty or non-numeric {keyword}")
     units = channel.get("ChannelSensitivityUnitsSequence")
     if not units:
@@ -206,7 +206,7 @@ def _annotations(ds: Dataset) -> tuple[list[str], list[dict[str, Any]]]:
         concept = _code_meaning(item.get("ConceptNameCodeSequence"))
         if "NumericValue" in item and concept:
             raw = item.NumericValue
-            values = [_float(v) for v in (raw if isinstance(raw, (list, MultiValue)) else [raw])]
+            values = [as_float(v) for v in (raw if isinstance(raw, (list, MultiValue)) else [raw])]
             values = [v for v in values if v is not None]
             if values:
                 unit = item.get("MeasurementUnitsCodeSequence")
@@ -221,7 +221,7 @@ def _annotations(ds: Dataset) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _per_channel(channels: list[Dataset], keyword: str) -> float | list[float | None] | None:
     """One value when all channels agree, else one per channel; None when no channel has it."""
-    values = [_float(ch.get(keyword)) for ch in channels]
+    values = [as_float(ch.get(keyword)) for ch in channels]
     if all(v is None for v in values):
         return None
     return values[0] if len(set(values)) == 1 else values
@@ -432,13 +432,13 @@ def _native_stderr() -> Iterator[list[str]]:
 
 def _frame_time_ms(ds: Dataset) -> float | None:
     """Frame Time, else the mean of Frame Time Vector's increments (its leading 0 is the first frame's)."""
-    frame_time = _float(ds.get("FrameTime"))
+    frame_time = as_float(ds.get("FrameTime"))
     if frame_time is not None and frame_time > 0:
         return frame_time
     vector = ds.get("FrameTimeVector")
     if vector is None:
         return None
-    values = [v for v in (_float(x) for x in (vector if isinstance(vector, (list, MultiValue)) else [vector]))
+    values = [v for v in (as_float(x) for x in (vector if isinstance(vector, (list, MultiValue)) else [vector]))
               if v is not None]
     if len(values) > 1 and values[0] == 0:
         values = values[1:]
@@ -447,14 +447,14 @@ def _frame_time_ms(ds: Dataset) -> float | None:
 
 def _positioner(ds: Dataset, keyword: str) -> float | None:
     """A positioner angle: top level, else the Enhanced XA shared (then first per-frame) functional group."""
-    value = _float(ds.get(keyword))
+    value = as_float(ds.get(keyword))
     if value is not None:
         return value
     for groups in (ds.get("SharedFunctionalGroupsSequence"), ds.get("PerFrameFunctionalGroupsSequence")):
         if groups:
             positions = groups[0].get("PositionerPositionSequence")
             if positions:
-                value = _float(positions[0].get(keyword))
+                value = as_float(positions[0].get(keyword))
                 if value is not None:
                     return value
     return None
@@ -565,7 +565,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _float(value: Any) -> float | None:
+def as_float(value: Any) -> float | None:
+    """A DICOM value as a finite float, or None (empty, non-numeric, infinite or NaN)."""
     if value is None or value == "":
         return None
     try:
@@ -576,7 +577,7 @@ def _float(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    number = _float(value)
+    number = as_float(value)
     return None if number is None else int(number)
 
 

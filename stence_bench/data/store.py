@@ -137,12 +137,14 @@ class ShardWriter:
             encoding, samples = "f32", np.ascontiguousarray(record.physical(), dtype=np.float32)
             baseline = gain = ""
         samples.tofile(self._file(encoding))
+        files = record.files or (record.source,)
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
             "fs": record.fs, "leads": ",".join(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
             "shard": self.shard, "offset": self._offset[encoding], "source": record.source,
-            "files": ";".join(record.files or (record.source,)), "fingerprint": fingerprint(record.files or (record.source,)), "checksum": signal_checksum(samples, baseline + ";" + gain),
+            "files": ";".join(files), "fingerprint": fingerprint(files),
+            "checksum": signal_checksum(samples, baseline + ";" + gain),
             "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
         })
         self._offset[encoding] += samples.size

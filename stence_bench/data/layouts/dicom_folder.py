@@ -17,7 +17,7 @@ import pandas as pd
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from ..dicom import ECG_SOP_PREFIX, XA_SOP_CLASSES, read_dicom_ecg
+from ..dicom import ECG_SOP_PREFIX, XA_SOP_CLASSES, as_float, read_dicom_ecg
 from ..records import BadRecord, Record
 from .base import Layout, RecordRef, Scan
 
@@ -31,13 +31,6 @@ def _dicom_files(source: Path) -> list[str]:
     for folder, _, names in os.walk(source):
         found += [os.path.join(folder, n) for n in names if n.lower().endswith((".dcm", ".dicom"))]
     return sorted(found)
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class DicomLayout(Layout):
@@ -69,10 +62,10 @@ class DicomLayout(Layout):
                 angiograms.append({
                     "path": path, "record_id": record_id, "patient_id": patient,
                     "study_uid": str(ds.get("StudyInstanceUID", "")), "sop_uid": str(ds.get("SOPInstanceUID", "")),
-                    "n_frames": int(_number(ds.get("NumberOfFrames")) or 1), "rows": ds.get("Rows"),
-                    "columns": ds.get("Columns"), "frame_time_ms": _number(ds.get("FrameTime")),
-                    "primary_angle": _number(ds.get("PositionerPrimaryAngle")),
-                    "secondary_angle": _number(ds.get("PositionerSecondaryAngle")),
+                    "n_frames": int(as_float(ds.get("NumberOfFrames")) or 1), "rows": ds.get("Rows"),
+                    "columns": ds.get("Columns"), "frame_time_ms": as_float(ds.get("FrameTime")),
+                    "primary_angle": as_float(ds.get("PositionerPrimaryAngle")),
+                    "secondary_angle": as_float(ds.get("PositionerSecondaryAngle")),
                 })
             else:
                 problems.append((ref, BadRecord(path, "not an ECG", f"Modality {modality or '?'}, SOP class {sop or '?'}")))
