@@ -24,6 +24,7 @@ from .errors import PluginError
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_plugins.encoders",
+    "stence_bench_plugins.modalities",
     "stence_bench_plugins.objectives",
     "stence_bench_plugins.datasets",
     "stence_bench_tasks.ptbxl",
