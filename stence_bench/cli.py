@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -98,16 +99,17 @@ _COLUMNS: dict[str, tuple[list[str], Callable[[Any], list[Any]]]] = {
                    ",".join(s.presets) or "-", s.normalization],
     ),
     "objective": (
-        ["modalities", "pretrains", "gathers", "control"],
-        lambda s: [",".join(s.modalities), "yes" if s.pretrains else "no",
-                   "yes" if s.gathers_across_ranks else "no", "yes" if s.control else "no"],
+        ["modalities", "modality encoders", "pretrains", "gathers", "control"],
+        lambda s: [",".join(s.modalities), ",".join(s.modality_encoders.values()) or "-",
+                   "yes" if s.pretrains else "no", "yes" if s.gathers_across_ranks else "no",
+                   "yes" if s.control else "no"],
     ),
     "task": (
         ["dataset", "kind", "metric", "split", "version"],
         lambda s: [s.dataset, s.task_kind, s.metric, s.split, s.version],
     ),
     "dataset": (["formats", "modalities"], lambda s: [",".join(s.formats) or "-", ",".join(s.modalities)]),
-    "modality": (["modality", "dim"], lambda s: [s.modality, s.embed_dim]),
+    "modality": (["modality", "dim", "description"], lambda s: [s.modality, s.embed_dim, textwrap.shorten(s.description, 60, placeholder=" ...")]),
 }
 
 

@@ -149,6 +149,8 @@ class ObjectiveSpec(Spec):
     options: dict[str, JsonValue] = {}
     #: A control row that every matrix includes automatically (random init, supervised from scratch).
     control: bool = False
+    #: The registered modality encoder used for each paired modality (``{"angiography": "angio_cnn"}``).
+    modality_encoders: dict[Literal["angiography", "text", "metadata"], Name] = {}
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -156,11 +158,33 @@ class ObjectiveSpec(Spec):
             raise ValueError("modalities must include 'ecg'")
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"modalities: repeated entry in {self.modalities}")
+        stray = sorted(set(self.modality_encoders) - set(self.modalities))
+        if stray:
+            raise ValueError(f"modality_encoders: {', '.join(stray)} not among modalities {self.modalities}")
         return self
 
     @property
     def pretrains(self) -> bool:
         return self.factory is not None
+
+    def build(
+        self,
+        encoder: Any,
+        *,
+        leads: tuple[str, ...],
+        modality_encoders: dict[str, Any] | None = None,
+        n_labels: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Import the factory and build the objective around ``encoder`` (see :mod:`stence_bench.pretraining`).
+
+        ``options`` override the spec's own."""
+        if self.factory is None:
+            raise PluginError(f"objective {self.name!r} does not pretrain: it has no factory to build")
+        factory = import_object(self.factory, what=f"objective {self.name!r}")
+        kwargs = {"name": self.name, **self.options, **options}
+        return factory(encoder=encoder, leads=tuple(leads), modality_encoders=dict(modality_encoders or {}),
+                       n_labels=n_labels, **kwargs)
 
 
 class TaskSpec(Spec):
@@ -219,3 +243,8 @@ class ModalitySpec(Spec):
     factory: FactoryRef
     embed_dim: Annotated[int, Field(gt=0)]
     options: dict[str, JsonValue] = {}
+
+    def build(self, **options: Any) -> Any:
+        """Import the factory and build the module (imports torch). ``options`` override the spec's."""
+        factory = import_object(self.factory, what=f"modality encoder {self.name!r}")
+        return factory(**{**self.options, **options})

@@ -6,6 +6,7 @@ In a plugin package's tests::
 
     def test_my_encoder():
         assert_encoder_contract("my_net")          # the registered name; uses the "tiny" preset if there is one
+    assert_objective_contract("my_loss")       # builds it around a tiny encoder, checks loss and gradients
 
 Fixtures: ``stence_registry`` (the registry as installed), ``ecg_batch`` (a factory of deterministic inputs
 shaped by an encoder's contract). Nothing here imports torch until a helper runs.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .registry import Registry
-from .specs import EncoderSpec
+from .specs import EncoderSpec, ObjectiveSpec
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +99,111 @@ def assert_encoder_contract(
         assert torch.isfinite(param.grad).all(), f"{where}: parameter {name!r} has a non-finite gradient"
     module.eval()
     return module
+
+
+_WORDS = ("sinus", "rhythm", "normal", "ecg", "inferior", "infarction", "left", "axis", "deviation", "st",
+          "depression", "t", "wave", "inversion", "peaked", "low", "voltage", "bundle", "branch", "block")
+
+
+def make_modality_items(modality: str, module: Any, batch_size: int, *, seed: int = 0) -> list[Any]:
+    """Deterministic raw examples of a paired modality, as a data loader would hand them to ``module.collate``:
+    angiogram frames (or precomputed vectors when the module has ``input_dim``), report strings, metadata rows
+    with missing values."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if modality == "angiography":
+        if hasattr(module, "input_dim"):
+            return [rng.standard_normal(module.input_dim).astype(np.float32) for _ in range(batch_size)]
+        return [rng.integers(0, 256, size=(int(rng.integers(3, 7)), 32, 32), dtype=np.uint8) for _ in range(batch_size)]
+    if modality == "text":
+        return [" ".join(rng.choice(_WORDS, size=int(rng.integers(3, 9)))) for _ in range(batch_size)]
+    if modality == "metadata":
+        values = rng.standard_normal((batch_size, 6)).astype(np.float32)
+        values[rng.random(values.shape) < 0.3] = np.nan
+        return list(values)
+    raise ValueError(f"no example items for modality {modality!r}")
+
+
+def build_objective(
+    objective: str | ObjectiveSpec,
+    *,
+    encoder: str = "resnet1d_wang",
+    registry: Registry | None = None,
+    batch_size: int = 8,
+    n_labels: int = 4,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Build a registered objective around ``encoder``'s tiny preset, with its modality encoders fitted on
+    generated examples, and a matching batch (see :mod:`stence_bench.pretraining` for the keys)."""
+    import torch
+
+    registry = registry or Registry.load()
+    spec = objective if isinstance(objective, ObjectiveSpec) else registry.objectives.get(objective)
+    enc_spec = registry.encoders.get(encoder)
+    torch.manual_seed(seed)
+    module = enc_spec.build("tiny" if "tiny" in enc_spec.presets else None)
+    generator = torch.Generator().manual_seed(seed)
+    batch: dict[str, Any] = {
+        "ecg": make_ecg_batch(enc_spec, batch_size, seed=seed),
+        "ecg_segment": make_ecg_batch(enc_spec, batch_size, seed=seed + 1),
+        "patient_id": torch.arange(batch_size) // 2,
+        "labels": (torch.rand(batch_size, n_labels, generator=generator) < 0.4).float(),
+        "risk": torch.rand(batch_size, generator=generator),
+    }
+    modality_encoders = {}
+    for modality in ("angiography", "text", "metadata"):
+        if modality not in spec.modalities:
+            continue
+        name = spec.modality_encoders.get(modality)
+        candidates = [m for m in registry.modalities if m.modality == modality]
+        mod_spec = registry.modalities.get(name) if name else (candidates[0] if candidates else None)
+        if mod_spec is None:
+            raise AssertionError(f"objective {spec.name!r} needs {modality}, and no modality encoder is registered for it")
+        mod = mod_spec.build()
+        items = make_modality_items(modality, mod, batch_size, seed=seed)
+        if hasattr(mod, "fit"):
+            mod.fit(items)
+        modality_encoders[modality] = mod
+        batch[modality] = mod.collate(items)
+    if "metadata" in spec.modalities and "metadata" not in batch:
+        batch["metadata"] = torch.where(torch.rand(batch_size, 6, generator=generator) < 0.3, float("nan"), 0.0)
+    built = spec.build(module, leads=enc_spec.leads, modality_encoders=modality_encoders, n_labels=n_labels, **options)
+    return built, batch
+
+
+def assert_objective_contract(objective: str | ObjectiveSpec, *, registry: Registry | None = None, **options: Any) -> Any:
+    """Build ``objective`` (see :func:`build_objective`) and check the objective contract; returns it.
+
+    Checks: ``forward(batch)`` returns an ``ObjectiveOutput`` whose loss is a finite scalar and whose logs are
+    floats; backward gives finite gradients, and the encoder's parameters receive them; the same seed gives
+    the same loss.
+    """
+    import torch
+
+    from .pretraining import Objective, ObjectiveOutput
+
+    registry = registry or Registry.load()
+    spec = objective if isinstance(objective, ObjectiveSpec) else registry.objectives.get(objective)
+    where = f"objective {spec.name!r}"
+    built, batch = build_objective(spec, registry=registry, **options)
+    assert isinstance(built, Objective), f"{where}: factory returned {type(built).__name__}, not an Objective"
+    torch.manual_seed(1)
+    out = built(batch)
+    assert isinstance(out, ObjectiveOutput), f"{where}: forward returned {type(out).__name__}, not ObjectiveOutput"
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss), f"{where}: loss is {out.loss!r}, not a finite scalar"
+    assert all(isinstance(v, float) for v in out.logs.values()), f"{where}: logs must be floats: {out.logs}"
+    out.loss.backward()
+    grads = [p.grad for p in built.encoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{where}: no gradient reaches the encoder"
+    for name, param in built.named_parameters():
+        if param.grad is not None:
+            assert torch.isfinite(param.grad).all(), f"{where}: parameter {name!r} has a non-finite gradient"
+    again, batch = build_objective(spec, registry=registry, **options)
+    torch.manual_seed(1)
+    assert torch.allclose(again(batch).loss, out.loss), f"{where}: the same seed gave a different loss"
+    return built
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,10 @@ def test_list_with_pattern_and_json(registry):
 
     payload = json.loads(invoke(registry, "list", "objectives", "--json").output)
     assert payload[0]["spec"]["name"] == "none" and payload[0]["origin"].startswith("stence-bench ")
-    assert invoke(registry, "list", "modalities").output.strip() == "no modalities registered"
+    assert invoke(registry, "list", "modalities", "nothing-like-it").output.strip() == "no modalities match 'nothing-like-it'"
+    angio = invoke(registry, "list", "modalities", "angio").output.splitlines()[2:]
+    assert [row.split()[0] for row in angio] == ["angio_cnn", "angio_embedding"]
+    assert angio[0].split()[3:5] == ["angiography", "64"]
     assert invoke(registry, "list", "datasets", "mimic").output.splitlines()[2].split()[:2] == ["mimic-iv-ecg", "stence-bench"]
 
 
@@ -68,12 +71,12 @@ def test_plugins_lists_distributions_and_hooks(registry):
 
 def test_validate_and_run_plan_the_quickstart(registry):
     ok = invoke(registry, "validate", "leaderboards/quickstart.toml")
-    assert ok.exit_code == 0 and "ok: suite 'quickstart'" in ok.output and "26 cells" in ok.output
+    assert ok.exit_code == 0 and "ok: suite 'quickstart'" in ok.output and "53 cells" in ok.output
     run = invoke(registry, "run", "quickstart")
     assert run.exit_code == 0, run.output
     lines = run.output.splitlines()
-    assert lines[-1].startswith("26 cells planned (0 pretraining, 26 evaluation).")
-    assert sum(" linear_probe " in line for line in lines) == 13
+    assert lines[-1].startswith("53 cells planned (1 pretraining, 52 evaluation).")
+    assert sum(" linear_probe " in line for line in lines) == 26
 
 
 def test_user_errors_are_one_line_exit_2(registry, tmp_path):

@@ -53,12 +53,13 @@ def test_hook_register_encoders():
 
 
 def test_hook_register_objectives():
-    registry = load(Plugin("p", objectives=[objective("clip", modalities=("ecg", "angiography"),
-                                                      gathers_across_ranks=True)]))
-    spec = registry.objectives.get("clip")
+    registry = load(Plugin("p", objectives=[objective("my_clip", modalities=("ecg", "angiography"),
+                                                      gathers_across_ranks=True,
+                                                      modality_encoders={"angiography": "angio_cnn"})]))
+    spec = registry.objectives.get("my_clip")
     assert spec.pretrains and spec.gathers_across_ranks and spec.modalities == ("ecg", "angiography")
-    out = CliRunner().invoke(cli, ["list", "objectives", "clip"], obj=registry).output
-    assert out.splitlines()[2].split() == ["clip", "<in-process>", "ecg,angiography", "yes", "yes", "no"]
+    out = CliRunner().invoke(cli, ["list", "objectives", "my_clip"], obj=registry).output
+    assert out.splitlines()[2].split() == ["my_clip", "<in-process>", "ecg,angiography", "angio_cnn", "yes", "yes", "no"]
 
 
 def test_hook_register_tasks():
@@ -78,11 +79,12 @@ def test_hook_register_datasets():
 
 
 def test_hook_register_modalities():
-    spec = ModalitySpec(name="angio_cnn", modality="angiography", factory="torch.nn:Identity", embed_dim=128)
+    spec = ModalitySpec(name="my_angio", modality="angiography", factory="torch.nn:Identity", embed_dim=128,
+                        description="identity")
     registry = load(Plugin("p", modalities=[spec]))
-    assert registry.modalities.get("angio_cnn").embed_dim == 128
-    assert CliRunner().invoke(cli, ["list", "modalities"], obj=registry).output.splitlines()[2].split() == [
-        "angio_cnn", "<in-process>", "angiography", "128"]
+    assert registry.modalities.get("my_angio").embed_dim == 128
+    assert CliRunner().invoke(cli, ["list", "modalities", "my_"], obj=registry).output.splitlines()[2].split() == [
+        "my_angio", "<in-process>", "angiography", "128", "identity"]
 
 
 def _command(name: str, text: str) -> click.Command:

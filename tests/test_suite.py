@@ -74,11 +74,11 @@ def test_repeated_entries_are_reported(registry):
 
 def test_objective_needing_what_the_dataset_lacks_is_refused():
     # the built-in ptbxl layout provides ecg, patient ids, labels and metadata, but no report text
-    plugin = Plugin("p", objectives=[objective("clip_text", modalities=("ecg", "text"))])
+    plugin = Plugin("p", objectives=[objective("my_text_clip", modalities=("ecg", "text"))])
     registry = Registry.load(extra=[plugin], environ=BUILTINS_ONLY)
-    text = GOOD.replace('objectives = ["none"]', 'objectives = ["clip_text"]')
+    text = GOOD.replace('objectives = ["none"]', 'objectives = ["my_text_clip"]')
     assert problems(text, registry) == [
-        f"x.toml: objectives[0]: objective 'clip_text' needs text, which dataset 'ptbxl' of task '{t}' does not provide"
+        f"x.toml: objectives[0]: objective 'my_text_clip' needs text, which dataset 'ptbxl' of task '{t}' does not provide"
         for t in ("ptbxl.superdiagnostic", "ptbxl.rhythm")
     ]
 
@@ -88,13 +88,14 @@ def test_plan_counts_nested_fractions_draws_and_controls():
     suite = parse_suite(GOOD.replace('objectives = ["none"]', 'objectives = ["simclr"]'))
     cells = plan(suite, registry)
     pretrain = [c for c in cells if c.stage == "pretrain"]
-    # control 'none' added: it does not pretrain, simclr does, once per encoder x seed
+    # controls 'none' and 'supervised' added: 'none' does not pretrain; simclr and supervised do, once per
+    # encoder x seed
     assert {(c.encoder, c.objective, c.seed) for c in pretrain} == {
-        (e, "simclr", s) for e in ("resnet1d_wang", "resnet1d18") for s in (0, 1)}
+        (e, o, s) for e in ("resnet1d_wang", "resnet1d18") for o in ("simclr", "supervised") for s in (0, 1)}
     evals = [c for c in cells if c.stage != "pretrain"]
-    # 2 tasks x 2 encoders x 2 objectives x 2 seeds x 2 stages x (2 draws at 10 % + 1 at 100 %)
-    assert len(evals) == 2 * 2 * 2 * 2 * 2 * 3
-    assert {c.objective for c in evals} == {"simclr", "none"}
+    # 2 tasks x 2 encoders x 3 objectives x 2 seeds x 2 stages x (2 draws at 10 % + 1 at 100 %)
+    assert len(evals) == 2 * 2 * 3 * 2 * 2 * 3
+    assert {c.objective for c in evals} == {"simclr", "none", "supervised"}
     assert all(c.draw == 0 for c in evals if c.fraction == 1.0)
     assert len({c.key for c in cells}) == len(cells)
     assert all(c.versions["task"] == "1" for c in evals)
