@@ -53,8 +53,8 @@ def assert_encoder_contract(
     Checks: the factory returns a ``torch.nn.Module`` with ``embed_dim`` equal to the spec's (for the preset);
     ``forward`` maps float32 ``[B, n_leads, n_samples]`` to finite float32 ``[B, embed_dim]`` without changing its
     input; in eval mode the output is deterministic and each sample's embedding does not depend on the rest of
-    the batch; in train mode every trainable parameter receives a finite gradient (DistributedDataParallel
-    needs that). ``preset`` defaults to ``"tiny"`` when the encoder has one, so tests stay fast.
+    the batch; two builds under the same seed give the same output; in train mode every trainable parameter
+    receives a finite gradient (DistributedDataParallel needs that). ``preset`` defaults to ``"tiny"`` when the encoder has one, so tests stay fast.
     """
     import torch
 
@@ -88,6 +88,11 @@ def assert_encoder_contract(
     assert torch.allclose(y[:1], first_alone, atol=atol, rtol=1e-3), (
         f"{where}: in eval mode a sample's embedding depends on the other samples of its batch"
     )
+
+    torch.manual_seed(0)
+    twin = spec.build(preset).eval()
+    with torch.no_grad():
+        assert torch.equal(twin(x), y), f"{where}: two builds with the same seed give different outputs"
 
     module.train()
     module.zero_grad(set_to_none=True)
