@@ -11,11 +11,11 @@ switches make runs reproducible:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata as metadata
 import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 
 import pluggy
 
@@ -28,6 +28,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_plugins.objectives",
     "stence_bench_plugins.datasets",
     "stence_bench_tasks.ptbxl",
+    "stence_bench_tasks.stenosis",
+    "stence_bench_tasks.lvef",
+    "stence_bench_tasks.potassium",
+    "stence_bench_tasks.pcwp",
+    "stence_bench_tasks.cinc2021",
 )
 ENV_DISABLE_AUTOLOAD = "STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "STENCE_BENCH_BLOCK_PLUGINS"
@@ -134,7 +139,7 @@ def load_plugins(*, extra: Iterable[object] = (), environ: Mapping[str, str] | N
             continue
         try:
             plugin = load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, loudly, by name
+        except Exception as exc:
             raise PluginError(
                 f"plugin {info.name!r} of {info.origin} failed to import: {type(exc).__name__}: {exc}; "
                 f"fix or uninstall {info.distribution}, or block it with {ENV_BLOCK}={info.distribution}"

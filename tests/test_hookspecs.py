@@ -35,9 +35,9 @@ def test_every_hook_is_typed_documented_and_tested(hook):
     for name, param in inspect.signature(function).parameters.items():
         assert param.annotation is not inspect.Parameter.empty, f"{hook}({name}) has no type"
     docs = (REPO / "docs" / "plugins.md").read_text()
-    assert re.search(rf"^### `{hook}`", docs, re.M), f"docs/plugins.md has no section '### `{hook}`'"
+    assert re.search(rf"^### `{hook}`", docs, re.MULTILINE), f"docs/plugins.md has no section '### `{hook}`'"
     tests = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
-    assert re.search(rf"^def test_hook_{hook}\b", tests, re.M), f"no test named test_hook_{hook}"
+    assert re.search(rf"^def test_hook_{hook}\b", tests, re.MULTILINE), f"no test named test_hook_{hook}"
 
 
 def load(*plugins) -> Registry:
@@ -63,9 +63,9 @@ def test_hook_register_objectives():
 
 
 def test_hook_register_tasks():
-    registry = load(Plugin("p", tasks=[task("lvef.35", dataset="echo", metric="auprc")]))
-    assert registry.tasks.get("lvef.35").dataset == "echo"
-    suite = parse_suite('name="s"\ntasks=["lvef.35"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n')
+    registry = load(Plugin("p", tasks=[task("my_task.35", dataset="echo", metric="auprc")]))
+    assert registry.tasks.get("my_task.35").dataset == "echo"
+    suite = parse_suite('name="s"\ntasks=["my_task.35"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n')
     from stence_bench.suite import check_names
 
     assert check_names(suite, registry) == []
