@@ -14,6 +14,7 @@
         stenosis.csv                   per patient and coronary segment: stenosis %, the angiogram's file
         echo.csv, labs.csv, cath.csv   echo LVEF, potassium draws (times relative to the ECGs), catheter mPCWP
         ecgs.csv                       per ECG: the latents at that time and the ground-truth intervals
+        angiography_embeddings.csv     per patient, a stand-in for a frozen angiography encoder's output
       angiography/                     one small multi-frame DICOM XA angiogram per patient
 
 Same seed, same bytes: every random draw comes from generators seeded by ``(seed, stage, batch)``.
@@ -33,13 +34,14 @@ import numpy as np
 import pandas as pd
 import xxhash
 
+from ..data.splits import patient_split
 from ..data.views import resample
 from ..data.wfdb_io import write_wfdb
 from ..errors import StenceBenchError
 from .ecg import generate
 from .physiology import VESSELS, ischaemia, morphology, sample_patients
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "5"
 FS = 500
 SECONDS = 10.0
 EPOCH = dt.datetime(2150, 1, 1)
@@ -173,16 +175,20 @@ def _patients_table(patients: pd.DataFrame, rng: np.random.Generator) -> pd.Data
 
 def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, rng: np.random.Generator
             ) -> dict[str, pd.DataFrame]:
-    subject = 10000000 + patients["patient"]
     first_ecg = ecgs.groupby("patient")["time"].min()
-    # echo within a month of the first ECG, catheterisation (mPCWP) for two thirds of the patients
-    echo_time = first_ecg + pd.to_timedelta(rng.uniform(-30, 30, len(first_ecg)), unit="D")
-    echo = pd.DataFrame({"subject_id": subject, "echo_time": echo_time.values,
-                         "lvef": np.clip(patients["lvef"] + rng.normal(0, 3, len(patients)), 5, 80).round()})
-    has_cath = rng.random(len(patients)) < 0.67
-    cath = pd.DataFrame({"subject_id": subject, "cath_time": (first_ecg + pd.to_timedelta(
-        rng.uniform(0, 2, len(first_ecg)), unit="D")).values,
-        "pcwp_mean": np.clip(patients["pcwp"] + rng.normal(0, 1.5, len(patients)), 2, 45).round()})[has_cath]
+    # an echo within a week of most ECGs (ECG-echo pairs, as the LVEF studies select them); a right-heart
+    # catheterisation (mPCWP) within hours of most ECGs of four patients in five
+    n = len(ecgs)
+    has_echo = rng.random(n) < 0.85
+    echo = pd.DataFrame({
+        "subject_id": 10000000 + ecgs["patient"],
+        "echo_time": (ecgs["time"] + pd.to_timedelta(rng.uniform(-7, 7, n), unit="D")).dt.round("min"),
+        "lvef": np.clip(ecgs["lvef"] + rng.normal(0, 3, n), 5, 80).round()})[has_echo]
+    has_cath = (rng.random(len(patients)) < 0.8)[ecgs["patient"].to_numpy()] & (rng.random(n) < 0.8)
+    cath = pd.DataFrame({
+        "subject_id": 10000000 + ecgs["patient"],
+        "cath_time": (ecgs["time"] + pd.to_timedelta(rng.uniform(-12, 12, n), unit="h")).dt.round("min"),
+        "pcwp_mean": np.clip(ecgs["pcwp"] + rng.normal(0, 1.5, n), 2, 45).round()})[has_cath]
     # potassium: most ECGs have a draw within hours; routine draws on other days
     lab_rows = []
     for i in range(len(ecgs)):
@@ -199,7 +205,25 @@ def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, 
     sten = stenosis.assign(subject_id=10000000 + stenosis["patient"],
                            angiogram=[f"angiography/{10000000 + p}.dcm" for p in stenosis["patient"]])
     sten = sten[["subject_id", "segment", "vessel", "stenosis_pct", "angiogram"]]
-    return {"patients": _patients_table(patients, rng), "stenosis": sten, "echo": echo, "cath": cath, "labs": labs}
+    return {"patients": _patients_table(patients, rng), "stenosis": sten, "echo": echo, "cath": cath, "labs": labs,
+            "angiography_embeddings": _angiography_embeddings(stenosis, rng)}
+
+
+#: Width of the precomputed angiography embeddings (the default input of the ``angio_embedding`` encoder).
+ANGIO_EMBED_DIM = 128
+
+
+def _angiography_embeddings(stenosis: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """What a frozen angiography encoder would hand over (StenCE trains on precomputed angiography embeddings):
+    per patient, a fixed random linear map of the per-segment stenosis (fraction of the lumen) plus noise,
+    standardised. The map is the same for every cohort; the noise is the cohort's."""
+    table = stenosis.pivot_table(index="patient", columns="segment", values="stenosis_pct").fillna(0.0) / 100
+    mixing = np.random.default_rng(20261122).standard_normal((table.shape[1], ANGIO_EMBED_DIM))
+    values = table.to_numpy() @ mixing + 0.5 * rng.standard_normal((len(table), ANGIO_EMBED_DIM))
+    values = (values - values.mean(axis=0)) / (values.std(axis=0) + 1e-9)
+    frame = pd.DataFrame(values.round(4), columns=[f"e{i}" for i in range(ANGIO_EMBED_DIM)])
+    frame.insert(0, "subject_id", 10000000 + table.index.to_numpy())
+    return frame
 
 
 def sample_cohort(patients: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -290,7 +314,7 @@ def _write_mimic_tables(root: Path, ecgs: pd.DataFrame, rng: np.random.Generator
     record_list.to_csv(root / "record_list.csv", index=False)
     reports = [report(c) for c in ecgs["scp_codes"]]
     width = max(len(r) for r in reports)
-    jitter = lambda scale: rng.normal(0, scale, len(ecgs))  # noqa: E731 - machine measurement noise
+    jitter = lambda scale: rng.normal(0, scale, len(ecgs))
     p_onset = 40 + np.zeros(len(ecgs))
     qrs_onset = p_onset + ecgs["true_pr_ms"] + jitter(6)
     mm = pd.DataFrame({
@@ -311,8 +335,13 @@ def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) 
     statements_table = files("stence_bench.data") / "ptbxl" / "scp_statements.csv"
     (root / "scp_statements.csv").write_bytes(statements_table.read_bytes())
     folder = [f"{(i // 1000) * 1000:05d}" for i in ecgs["ecg_id"]]
-    # strat_fold by patient (1-8 train, 9 validation, 10 test, as in PTB-XL), from a hash of the patient id
-    fold_of_patient = np.array([xxhash.xxh3_64_intdigest(f"fold:{p}".encode()) % 10 + 1 for p in patients["patient"]])
+    # strat_fold by patient (1-8 train, 9 validation, 10 test, as in PTB-XL): the harness's own patient split of
+    # the MIMIC-IV-ECG subject ids, so pretraining on the MIMIC-IV-ECG export's training patients never sees a
+    # PTB-XL validation or test patient of the same cohort
+    subjects = pd.Series([str(10000000 + p) for p in patients["patient"]])
+    split = patient_split(subjects, seed=0).to_numpy()
+    train_fold = np.array([xxhash.xxh3_64_intdigest(f"fold:{p}".encode()) % 8 + 1 for p in patients["patient"]])
+    fold_of_patient = np.where(split == "train", train_fold, np.where(split == "val", 9, 10))
     database = pd.DataFrame({
         "ecg_id": ecgs["ecg_id"], "patient_id": (ecgs["patient"] + 1).astype(float),
         "age": ecgs["age"].round(), "sex": np.where(ecgs["female"], 1, 0),
