@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -223,32 +225,72 @@ def validate_command(ctx: click.Context, suite: str) -> None:
 
 @cli.command("run")
 @_SUITE_ARG
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="The run folder (data, checkpoints, embeddings, results). Default: runs/<suite name>.")
+@click.option("--plan", "plan_only", is_flag=True, help="Print the planned cells and stop: nothing is trained.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes for the evaluation cells (default: the CPU count, at most 4).")
 @click.pass_context
-def run_command(ctx: click.Context, suite: str) -> None:
-    """Run a suite: validate it and expand it into cells (pretraining, then evaluations).
-
-    Executing the cells arrives with the protocol runner; for now the planned cells are printed and
-    nothing is trained.
-    """
+def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, workers: int | None) -> None:
+    """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
+    each once. A re-run skips finished cells; a failing cell is recorded and the others go on (exit status 1
+    at the end when any failed)."""
     registry = get_registry(ctx)
     parsed, path = validate_suite(suite, registry)
     cells = plan(parsed, registry)
     click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
-    rows = [
-        [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
-         c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
-         "-" if c.draw is None else c.draw, c.leads]
-        for c in cells
-    ]
-    click.echo(format_table(["key", "stage", "task", "encoder", "objective", "seed", "fraction", "draw", "leads"], rows))
     n_pre = sum(c.stage == "pretrain" for c in cells)
-    click.echo(f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation). "
-               "The protocol runner that executes them is not built yet: nothing was trained.")
+    if plan_only:
+        rows = [
+            [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
+             c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
+             "-" if c.draw is None else c.draw, c.leads]
+            for c in cells
+        ]
+        click.echo(format_table(["key", "stage", "task", "encoder", "objective", "seed", "fraction", "draw", "leads"],
+                                rows))
+        click.echo(f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation).")
+        return
+    import time
+
+    from .protocol.runner import run_suite, summary_lines
+
+    root = out if out is not None else Path("runs") / parsed.name
+    started = time.perf_counter()
+    if workers is None:
+        workers = max(1, min(4, os.cpu_count() or 1))
+    outcomes = run_suite(parsed, registry, root, echo=lambda line: click.echo(line, err=True), cells=cells,
+                         workers=workers)
+    for line in summary_lines(outcomes, time.perf_counter() - started):
+        click.echo(line)
+    click.echo(f"results: {root / 'results'}  (stence-bench results show {root})")
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)
+
+
+@cli.group("results")
+def results_group() -> None:
+    """Look at result files."""
+
+
+@results_group.command("show")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--task", "task_pattern", default=None, help="Only tasks matching this glob.")
+def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
+    """Print the results of run folders as a table: mean and 95 % CI over draws per task x encoder x objective
+    x stage x fraction, and the paired difference to the random-init control."""
+    from .protocol.results import load_results
+    from .protocol.tables import results_table
+
+    results = load_results(folders)
+    if not results:
+        raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
+    click.echo(results_table(results, task_pattern=task_pattern))
 
 
 # --- data ---------------------------------------------------------------------------------------------------
 
-from .data.cli import data_group  # noqa: E402 - the group lives with the data layer
+from .data.cli import data_group
 
 cli.add_command(data_group)
 

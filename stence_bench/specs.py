@@ -206,12 +206,19 @@ class TaskSpec(Spec):
     source_columns: tuple[str, ...] = ()
     #: The task card, ``"package:file.md"``.
     card: str | None = None
+    #: Class descriptions for zero-shot evaluation of ECG-text models: one per label column for multi-label
+    #: tasks; ``positive`` and ``negative`` for a binary task. Tasks without prompts have no zero-shot cells.
+    prompts: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
         regression = self.task_kind == "regression"
         if regression != (self.metric in REGRESSION_METRICS):
             raise ValueError(f"metric {self.metric!r} does not fit a {self.task_kind} task")
+        if self.prompts and regression:
+            raise ValueError("prompts: a regression task has no classes to describe")
+        if self.prompts and self.task_kind == "binary" and set(self.prompts) != {"positive", "negative"}:
+            raise ValueError(f"prompts: a binary task needs exactly 'positive' and 'negative', got {sorted(self.prompts)}")
         return self
 
 

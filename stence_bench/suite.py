@@ -15,7 +15,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
 
 from .errors import SuiteError, UnknownNameError, did_you_mean
 from .registry import Registry
@@ -47,6 +54,32 @@ class Choice(_Model):
         return self.name if self.preset is None else f"{self.name}[{self.preset}]"
 
 
+class Pretraining(_Model):
+    """How each encoder x objective x seed is pretrained (on the training patients of ``data.pretrain``)."""
+
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=2)] = 64
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+
+
+class Finetuning(_Model):
+    """How the whole network is finetuned per task x fraction x draw, with early stopping on validation loss."""
+
+    max_epochs: Annotated[int, Field(ge=1)] = 30
+    patience: Annotated[int, Field(ge=1)] = 3
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+
+
+class LinearProbe(_Model):
+    """The linear probe: L2-regularised logistic (classification) or ridge (regression) regression on the cached
+    embeddings; the strength is chosen on the validation split by the task's metric."""
+
+    c_grid: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
 class Protocol(_Model):
     """How every task x encoder x objective is evaluated."""
 
@@ -62,6 +95,11 @@ class Protocol(_Model):
     leads: Annotated[tuple[LeadSet, ...], Field(min_length=1)] = ("all",)
     #: Bootstrap resamples over test patients for confidence intervals.
     bootstrap: Annotated[int, Field(ge=0)] = 1000
+    #: Seed of the patient split (train / val / test by a hash of the patient id) where a task has no folds.
+    split_seed: int = 0
+    pretrain: Pretraining = Pretraining()
+    finetune: Finetuning = Finetuning()
+    linear_probe: LinearProbe = LinearProbe()
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -70,6 +108,36 @@ class Protocol(_Model):
             if len(set(values)) != len(values):
                 raise ValueError(f"{field}: repeated value in {list(values)}")
         return self
+
+
+class SyntheticData(_Model):
+    """The built-in synthetic cohort (``stence-bench data synth``), generated on first use inside the run folder.
+    It provides the ``mimic-iv-ecg`` (with the clinical tables and angiograms) and ``ptbxl`` datasets."""
+
+    patients: Annotated[int, Field(ge=20)] = 400
+    seed: int = 0
+    angiograms: bool = True
+
+
+class DataSource(_Model):
+    """Where a dataset's files are: a folder read by a registered layout, and a folder of label tables (CSV)."""
+
+    path: str
+    #: A registered dataset (layout) name; default: the name the source is given under ``[data.sources]``.
+    layout: str | None = None
+    #: Layout options (``rate = 500`` for PTB-XL).
+    options: dict[str, JsonValue] = {}
+    #: A folder of label CSVs (``stenosis.csv``, ``echo.csv``, ...) that tasks read by file stem.
+    tables: str | None = None
+
+
+class DataConfig(_Model):
+    """The data a suite runs on: the synthetic cohort, named sources, or both (a source overrides the cohort's)."""
+
+    synthetic: SyntheticData | None = None
+    sources: dict[str, DataSource] = {}
+    #: The dataset whose training patients pretrain every encoder x objective.
+    pretrain: str = "mimic-iv-ecg"
 
 
 class Suite(_Model):
@@ -81,6 +149,7 @@ class Suite(_Model):
     encoders: Annotated[tuple[Choice, ...], Field(min_length=1)]
     objectives: Annotated[tuple[Choice, ...], Field(min_length=1)]
     protocol: Protocol = Protocol()
+    data: DataConfig = DataConfig(synthetic=SyntheticData())
     #: Add the registered control objectives (random init, ...) that the suite does not list.
     controls: bool = True
 
@@ -91,6 +160,11 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol",): Protocol,
     ("encoders",): Choice,
     ("objectives",): Choice,
+    ("protocol", "pretrain"): Pretraining,
+    ("protocol", "finetune"): Finetuning,
+    ("protocol", "linear_probe"): LinearProbe,
+    ("data",): DataConfig,
+    ("data", "synthetic"): SyntheticData,
 }
 
 
@@ -211,18 +285,30 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             problems.append(f"{source}: objectives[{i}].preset: objectives have no presets; use options")
         if spec is None:
             continue
-        for task_name in suite.tasks:
-            if task_name not in registry.tasks:
-                continue
-            dataset = registry.tasks.get(task_name).dataset
-            if dataset in registry.datasets:
-                lacking = set(spec.modalities) - set(registry.datasets.get(dataset).modalities)
-                if lacking:
-                    problems.append(
-                        f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, "
-                        f"which dataset {dataset!r} of task {task_name!r} does not provide"
-                    )
+        lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
+        if lacking:
+            problems.append(
+                f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, which the "
+                f"pretraining dataset {suite.data.pretrain!r} does not provide"
+            )
     return problems
+
+
+def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
+    """What the suite's pretraining dataset can give objectives: its layout's modalities, plus what a tables
+    folder can add (clinical metadata and risk, angiograms linked from the stenosis table, report labels)."""
+    name = suite.data.pretrain
+    source = suite.data.sources.get(name)
+    synthetic = suite.data.synthetic is not None and name in ("mimic-iv-ecg", "ptbxl") and source is None
+    layout = (source.layout or name) if source is not None else name
+    provided = set(registry.datasets.get(layout).modalities) if layout in registry.datasets else {"ecg"}
+    if synthetic and name == "mimic-iv-ecg":  # tables, reports, angiograms or precomputed angiography embeddings
+        provided |= {"metadata", "labels", "angiography"}
+    if source is not None and source.tables:
+        provided |= {"metadata", "labels", "angiography"}
+    if "text" in provided:
+        provided.add("labels")  # report statements
+    return provided
 
 
 def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
@@ -253,6 +339,30 @@ class Cell(_Model):
     leads: LeadSet = "all"
     #: Versions of the specs involved (encoder, objective, task): a new version is a new cell.
     versions: dict[str, str] = {}
+    #: The protocol settings the cell's numbers depend on (training, probe, bootstrap, split seed).
+    settings: dict[str, JsonValue] = {}
+    #: The suite's data section (which cohort or sources).
+    data: dict[str, JsonValue] = {}
+
+    def pretrain_cell(self) -> Cell | None:
+        """The pretraining cell whose checkpoint this evaluation starts from (``None`` without pretraining)."""
+        if self.stage == "pretrain" or "pretrain" not in self.settings:
+            return None
+        return Cell(stage="pretrain", encoder=self.encoder, preset=self.preset, encoder_options=self.encoder_options,
+                    objective=self.objective, objective_options=self.objective_options, seed=self.seed,
+                    versions={k: v for k, v in self.versions.items() if k in ("encoder", "objective")},
+                    settings={k: v for k, v in self.settings.items() if k in ("pretrain", "split_seed")},
+                    data=self.data)
+
+    @property
+    def label(self) -> str:
+        """A short human description: ``stage task encoder[preset] objective f=0.1 d=0 seed 0``."""
+        enc = self.encoder if self.preset is None else f"{self.encoder}[{self.preset}]"
+        parts = [self.stage, *([self.task] if self.task else []), enc, self.objective]
+        if self.fraction is not None:
+            parts.append(f"f={self.fraction:g} d={self.draw}")
+        parts.append(f"seed {self.seed}" + ("" if self.leads == "all" else f" lead {self.leads}"))
+        return " ".join(parts)
 
     @property
     def key(self) -> str:
@@ -288,6 +398,18 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
     """Expand a validated suite into its cells: pretraining first, then every evaluation."""
     objectives, _ = resolved_objectives(suite, registry)
     proto = suite.protocol
+    data = suite.data.model_dump(mode="json")
+    pretrain_settings = {"pretrain": proto.pretrain.model_dump(mode="json"), "split_seed": proto.split_seed}
+
+    def settings(obj_spec: Any, stage: str) -> dict[str, Any]:
+        out: dict[str, Any] = dict(pretrain_settings) if obj_spec.pretrains else {"split_seed": proto.split_seed}
+        if stage == "pretrain":
+            return out
+        out["bootstrap"] = proto.bootstrap
+        if stage in ("linear_probe", "finetune"):
+            out[stage] = getattr(proto, stage).model_dump(mode="json")
+        return out
+
     cells: list[Cell] = []
     for seed in proto.seeds:
         for enc in suite.encoders:
@@ -300,6 +422,7 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                             stage="pretrain", encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
                             objective=obj.name, objective_options=obj.options, seed=seed,
                             versions={"encoder": enc_spec.version, "objective": obj_spec.version},
+                            settings=settings(obj_spec, "pretrain"), data=data,
                         )
                     )
     for task in suite.tasks:
@@ -316,14 +439,15 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                 for seed in proto.seeds:
                     for leads in proto.leads:
                         for stage in proto.stages:
+                            extra = {"settings": settings(obj_spec, stage), "data": data}
                             if stage == "zero_shot":
-                                if "text" in obj_spec.modalities:
-                                    cells.append(Cell(stage=stage, seed=seed, leads=leads, **common))
+                                if "text" in obj_spec.modalities and task_spec.prompts:
+                                    cells.append(Cell(stage=stage, seed=seed, leads=leads, **common, **extra))
                                 continue
                             for fraction in proto.fractions:
                                 for draw in range(1 if fraction == 1.0 else proto.draws):
                                     cells.append(
                                         Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
-                                             **common)
+                                             **common, **extra)
                                     )
     return cells

@@ -70,13 +70,23 @@ def test_plugins_lists_distributions_and_hooks(registry):
 
 
 def test_validate_and_run_plan_the_quickstart(registry):
+    from stence_bench.suite import load_suite, plan
+
+    suite, _ = load_suite("leaderboards/quickstart.toml")
+    cells = plan(suite, registry)
+    n_pre = sum(c.stage == "pretrain" for c in cells)
     ok = invoke(registry, "validate", "leaderboards/quickstart.toml")
-    assert ok.exit_code == 0 and "ok: suite 'quickstart'" in ok.output and "53 cells" in ok.output
-    run = invoke(registry, "run", "quickstart")
+    assert ok.exit_code == 0 and "ok: suite 'quickstart'" in ok.output and f"{len(cells)} cells" in ok.output
+    run = invoke(registry, "run", "quickstart", "--plan")
     assert run.exit_code == 0, run.output
     lines = run.output.splitlines()
-    assert lines[-1].startswith("53 cells planned (1 pretraining, 52 evaluation).")
-    assert sum(" linear_probe " in line for line in lines) == 26
+    assert lines[-1] == f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation)."
+    assert sum(" linear_probe " in line for line in lines) == sum(c.stage == "linear_probe" for c in cells) > 0
+    # every encoder family, every objective and its controls, every task of the demo
+    assert {c.encoder for c in cells} == {"resnet1d_wang", "ecg_transformer", "temporalnet"}
+    assert {c.objective for c in cells} == {spec.name for spec in registry.objectives}
+    assert {c.task for c in cells if c.task} >= {"stenosis.70", "lvef.35", "potassium.5.5", "pcwp.18",
+                                                "ptbxl.superdiagnostic"}
 
 
 def test_user_errors_are_one_line_exit_2(registry, tmp_path):

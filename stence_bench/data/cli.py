@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
-from ..errors import StenceBenchError, UnknownNameError
+from ..errors import StenceBenchError
 
 if TYPE_CHECKING:  # the CLI starts without pandas or numpy; data commands import them when they run
     from .layouts.base import Layout
@@ -33,18 +32,9 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def make_layout(ctx: click.Context, name: str, options: dict[str, Any]) -> Layout:
     from ..cli import get_registry
-    from ..specs import import_object
+    from .layouts.base import build_layout
 
-    try:
-        spec = get_registry(ctx).datasets.get(name)
-    except UnknownNameError as exc:
-        raise StenceBenchError(f"--layout: {exc}") from None
-    layout_cls = import_object(spec.reader, what=f"dataset {name!r}")
-    try:
-        return layout_cls(**options)
-    except ValidationError as exc:
-        problems = "; ".join(f"--option {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise StenceBenchError(f"layout {name!r}: {problems}") from None
+    return build_layout(get_registry(ctx), name, options, option_prefix="--option ", name_prefix="--layout: ")
 
 
 class ProgressBar:

@@ -70,3 +70,23 @@ def find_headers(source: Path) -> list[str]:
                 elif entry.name.endswith(".hea"):
                     found.append(entry.path)
     return sorted(found)
+
+
+def build_layout(registry: Any, name: str, options: dict[str, Any], *, option_prefix: str = "",
+                 name_prefix: str = "") -> Layout:
+    """The registered layout ``name`` built with ``options``; an unknown name or a bad option is one-line error."""
+    from pydantic import ValidationError
+
+    from ...errors import UnknownNameError
+    from ...specs import import_object
+
+    try:
+        spec = registry.datasets.get(name)
+    except UnknownNameError as exc:
+        raise StenceBenchError(f"{name_prefix}{exc}") from None
+    layout_cls = import_object(spec.reader, what=f"dataset {name!r}")
+    try:
+        return layout_cls(**options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{option_prefix}{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise StenceBenchError(f"layout {name!r}: {problems}") from None

@@ -1,0 +1,416 @@
+"""Evaluation cells: embed (cached), linear probe, finetune; scored on the task's test patients.
+
+- ``embed``: the encoder (pretrained checkpoint, or its seeded initialisation for the random-init control)
+  embeds every record of a dataset once: the mean embedding of its overlapping windows. Cached per checkpoint
+  x dataset x lead set, so the whole probe grid (tasks x fractions x draws) reuses one forward pass.
+- ``linear_probe``: features standardised on the training fraction; L2 logistic regression per class (ridge
+  for regression), its strength chosen on the validation split by the task's metric (scikit-learn).
+- ``finetune``: the whole network plus a linear head, AdamW, random windows, early stopping on the validation
+  loss of each record's centred window (the best epoch's weights are kept); predictions average the record's
+  windows.
+
+Both use the task's train / val / test split by patient, the label fraction drawn from the training patients
+(nested, stratified, :func:`stence_bench.data.splits.label_fractions`), thresholds chosen on validation, and
+confidence intervals by bootstrap over test patients (:mod:`stence_bench.metrics`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import metrics
+from ..data.splits import label_fractions, sample_hash
+from ..errors import StenceBenchError
+from ..registry import Registry
+from ..specs import TaskSpec
+from ..suite import Cell
+from .data import Windows, Workspace, lead_mask
+from .pretrain import build_encoder, checkpoint_path, load_checkpoint
+
+EMBEDDING_DIR = "embeddings"
+CLASSIFICATION_METRICS = ("auroc", "auprc", "f1", "sensitivity")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+
+
+@dataclass
+class TaskData:
+    """One task's rows (records in the encoder's view that have a label), split, labels and patients."""
+
+    task: TaskSpec
+    rows: np.ndarray  # positions in the Windows
+    record_ids: np.ndarray
+    patients: np.ndarray
+    y: np.ndarray  # [n, C]
+    split: np.ndarray
+    classes: list[str]
+
+    def part(self, name: str) -> np.ndarray:
+        return np.flatnonzero(self.split == name)
+
+
+def task_data(ws: Workspace, task: TaskSpec, windows: Windows) -> TaskData:
+    dataset = ws.dataset(task.dataset)
+    labels = ws.labels(task)
+    split_of = dict(zip(dataset.records["record_id"], dataset.split(task.split, ws.suite.protocol.split_seed)))
+    patient_of = dict(zip(dataset.patients.index, dataset.patients.to_numpy()))
+    keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index]
+    ids = np.array([windows.record_ids[i] for i in keep], dtype=object)
+    if not len(ids):
+        raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label")
+    y = labels.reindex(ids).to_numpy(dtype=np.float64)
+    split = np.array([split_of[rid] for rid in ids])
+    for name in ("train", "val", "test"):
+        if not (split == name).any():
+            raise StenceBenchError(f"task {task.name!r}: the {name} split is empty ({len(ids)} labelled records)")
+    return TaskData(task=task, rows=np.array(keep), record_ids=ids,
+                    patients=np.array([str(patient_of[rid]) for rid in ids]), y=y, split=split,
+                    classes=[str(c) for c in labels.columns])
+
+
+def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
+    """Positions (into ``data``) of the training records drawn for the cell's fraction and draw."""
+    train = data.part("train")
+    if cell.fraction is None or cell.fraction >= 1.0:
+        return train
+    y = data.y[train]
+    labels = y[:, 0] if data.task.task_kind in ("binary", "regression") else y
+    masks = label_fractions(data.patients[train], labels, ws.suite.protocol.fractions, draw=cell.draw or 0,
+                            seed=ws.suite.protocol.split_seed)
+    return train[np.asarray(masks[cell.fraction], dtype=bool)]
+
+
+# -- embeddings ----------------------------------------------------------------------------------------------
+
+
+def weights_name(cell: Cell) -> str:
+    """What names the cell's encoder weights in caches: the pretraining cell's key, or the initialisation."""
+    source = cell.pretrain_cell()
+    if source is None:
+        return f"init-{cell.encoder}-{cell.preset}-{cell.seed}-{_hash_options(cell)}"
+    return source.key
+
+
+def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Module, str]:
+    """The cell's encoder (pretrained weights loaded) and the name of its weights (for caches)."""
+    encoder = build_encoder(cell, registry)
+    source = cell.pretrain_cell()
+    if source is not None:
+        load_checkpoint(checkpoint_path(root, source), encoder)
+    return encoder, weights_name(cell)
+
+
+def _hash_options(cell: Cell) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(cell.encoder_options, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@torch.no_grad()
+def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
+          chunk: int = 128) -> np.ndarray:
+    """Mean embedding over each record's windows: ``[len(rows), embed_dim]``."""
+    encoder.eval()
+    out = []
+    for start in range(0, len(rows), chunk):
+        x, k = windows.sliding(rows[start : start + chunk], mask)
+        z = encoder(x)
+        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path, task: TaskSpec) -> np.ndarray:
+    """Every record of the task's dataset embedded by the cell's encoder, cached on disk: ``[records, dim]``."""
+    spec = registry.encoders.get(cell.encoder)
+    windows = ws.windows(task.dataset, spec)
+    folder = Path(root) / EMBEDDING_DIR / weights_name(cell)
+    path = folder / f"{task.dataset}-{cell.leads}.npy"
+    ids_path = folder / f"{task.dataset}-{cell.leads}.ids"
+    if path.is_file() and ids_path.is_file() and ids_path.read_text().split("\n") == windows.record_ids:
+        return np.load(path)
+    encoder, _ = encoder_for(cell, registry, root)
+    emb = embed(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads))
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, emb)
+    ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
+    ids_tmp.write_text("\n".join(windows.record_ids))
+    os.replace(ids_tmp, ids_path)
+    os.replace(tmp, path)
+    return emb
+
+
+# -- scoring -------------------------------------------------------------------------------------------------
+
+
+def score_cell(task: TaskSpec, data: TaskData, val_pred: np.ndarray, test_pred: np.ndarray,
+               n_resamples: int, seed: int) -> dict[str, Any]:
+    """Scores on val and test, test CIs by patient bootstrap, thresholds chosen on val."""
+    kind = task.task_kind
+    val, test = data.part("val"), data.part("test")
+    y_val, y_test = _shape(kind, data.y[val]), _shape(kind, data.y[test])
+    p_val, p_test = _shape(kind, val_pred), _shape(kind, test_pred)
+    thresholds = metrics.choose_thresholds(kind, y_val, p_val)
+    threshold = thresholds if len(thresholds) else None
+    names = REGRESSION_METRICS if kind == "regression" else CLASSIFICATION_METRICS
+    scores = {"val": metrics.score(kind, y_val, p_val, threshold=threshold),
+              "test": metrics.score(kind, y_test, p_test, threshold=threshold)}
+    ci: dict[str, list[float]] = {}
+    main = None
+    for name in names:
+        summary = metrics.summarise(kind, name, y_test, p_test, data.patients[test], n_resamples=n_resamples,
+                                    seed=seed, threshold=threshold)
+        ci[name] = [summary["ci_low"], summary["ci_high"]]
+        if name == task.metric:
+            main = summary
+    assert main is not None
+    return {
+        "metric": task.metric, "value": main["value"], "ci": ci, "scores": scores,
+        "n": {"test": len(test), "test_patients": len(set(data.patients[test])),
+              "val": len(val)},
+        "thresholds": [_float(t) for t in thresholds],
+        "bootstrap": {"n_resamples": n_resamples, "seed": seed,
+                      "values": [round(float(v), 6) for v in np.asarray(main["values"])]},
+    }
+
+
+def _shape(kind: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if kind in ("binary", "regression"):
+        return a.reshape(len(a), -1)[:, 0]
+    return a.reshape(len(a), -1)
+
+
+def bootstrap_seed(task: TaskSpec, suite_seed: int) -> int:
+    """The same resamples for every cell of a task (paired differences need them)."""
+    import xxhash
+
+    return xxhash.xxh3_64_intdigest(f"{task.name}:{suite_seed}".encode()) % (2**31)
+
+
+# -- linear probe ----------------------------------------------------------------------------------------------
+
+
+def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    task = registry.tasks.get(cell.task)
+    spec = registry.encoders.get(cell.encoder)
+    windows = ws.windows(task.dataset, spec)
+    data = task_data(ws, task, windows)
+    emb = cached_embeddings(cell, ws, registry, root, task)[data.rows]
+    train = training_subset(ws, data, cell)
+    val, test = data.part("val"), data.part("test")
+    mean, std = emb[train].mean(axis=0), emb[train].std(axis=0) + 1e-6
+    x = (emb - mean) / std
+    grid = sorted(ws.suite.protocol.linear_probe.c_grid)
+    selection = _selection_metric(task)
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
+    for c, (val_pred, test_pred) in zip(grid, _fit_predict_path(task.task_kind, x[train], data.y[train], x[val],
+                                                                x[test], grid)):
+        value = metrics.score(task.task_kind, _shape(task.task_kind, data.y[val]), _shape(task.task_kind, val_pred),
+                              metrics=[selection])[selection]
+        better = best is None or (np.isfinite(value) and (not np.isfinite(best[1]) or
+                                  (value < best[1] if selection in ("mae", "rmse") else value > best[1])))
+        if better:
+            best = (c, value, val_pred, test_pred)
+    assert best is not None
+    result = score_cell(task, data, best[2], best[3], ws.suite.protocol.bootstrap,
+                        bootstrap_seed(task, ws.suite.protocol.split_seed))
+    result["train"] = _train_info(data, train)
+    result["selected"] = {"c": best[0], "val_" + _selection_metric(task): _float(best[1])}
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def _selection_metric(task: TaskSpec) -> str:
+    return task.metric if task.metric in ("auroc", "auprc", "mae", "rmse", "r2") else "auroc"
+
+
+def _fit_predict_path(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, x_test: np.ndarray,
+                     grid: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation and test predictions for each regularisation strength of ``grid`` (increasing): L2 logistic
+    regression per class, warm-started along the path, or ridge regression."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if kind == "regression":
+        out = []
+        for c in grid:
+            model = Ridge(alpha=1.0 / c).fit(x_train, y_train[:, 0])
+            out.append((model.predict(x_val)[:, None], model.predict(x_test)[:, None]))
+        return out
+    n_classes = y_train.shape[1]
+    val_out = [np.zeros((len(x_val), n_classes)) for _ in grid]
+    test_out = [np.zeros((len(x_test), n_classes)) for _ in grid]
+    for k in range(n_classes):
+        target = y_train[:, k]
+        if target.min() == target.max():  # one class only in this fraction: predict its prior
+            for v, t in zip(val_out, test_out):
+                v[:, k] = t[:, k] = float(target[0])
+            continue
+        model = LogisticRegression(max_iter=2000, warm_start=True)
+        for i, c in enumerate(grid):
+            model.set_params(C=c).fit(x_train, target)
+            val_out[i][:, k] = model.predict_proba(x_val)[:, 1]
+            test_out[i][:, k] = model.predict_proba(x_test)[:, 1]
+    return list(zip(val_out, test_out))
+
+
+def _train_info(data: TaskData, train: np.ndarray) -> dict[str, Any]:
+    patients = sorted(set(data.patients[train]))
+    return {"records": len(train), "patients": len(patients), "sampled_ids_hash": sample_hash(patients),
+            "sampled_patients": patients if len(patients) <= 2000 else None}
+
+
+def _float(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+# -- finetune --------------------------------------------------------------------------------------------------
+
+
+def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    settings = ws.suite.protocol.finetune
+    task = registry.tasks.get(cell.task)
+    spec = registry.encoders.get(cell.encoder)
+    windows = ws.windows(task.dataset, spec)
+    data = task_data(ws, task, windows)
+    train = training_subset(ws, data, cell)
+    val, test = data.part("val"), data.part("test")
+    mask = lead_mask(spec, cell.leads)
+    encoder, _ = encoder_for(cell, registry, root)
+    regression = task.task_kind == "regression"
+    y = torch.from_numpy(data.y.astype(np.float32))
+    if regression:
+        centre, scale = float(data.y[train, 0].mean()), float(data.y[train, 0].std() + 1e-6)
+        y = (y - centre) / scale
+    torch.manual_seed(cell.seed)
+    model = torch.nn.Sequential(encoder, torch.nn.Linear(encoder.embed_dim, y.shape[1]))
+    loss_fn = torch.nn.MSELoss() if regression else torch.nn.BCEWithLogitsLoss()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng(cell.seed)
+    batch_size = max(1, min(settings.batch_size, len(train)))
+
+    best_loss, best_state, best_epoch, since = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    epochs_run = 0
+    for epoch in range(settings.max_epochs):
+        train_epoch(model, optimiser, loss_fn, windows, data.rows, y, rng.permutation(train), batch_size, rng, mask)
+        epochs_run = epoch + 1
+        val_loss = _centre_loss(model, windows, data.rows[val], mask, loss_fn, y[val])
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_state, best_epoch, since = val_loss, copy.deepcopy(model.state_dict()), epoch + 1, 0
+        else:
+            since += 1
+            if since >= settings.patience:
+                break
+    model.load_state_dict(best_state)
+    val_out = _predict(model, windows, data.rows[val], mask)
+    test_out = _predict(model, windows, data.rows[test], mask)
+    if regression:
+        val_out, test_out = val_out * scale + centre, test_out * scale + centre
+    else:
+        val_out, test_out = 1 / (1 + np.exp(-val_out)), 1 / (1 + np.exp(-test_out))
+    result = score_cell(task, data, val_out, test_out, ws.suite.protocol.bootstrap,
+                        bootstrap_seed(task, ws.suite.protocol.split_seed))
+    result["train"] = _train_info(data, train)
+    result["selected"] = {"epoch": best_epoch, "epochs_run": epochs_run, "val_loss": best_loss}
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def train_epoch(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss_fn: torch.nn.Module, windows: Windows,
+                rows: np.ndarray, targets: torch.Tensor, order: np.ndarray, batch_size: int,
+                rng: np.random.Generator, mask: torch.Tensor | None = None) -> None:
+    """One pass over ``order`` (positions into ``rows`` and ``targets``): a random window per record per step."""
+    model.train()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 and len(order) >= 2:
+            continue  # batch norm needs two samples
+        x = windows.crops(rows[idx], rng, mask)
+        loss = loss_fn(model(x), targets[idx])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+
+# -- zero-shot -------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def zero_shot(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[str, Any]:
+    """Score each class by the similarity of the ECG's projected embedding to the projected description of the
+    class (the task's ``prompts``), no label used (MERL, FG-CLEP). A binary task scores positive minus negative."""
+    from .pretrain import rebuild_objective
+
+    started = time.perf_counter()
+    task = registry.tasks.get(cell.task)
+    if not task.prompts:
+        raise StenceBenchError(f"task {task.name!r} has no prompts for zero-shot evaluation")
+    source = cell.pretrain_cell()
+    if source is None:
+        raise StenceBenchError(f"objective {cell.objective!r} does not pretrain: nothing to evaluate zero-shot")
+    objective = rebuild_objective(source, registry, root)
+    text = getattr(objective, "paired_encoder", None)
+    if getattr(objective, "paired", None) != "text" or text is None:
+        raise StenceBenchError(f"objective {cell.objective!r} has no text side for zero-shot evaluation")
+    spec = registry.encoders.get(cell.encoder)
+    windows = ws.windows(task.dataset, spec)
+    data = task_data(ws, task, windows)
+    names = ["positive", "negative"] if task.task_kind == "binary" else data.classes
+    missing = [n for n in names if n not in task.prompts]
+    if missing:
+        raise StenceBenchError(f"task {task.name!r}: no prompt for class(es) {', '.join(missing)}")
+    prompts = torch.nn.functional.normalize(objective.paired_proj(text(text.collate([task.prompts[n] for n in names]))), dim=-1)
+    mask = lead_mask(spec, cell.leads)
+    rows = np.concatenate([data.part("val"), data.part("test")])
+    ecg = torch.from_numpy(embed(objective.encoder, windows, data.rows[rows], mask))
+    ecg = torch.nn.functional.normalize(objective.ecg_proj(ecg), dim=-1)
+    sims = (ecg @ prompts.T).numpy().astype(np.float64)
+    scores = sims[:, :1] - sims[:, 1:2] if task.task_kind == "binary" else sims
+    n_val = len(data.part("val"))
+    result = score_cell(task, data, scores[:n_val], scores[n_val:], ws.suite.protocol.bootstrap,
+                        bootstrap_seed(task, ws.suite.protocol.split_seed))
+    result["train"] = {"records": 0, "patients": 0}
+    result["selected"] = {"prompts": {n: task.prompts[n] for n in names}}
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+@torch.no_grad()
+def _centre_loss(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
+                 loss_fn: torch.nn.Module, target: torch.Tensor, chunk: int = 512) -> float:
+    """Validation loss on each record's centred window (early stopping; the final scores use every window)."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(rows), chunk):
+        part = slice(start, start + chunk)
+        out = model(windows.centre(rows[part], mask))
+        total += float(loss_fn(out, target[part])) * len(out)
+    return total / max(len(rows), 1)
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
+             chunk: int = 128) -> np.ndarray:
+    """Logits (or values) per record: the mean over its windows."""
+    model.eval()
+    out = []
+    for start in range(0, len(rows), chunk):
+        x, k = windows.sliding(rows[start : start + chunk], mask)
+        z = model(x)
+        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).numpy())
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
+
+
+def labels_frame(data: TaskData) -> pd.DataFrame:
+    return pd.DataFrame(data.y, index=data.record_ids, columns=data.classes)

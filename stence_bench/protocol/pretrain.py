@@ -1,0 +1,286 @@
+"""Pretraining: one encoder x objective x seed on the training patients of the suite's pretraining dataset.
+
+Reads top to bottom: build the encoder, the modality encoders it is paired with (fitted on the training
+records), the objective; assemble batches (random windows, a second window where the objective wants segment
+positives, patient ids, paired modalities, labels, metadata and risk); train with AdamW; save the encoder's
+weights with their resolved config as safetensors (loads without executing code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import StenceBenchError
+from ..registry import Registry
+from ..specs import ObjectiveSpec
+from ..suite import Cell
+from .data import (
+    Workspace,
+    angiogram_paths,
+    metadata_frame,
+    patient_codes,
+    report_labels,
+    report_texts,
+)
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def checkpoint_path(root: Path, cell: Cell) -> Path:
+    return Path(root) / CHECKPOINT_DIR / f"{cell.key}.safetensors"
+
+
+def modality_encoder_names(spec: ObjectiveSpec, options: dict[str, Any], registry: Registry) -> dict[str, str]:
+    """Which registered modality encoder serves each paired modality: the suite's ``modality_encoders`` option,
+    else the objective's declared default, else the first registered for that modality."""
+    chosen = dict(options.get("modality_encoders") or {})
+    names = {}
+    for modality in ("angiography", "text", "metadata"):
+        if modality not in spec.modalities:
+            continue
+        name = chosen.get(modality) or spec.modality_encoders.get(modality)
+        if name is None:
+            candidates = [m.name for m in registry.modalities if m.modality == modality]
+            if not candidates:
+                continue  # the objective reads the raw values (clef reads metadata itself)
+            name = candidates[0]
+        if registry.modalities.get(name).modality != modality:
+            raise StenceBenchError(f"objective {spec.name!r}: modality encoder {name!r} does not encode {modality}")
+        names[modality] = name
+    return names
+
+
+def build_encoder(cell: Cell, registry: Registry, *, n_leads: int | None = None) -> torch.nn.Module:
+    """The encoder of a cell at initialisation, seeded by the cell's seed."""
+    spec = registry.encoders.get(cell.encoder)
+    torch.manual_seed(cell.seed)
+    return spec.build(cell.preset, n_leads=n_leads, **cell.encoder_options)
+
+
+def save_checkpoint(path: Path, encoder: torch.nn.Module, cell: Cell, info: dict[str, Any]) -> None:
+    """The encoder's weights and, as safetensors metadata, the resolved config that made them."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    metadata = {"cell": cell.model_dump_json(), "info": json.dumps(info), "format": "stence-bench-encoder/1"}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def objective_path(root: Path, cell: Cell) -> Path:
+    """The whole pretrained objective (projection heads, temperatures, paired modality encoders with what their
+    ``fit`` learned): what zero-shot evaluation needs beyond the encoder."""
+    return Path(root) / CHECKPOINT_DIR / f"{cell.key}.objective.safetensors"
+
+
+def save_objective(path: Path, objective: torch.nn.Module) -> None:
+    """Tensors as safetensors; the non-tensor extra state (a text vocabulary) as JSON metadata."""
+    from safetensors.torch import save_file
+
+    state = objective.state_dict()
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"extra_state": json.dumps(extra), "format": "stence-bench-objective/1"})
+    os.replace(tmp, path)
+
+
+def load_objective(path: Path, objective: torch.nn.Module) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise StenceBenchError(f"{path}: the pretrained objective was not saved (pretrained by an older version?)")
+    state: dict[str, Any] = dict(load_file(str(path)))
+    with safe_open(str(path), framework="pt") as fh:
+        state.update(json.loads((fh.metadata() or {}).get("extra_state", "{}")))
+    objective.load_state_dict(state)
+
+
+def load_checkpoint(path: Path, encoder: torch.nn.Module) -> dict[str, Any]:
+    """Load weights saved by :func:`save_checkpoint` into ``encoder``; returns the stored config."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise StenceBenchError(f"{path}: checkpoint not found")
+    encoder.load_state_dict(load_file(str(path)))
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    return {"cell": json.loads(meta.get("cell", "{}")), "info": json.loads(meta.get("info", "{}"))}
+
+
+def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one pretraining cell; returns what its result records (losses, records used, checkpoint)."""
+    started = time.perf_counter()
+    settings = ws.suite.protocol.pretrain
+    enc_spec = registry.encoders.get(cell.encoder)
+    obj_spec = registry.objectives.get(cell.objective)
+    dataset_name = ws.suite.data.pretrain
+    dataset = ws.dataset(dataset_name)
+    windows = ws.windows(dataset_name, enc_spec)
+    lacking = set(obj_spec.modalities) - set(registry.datasets.get(dataset.source.layout or dataset_name).modalities)
+    lacking -= {"metadata", "labels"}  # the run derives these from the tables and reports of any layout
+    if lacking and not ("angiography" in lacking and angiogram_paths(dataset)):
+        raise StenceBenchError(f"objective {cell.objective!r} needs {', '.join(sorted(lacking))}, which the "
+                               f"pretraining dataset {dataset_name!r} does not provide")
+
+    # the records: training patients only, in the encoder's view
+    split = dict(zip(dataset.records["record_id"], dataset.split("patient", ws.suite.protocol.split_seed)))
+    record_row = {rid: i for i, rid in enumerate(dataset.records["record_id"])}
+    view_rows = np.array([i for i, rid in enumerate(windows.record_ids) if split.get(rid) == "train"])
+    data_rows = np.array([record_row[windows.record_ids[i]] for i in view_rows], dtype=np.int64)
+
+    # per-record inputs of the paired modalities, labels, metadata
+    options = {k: v for k, v in cell.objective_options.items() if k not in ("modality_encoders", "modality_options")}
+    names = modality_encoder_names(obj_spec, cell.objective_options, registry)
+    modality_options = dict(cell.objective_options.get("modality_options") or {})
+
+    def build_modality(modality: str) -> torch.nn.Module:
+        return registry.modalities.get(names[modality]).build(**dict(modality_options.get(modality) or {}))
+
+    torch.manual_seed(cell.seed)
+    modality_encoders: dict[str, torch.nn.Module] = {}
+    items: dict[str, list[Any]] = {}
+    if "angiography" in names:
+        module = build_modality("angiography")
+        per_patient = _angiography_inputs(dataset, module)
+        patients = dataset.records["patient_id"].to_numpy()
+        keep = np.array([str(patients[r]) in per_patient for r in data_rows], dtype=bool)
+        view_rows, data_rows = view_rows[keep], data_rows[keep]
+        if not len(data_rows):
+            raise StenceBenchError(f"objective {cell.objective!r}: no training record of {dataset_name!r} has an "
+                                   "angiogram (or a precomputed angiography embedding)")
+        items["angiography"] = [per_patient[str(patients[r])] for r in data_rows]
+        modality_encoders["angiography"] = module
+    if "text" in names:
+        module = build_modality("text")
+        texts = report_texts(dataset)
+        items["text"] = [texts[r] or "" for r in data_rows]
+        if hasattr(module, "fit"):
+            module.fit(items["text"])
+        modality_encoders["text"] = module
+    labels = None
+    if "labels" in obj_spec.modalities:
+        all_labels, vocab = report_labels(report_texts(dataset))
+        if not vocab:
+            raise StenceBenchError(f"objective {cell.objective!r} needs labels; dataset {dataset_name!r} has no reports")
+        labels = torch.from_numpy(all_labels[data_rows])
+    metadata = risk = None
+    if "metadata" in obj_spec.modalities:
+        frame = metadata_frame(dataset)
+        if frame is None:
+            raise StenceBenchError(f"objective {cell.objective!r} needs metadata: dataset {dataset_name!r} has no "
+                                   "patients table (patients.csv keyed by subject_id in its tables folder)")
+        values, risk_series = frame
+        metadata = torch.from_numpy(values.to_numpy(dtype=np.float32)[data_rows])
+        risk = torch.from_numpy(risk_series.to_numpy(dtype=np.float32)[data_rows])
+    patient_ids = torch.from_numpy(patient_codes(dataset.records["patient_id"].iloc[data_rows]))
+
+    encoder = build_encoder(cell, registry)
+    torch.manual_seed(cell.seed)
+    objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
+                               n_labels=None if labels is None else labels.shape[1], **options)
+    optimiser = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng(cell.seed)
+    grouped = "patient_id" in obj_spec.modalities
+    batch_size = min(settings.batch_size, len(data_rows))
+    if batch_size < 2:
+        raise StenceBenchError(f"pretraining {cell.label}: {len(data_rows)} training record(s), need at least 2")
+
+    losses: list[float] = []
+    objective.train()
+    for epoch in range(settings.epochs):
+        order = _order(patient_ids.numpy(), rng, grouped)
+        epoch_losses = []
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            batch: dict[str, Any] = {"ecg": windows.crops(view_rows[idx], rng), "patient_id": patient_ids[idx]}
+            if objective.segments > 1:
+                batch["ecg_segment"] = windows.crops(view_rows[idx], rng)
+            if "angiography" in items:
+                batch["angiography"] = torch.stack([items["angiography"][i] for i in idx])
+            if "text" in items:
+                batch["text"] = modality_encoders["text"].collate([items["text"][i] for i in idx])
+            if labels is not None:
+                batch["labels"] = labels[idx]
+            if metadata is not None:
+                batch["metadata"], batch["risk"] = metadata[idx], risk[idx]
+            out = objective(batch)
+            if not torch.isfinite(out.loss):
+                raise StenceBenchError(f"pretraining {cell.label}: the loss became {float(out.loss)} at epoch {epoch + 1}")
+            optimiser.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimiser.step()
+            epoch_losses.append(float(out.loss.detach()))
+        losses.append(float(np.mean(epoch_losses)))
+        if progress:
+            progress(f"epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
+
+    info = {"dataset": dataset_name, "dataset_fingerprint": dataset.store.fingerprint(), "records": len(data_rows),
+            "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
+            "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
+            "wall_s": time.perf_counter() - started}
+    save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)
+    if "text" in names:  # zero-shot evaluation needs the text side and the projections
+        save_objective(objective_path(root, cell), objective)
+    return info
+
+
+def rebuild_objective(cell: Cell, registry: Registry, root: Path) -> torch.nn.Module:
+    """The objective of a pretraining cell as it was saved (for zero-shot evaluation), in eval mode."""
+    stored = load_checkpoint(checkpoint_path(root, cell), build_encoder(cell, registry))
+    obj_spec = registry.objectives.get(cell.objective)
+    names = stored["info"].get("modality_encoders", {})
+    modality_options = dict(cell.objective_options.get("modality_options") or {})
+    modality_encoders = {m: registry.modalities.get(n).build(**dict(modality_options.get(m) or {}))
+                         for m, n in names.items()}
+    options = {k: v for k, v in cell.objective_options.items() if k not in ("modality_encoders", "modality_options")}
+    objective = obj_spec.build(build_encoder(cell, registry), leads=registry.encoders.get(cell.encoder).leads,
+                               modality_encoders=modality_encoders, n_labels=stored["info"].get("n_labels"), **options)
+    load_objective(objective_path(root, cell), objective)
+    return objective.eval()
+
+
+def _angiography_inputs(dataset: Any, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Patient id -> the angiography encoder's input, collated once: precomputed embeddings (an encoder with
+    ``input_dim``, from the ``angiography_embeddings`` table: a key column and one column per dimension), or the
+    frames of the angiogram the ``stenosis`` table links."""
+    if hasattr(module, "input_dim"):
+        tables = dataset.tables
+        if "angiography_embeddings" not in tables:
+            raise StenceBenchError(f"dataset {dataset.name!r}: the angiography encoder reads precomputed embeddings; "
+                                   "add angiography_embeddings.csv (subject_id, then one column per dimension) to its tables")
+        table = tables["angiography_embeddings"]
+        key = "subject_id" if "subject_id" in table.columns else "patient_id"
+        values = table.drop(columns=[key]).to_numpy(dtype=np.float32)
+        if values.shape[1] != module.input_dim:
+            raise StenceBenchError(f"angiography_embeddings.csv has {values.shape[1]} dimensions; the encoder expects "
+                                   f"input_dim = {module.input_dim} (set modality_options.angiography.input_dim)")
+        return {str(k): module.collate([v])[0] for k, v in zip(table[key], values)}
+    from ..data.dicom import read_angiography
+
+    return {patient: module.collate([read_angiography(path)])[0] for patient, path in angiogram_paths(dataset).items()}
+
+
+def _order(patients: np.ndarray, rng: np.random.Generator, grouped: bool) -> np.ndarray:
+    """A shuffled order of the records; ``grouped`` keeps each patient's records together (patient positives
+    then meet in one batch)."""
+    if not grouped:
+        return rng.permutation(len(patients))
+    frame = pd.DataFrame({"patient": patients, "row": np.arange(len(patients)), "u": rng.random(len(patients))})
+    rank = {p: i for i, p in enumerate(rng.permutation(np.unique(patients)))}
+    frame["rank"] = frame["patient"].map(rank)
+    return np.array(frame.sort_values(["rank", "u"])["row"], dtype=np.int64)  # writable: torch indexes with it

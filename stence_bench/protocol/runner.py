@@ -1,0 +1,214 @@
+"""The runner: every cell of a suite, once, in order (pretraining first), resumable and failure-isolated.
+
+- A cell whose result file says ``done`` is never recomputed (its key is the hash of its resolved config).
+- A cell that raises is recorded as ``failed`` with its error; the run goes on; cells that need a failed
+  pretraining are failed with that reason; the exit status is non-zero at the end, with a summary.
+- Progress: one line per cell with its position, wall time and the ETA of the stage.
+- ``workers > 1`` runs the evaluation cells in that many forked processes (one thread each), after the data
+  and every pretraining are ready in the parent; results are the same files as a sequential run.
+- Observers (``run_started``, ``cell_finished``, ``run_finished``) are called for logger plugins, in the parent.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from ..errors import StenceBenchError
+from ..registry import Registry
+from ..suite import Cell, CellOutcome, Suite, plan
+from . import results as res
+from .data import Workspace
+
+Echo = Callable[[str], None]
+
+#: What a forked worker needs, set in the parent just before the pool forks.
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def execute(cell: Cell, ws: Workspace, registry: Registry, root: Path, failed_pretrain: dict[str, str]
+            ) -> tuple[dict[str, Any], str | None, float, str]:
+    """Run one cell: ``(payload for its result, error or None, wall seconds, start time)``. Never raises but
+    for KeyboardInterrupt."""
+    from .evaluate import finetune, linear_probe, zero_shot
+    from .pretrain import pretrain
+
+    started, stamp = time.perf_counter(), res.now()
+    payload: dict[str, Any] = {}
+    error: str | None = None
+    try:
+        source = cell.pretrain_cell()
+        if source is not None and source.key in failed_pretrain:
+            raise StenceBenchError(f"its pretraining cell {source.key} failed: {failed_pretrain[source.key]}")
+        if cell.stage == "pretrain":
+            payload = {"pretrain": pretrain(cell, ws, registry, root)}
+        elif cell.stage == "linear_probe":
+            payload = linear_probe(cell, ws, registry, root)
+        elif cell.stage == "finetune":
+            payload = finetune(cell, ws, registry, root)
+        elif cell.stage == "zero_shot":
+            payload = zero_shot(cell, ws, registry, root)
+        else:
+            raise StenceBenchError(f"unknown stage {cell.stage!r}")
+    except KeyboardInterrupt:
+        raise
+    except StenceBenchError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a failing cell must not stop the others; its traceback is kept
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    payload.pop("wall_s", None)
+    return payload, error, time.perf_counter() - started, stamp
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker_execute(cell: Cell) -> tuple[dict[str, Any], str | None, float, str]:
+    state = _WORKER_STATE
+    return execute(cell, state["ws"], state["registry"], state["root"], state["failed_pretrain"])
+
+
+def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
+              cells: list[Cell] | None = None, workers: int = 1) -> list[CellOutcome]:
+    """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cells = plan(suite, registry) if cells is None else cells
+    hook = registry.plugins.manager.hook
+    hook.run_started(suite=suite, cells=cells)
+    ws = Workspace(suite, registry, root, echo=echo)
+    common = {"versions": res.versions(registry), "git_commit": res.git_commit(), "device": res.device_description()}
+    outcomes: dict[str, CellOutcome] = {}
+    failed_pretrain: dict[str, str] = {}
+    position = {cell.key: i for i, cell in enumerate(cells, start=1)}
+
+    todo: list[Cell] = []
+    for cell in cells:
+        earlier = res.finished(root, cell.key)
+        if earlier is None:
+            todo.append(cell)
+            continue
+        outcome = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
+                              result_path=str(res.result_path(root, cell.key)))
+        outcomes[cell.key] = outcome
+        hook.cell_finished(cell=cell, outcome=outcome)
+    echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run; results in "
+         f"{root / res.RESULT_DIR}")
+
+    def record(cell: Cell, payload: dict[str, Any], error: str | None, wall: float, stamp: str, eta: str) -> None:
+        task_dataset = registry.tasks.get(cell.task).dataset if cell.task else suite.data.pretrain
+        dataset = ws.loaded(task_dataset)
+        result = res.CellResult(key=cell.key, cell=cell, status="failed" if error else "done", started=stamp,
+                                finished=res.now(), wall_s=round(wall, 3), error=error,
+                                dataset_fingerprint=dataset.fingerprint if dataset else None, **common, **payload)
+        path = res.write_result(root, result)
+        if error and cell.stage == "pretrain":
+            failed_pretrain[cell.key] = error.splitlines()[0]
+        summary = (f"{result.metric} {result.value:.3f}" if result.value is not None
+                   else ("pretrained" if not error else "FAILED: " + error.splitlines()[0]))
+        echo(f"[{position[cell.key]}/{len(cells)}] {cell.label}: {summary} ({wall:.1f}s, ETA {eta})")
+        outcome = CellOutcome(key=cell.key, status="failed" if error else "done", wall_s=wall,
+                              result_path=str(path), error=error.splitlines()[0] if error else None)
+        outcomes[cell.key] = outcome
+        hook.cell_finished(cell=cell, outcome=outcome)
+
+    stages = [[c for c in todo if c.stage == "pretrain"], [c for c in todo if c.stage != "pretrain"]]
+    try:
+        for group in stages:
+            if not group:
+                continue
+            started = time.perf_counter()
+            parallel = workers > 1 and group[0].stage != "pretrain" and len(group) > 1
+            if parallel:
+                _run_parallel(group, ws, registry, root, failed_pretrain, workers, record, started, echo)
+                continue
+            for i, cell in enumerate(group, start=1):
+                payload, error, wall, stamp = execute(cell, ws, registry, root, failed_pretrain)
+                record(cell, payload, error, wall, stamp, _eta(started, i, len(group)))
+    except KeyboardInterrupt:
+        echo("interrupted; finished cells are kept, run again to resume")
+        raise
+
+    all_results = res.load_results([root])
+    for result in res.paired_differences(all_results):
+        res.write_result(root, result)
+    ordered = [outcomes[c.key] for c in cells if c.key in outcomes]
+    hook.run_finished(suite=suite, outcomes=ordered)
+    return ordered
+
+
+def _run_parallel(group: list[Cell], ws: Workspace, registry: Registry, root: Path, failed_pretrain: dict[str, str],
+                  workers: int, record: Callable[..., None], started: float, echo: Echo) -> None:
+    """Evaluation cells in forked workers. The parent prepares every dataset, view and label set first, so the
+    workers share them (copy-on-write) and never write the same cache."""
+    from .evaluate import cached_embeddings
+
+    for cell in group:
+        try:
+            task = registry.tasks.get(cell.task)
+            ws.windows(task.dataset, registry.encoders.get(cell.encoder))
+            ws.labels(task)
+            source = cell.pretrain_cell()
+            if cell.stage == "linear_probe" and (source is None or source.key not in failed_pretrain):
+                cached_embeddings(cell, ws, registry, root, task)
+        except Exception:  # noqa: BLE001 - the cell fails with this error when it runs
+            pass
+    _WORKER_STATE.update(ws=ws, registry=registry, root=root, failed_pretrain=dict(failed_pretrain))
+    echo(f"running {len(group)} evaluation cells in {workers} worker processes")
+    context = multiprocessing.get_context("fork")
+    done = 0
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+        pending: dict[Future, Cell] = {}
+        queue = list(group)
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers * 2:
+                    cell = queue.pop(0)
+                    pending[pool.submit(_worker_execute, cell)] = cell
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    try:
+                        payload, error, wall, stamp = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker died: that cell failed
+                        payload, error, wall, stamp = {}, f"worker process failed: {type(exc).__name__}: {exc}", 0.0, res.now()
+                    done += 1
+                    record(cell, payload, error, wall, stamp, _eta(started, done, len(group)))
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    _WORKER_STATE.clear()
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    elapsed = time.perf_counter() - started
+    return _duration(elapsed / max(done, 1) * (total - done))
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def summary_lines(outcomes: list[CellOutcome], wall_s: float) -> list[str]:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "cached", "failed")}
+    lines = [(f"{len(outcomes)} cells: {counts['done']} run, {counts['cached']} finished earlier, "
+              f"{counts['failed']} failed ({_duration(wall_s)})")]
+    for o in outcomes:
+        if o.status == "failed":
+            lines.append(f"  failed {o.key}: {o.error}")
+    return lines
