@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .. import metrics
@@ -116,16 +115,21 @@ def _hash_options(cell: Cell) -> str:
 
 
 @torch.no_grad()
-def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
-          chunk: int = 128) -> np.ndarray:
-    """Mean embedding over each record's windows: ``[len(rows), embed_dim]``."""
-    encoder.eval()
+def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
+                chunk: int = 128) -> np.ndarray:
+    """The module's output averaged over each record's windows (eval mode): ``[len(rows), out]`` float64."""
+    module.eval()
     out = []
     for start in range(0, len(rows), chunk):
         x, k = windows.sliding(rows[start : start + chunk], mask)
-        z = encoder(x)
+        z = module(x)
         out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).numpy())
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
+
+
+def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None) -> np.ndarray:
+    """Mean embedding over each record's windows: ``[len(rows), embed_dim]`` float32."""
+    return window_mean(encoder, windows, rows, mask).astype(np.float32)
 
 
 def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path, task: TaskSpec) -> np.ndarray:
@@ -313,8 +317,8 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
             if since >= settings.patience:
                 break
     model.load_state_dict(best_state)
-    val_out = _predict(model, windows, data.rows[val], mask)
-    test_out = _predict(model, windows, data.rows[test], mask)
+    val_out = window_mean(model, windows, data.rows[val], mask)
+    test_out = window_mean(model, windows, data.rows[test], mask)
     if regression:
         val_out, test_out = val_out * scale + centre, test_out * scale + centre
     else:
@@ -397,20 +401,3 @@ def _centre_loss(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mas
         out = model(windows.centre(rows[part], mask))
         total += float(loss_fn(out, target[part])) * len(out)
     return total / max(len(rows), 1)
-
-
-@torch.no_grad()
-def _predict(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
-             chunk: int = 128) -> np.ndarray:
-    """Logits (or values) per record: the mean over its windows."""
-    model.eval()
-    out = []
-    for start in range(0, len(rows), chunk):
-        x, k = windows.sliding(rows[start : start + chunk], mask)
-        z = model(x)
-        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
-
-
-def labels_frame(data: TaskData) -> pd.DataFrame:
-    return pd.DataFrame(data.y, index=data.record_ids, columns=data.classes)
