@@ -87,6 +87,18 @@ def write_result(root: Path, result: CellResult) -> Path:
     return path
 
 
+SUITE_FILE = "suite.json"
+
+
+def write_suite(root: Path, suite: Any) -> Path:
+    """The validated suite beside its results (``suite.json``): the leaderboard reads its name and description."""
+    path = Path(root) / SUITE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(suite.model_dump_json(indent=1))
+    os.replace(tmp, path)
+    return path
+
+
 def read_result(path: Path) -> CellResult:
     return CellResult.model_validate_json(Path(path).read_text())
 

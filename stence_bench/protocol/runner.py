@@ -82,6 +82,7 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     cells = plan(suite, registry) if cells is None else cells
+    res.write_suite(root, suite)
     hook = registry.plugins.manager.hook
     hook.run_started(suite=suite, cells=cells)
     ws = Workspace(suite, registry, root, echo=echo)
