@@ -264,6 +264,10 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     for line in summary_lines(outcomes, time.perf_counter() - started):
         click.echo(line)
     click.echo(f"results: {root / 'results'}  (stence-bench results show {root})")
+    from .leaderboard import build_site
+
+    index = build_site([root], root / "site", registry=registry)
+    click.echo(f"leaderboard: {index}")
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)
 
@@ -286,6 +290,27 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
     if not results:
         raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
     click.echo(results_table(results, task_pattern=task_pattern))
+
+
+# --- leaderboard --------------------------------------------------------------------------------------------
+
+
+@cli.command("leaderboard")
+@click.argument("folders", metavar="RESULTS_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="The site folder to write (new, empty, or a site built earlier, which is replaced).")
+@click.option("--templates", type=click.Path(path_type=Path), default=None,
+              help="A folder of Jinja2 templates (and static/ files) used before the built-in ones.")
+@click.pass_context
+def leaderboard_command(ctx: click.Context, folders: tuple[Path, ...], out: Path, templates: Path | None) -> None:
+    """Build the static HTML leaderboard of run folders (or their results/ folders): an index of suites, a
+    table, label-efficiency curves and heatmaps per task, contamination flags, provenance per cell, and the
+    results as CSV and JSON. One suite per folder (its suite.json's name, else the folder's name); the site
+    loads nothing from outside itself, so any static host can publish it. See docs/leaderboards.md."""
+    from .leaderboard import build_site
+
+    index = build_site(folders, out, registry=get_registry(ctx), templates=templates)
+    click.echo(f"leaderboard: {index}")
 
 
 # --- data ---------------------------------------------------------------------------------------------------

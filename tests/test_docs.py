@@ -53,7 +53,7 @@ def test_cli_help_lists_the_documented_commands():
 
     registry = Registry.load(environ=BUILTINS_ONLY)
     out = CliRunner().invoke(cli, ["--help"], obj=registry).output
-    for command in ("list", "plugins", "validate", "run"):
+    for command in ("list", "plugins", "validate", "run", "results", "leaderboard"):
         assert re.search(rf"^  {command}\b", out, re.M), command
     listed = CliRunner().invoke(cli, ["list", "--help"], obj=registry).output
     for kind in ("encoders", "objectives", "tasks", "datasets", "modalities", "suites"):

@@ -145,6 +145,9 @@ def test_a_failing_objective_is_isolated_and_the_exit_status_says_so(tmp_path):
                           .replace('tasks = ["stenosis.70", "ptbxl.superdiagnostic"]', 'tasks = ["stenosis.70"]'))
     result = CliRunner().invoke(cli, ["run", str(suite_path), "--out", str(tmp_path / "run")], obj=registry)
     assert result.exit_code == 1, result.output
+    # the site is built before the exit status: its index page is the last line
+    assert result.output.splitlines()[-1] == f"leaderboard: {tmp_path / 'run' / 'site' / 'index.html'}"
+    assert (tmp_path / "run" / "site" / "index.html").is_file()
     results = load_results([tmp_path / "run"])
     failed = [r for r in results if r.status == "failed"]
     assert {r.cell.objective for r in failed} == {"broken"}

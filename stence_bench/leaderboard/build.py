@@ -1,0 +1,651 @@
+"""Build: result files -> the leaderboard's data model (no HTML here).
+
+:func:`load_suites` reads run folders (the only I/O); :func:`build` is a pure function of what it read and of
+the registry's specs (task datasets, encoders' declared pretraining data): the same result files give the same
+:class:`Site`, whatever the order they were read in. The tables reuse :func:`stence_bench.protocol.tables.aggregate`
+(draw-averaged means, bootstrap CIs, paired differences to the ``none`` control), so the site and
+``stence-bench results show`` never disagree.
+
+Missing cells are part of the model: every task's table is the grid of the suite's encoder x objective rows and
+its stage x fraction columns, and a position without a finished result is ``missing`` or ``failed``, never left
+out. A row's mean rank exists only when every one of its columns is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import StenceBenchError
+from ..protocol.results import RESULT_DIR, CellResult, load_results
+from ..protocol.tables import LOWER_IS_BETTER, Row, aggregate
+
+#: The file a run writes beside its results: the validated suite (name, description, protocol).
+SUITE_FILE = "suite.json"
+CONTROL = "none"
+STAGE_LABELS = {"linear_probe": "linear probe", "finetune": "finetune", "zero_shot": "zero-shot"}
+
+CellStatus = Literal["done", "partial", "failed", "missing", "n/a"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- the data model -----------------------------------------------------------------------------------------
+
+
+class Contamination(_Model):
+    """Whether an encoder's declared pretraining data (``EncoderSpec.pretrained_on``) overlaps a task's dataset."""
+
+    status: Literal["none", "overlap", "unknown"]
+    datasets: list[str] = []
+    note: str = ""
+
+
+class Column(_Model):
+    """One column of a task table: a protocol stage (and lead set) at one label fraction."""
+
+    id: str
+    stage: str
+    leads: str
+    fraction: float | None
+    label: str
+    #: Cells a complete row has here (seeds x draws).
+    expected: int
+
+
+class StageGroup(_Model):
+    """The columns of one stage (and lead set), the header spanning them, and the heatmap's fraction."""
+
+    stage: str
+    leads: str
+    label: str
+    columns: list[str]
+    heatmap_fraction: float | None
+    heatmap_column: str
+
+
+class TableCell(_Model):
+    status: CellStatus
+    n_done: int
+    n_failed: int
+    n_expected: int
+    mean: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    spread: float | None = None
+    diff: float | None = None
+    diff_low: float | None = None
+    diff_high: float | None = None
+    diff_excludes_zero: bool = False
+    #: 1 = best in the column (ties share a rank); ``None`` when the cell has no value.
+    rank: int | None = None
+    title: str
+
+
+class TableRow(_Model):
+    encoder: str
+    objective: str
+    control: bool
+    contamination: Contamination
+    cells: list[TableCell]
+    n_done: int
+    n_expected: int
+    #: Mean of the column ranks; ``None`` unless every column of the row is complete.
+    mean_rank: float | None
+    mean_rank_title: str
+
+
+class ProvenanceCell(_Model):
+    key: str
+    stage: str
+    task: str | None
+    encoder: str
+    objective: str
+    fraction: float | None
+    draw: int | None
+    seed: int
+    leads: str
+    status: str
+    metric: str | None
+    value: float | None
+    wall_s: float
+    started: str
+    finished: str
+    dataset_fingerprint: str | None
+    git_commit: str | None
+    device: str
+    versions: dict[str, str]
+    config: dict[str, Any]
+    error: str | None
+
+
+class TaskPage(_Model):
+    name: str
+    slug: str
+    registered: bool
+    description: str
+    dataset: str | None
+    metric: str
+    lower_is_better: bool
+    columns: list[Column]
+    stages: list[StageGroup]
+    rows: list[TableRow]
+    n_expected: int
+    n_done: int
+    n_failed: int
+    n_missing: int
+    wall_s: float
+    notes: list[str]
+    provenance: list[ProvenanceCell]
+
+
+class EncoderInfo(_Model):
+    label: str
+    name: str
+    preset: str | None
+    options: list[dict[str, Any]]
+    registered: bool
+    description: str
+    pretrained_on: list[str]
+
+
+class ObjectiveInfo(_Model):
+    name: str
+    registered: bool
+    control: bool
+    description: str
+    options: list[dict[str, Any]]
+
+
+class SuitePage(_Model):
+    name: str
+    slug: str
+    description: str
+    from_suite_file: bool
+    sources: list[str]
+    tasks: list[TaskPage]
+    encoders: list[EncoderInfo]
+    objectives: list[ObjectiveInfo]
+    n_results: int
+    n_expected: int
+    n_done: int
+    n_failed: int
+    n_missing: int
+    wall_s: float
+    git_commits: list[str]
+    dataset_fingerprints: list[str]
+    stence_bench_versions: list[str]
+    pretraining: list[ProvenanceCell]
+    notes: list[str]
+
+
+class Site(_Model):
+    suites: list[SuitePage]
+    n_results: int
+    notes: list[str]
+
+
+# --- input: run folders -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SuiteResults:
+    """The results of one suite, as read from one or more run folders."""
+
+    name: str
+    description: str = ""
+    results: list[CellResult] = field(default_factory=list)
+    #: The folders' names (not their paths, so the model does not depend on where the files lie).
+    sources: list[str] = field(default_factory=list)
+    #: ``suite.json``'s content when a run folder has one and it validates (encoder/objective order, protocol).
+    suite: dict[str, Any] | None = None
+    #: Whether the name and description come from a ``suite.json`` (else the folder's name).
+    from_suite_file: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _run_folder(folder: Path) -> tuple[Path, Path]:
+    """(run folder, results folder) of a folder given on the command line: a run folder or its ``results/``."""
+    if (folder / RESULT_DIR).is_dir():
+        return folder, folder / RESULT_DIR
+    if folder.name == RESULT_DIR:
+        return folder.parent, folder
+    return folder, folder
+
+
+def read_suite_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``suite.json`` as a validated suite (a dict), or ``None`` and a note saying why it is not used."""
+    from ..suite import Suite
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StenceBenchError(f"{path}: not a readable suite file: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, dict) and isinstance(data.get("suite"), dict):
+        data = data["suite"]
+    try:
+        return Suite.model_validate(data).model_dump(mode="json"), None
+    except ValueError:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            partial = {"name": data["name"], "description": str(data.get("description") or "")}
+            return partial, f"{path.name} does not validate as a suite: only its name and description are used"
+        raise StenceBenchError(f"{path}: not a stence-bench suite file (no name)") from None
+
+
+def load_suites(folders: Sequence[Path]) -> list[SuiteResults]:
+    """Read the result files of ``folders`` (run folders or their ``results/``), grouped by suite.
+
+    A folder's suite is the ``name`` in its run folder's ``suite.json`` when there is one, else the run folder's
+    name; folders of the same suite are merged (a cell found twice keeps its finished, latest result).
+    """
+    if not folders:
+        raise StenceBenchError("no results folder given")
+    by_name: dict[str, SuiteResults] = {}
+    for folder in map(Path, folders):
+        if not folder.exists():
+            raise StenceBenchError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise StenceBenchError(f"{folder}: not a folder")
+        run, res = _run_folder(folder)
+        results = load_results([res])
+        if not results:
+            raise StenceBenchError(f"{folder}: no result files (expected {RESULT_DIR}/*.json)")
+        suite_data, note = (read_suite_file(run / SUITE_FILE) if (run / SUITE_FILE).is_file() else (None, None))
+        name = suite_data["name"] if suite_data else (run.resolve().name or "results")
+        entry = by_name.setdefault(name, SuiteResults(name=name))
+        if suite_data:
+            entry.from_suite_file = True
+            entry.description = entry.description or suite_data.get("description", "")
+            if "protocol" in suite_data and entry.suite is None:
+                entry.suite = suite_data
+        if note:
+            entry.notes.append(f"{run.name}/{note}")
+        entry.sources.append(run.resolve().name)
+        entry.results.extend(results)
+    return list(by_name.values())
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def slugify(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique slug: the name itself when it is safe, else a cleaned name and a short hash."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "x"
+    if slug != name or slug in taken or slug in ("index", "static"):
+        slug = f"{slug[:40]}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+    taken.add(slug)
+    return slug
+
+
+def encoder_label(encoder: str, preset: str | None) -> str:
+    return encoder if preset is None else f"{encoder}[{preset}]"
+
+
+def fraction_label(fraction: float | None) -> str:
+    if fraction is None:
+        return "no labels"
+    pct = fraction * 100
+    return f"{pct:g} %" if pct >= 1 else f"{pct:.2g} %"
+
+
+def _num(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{v:+.3f}" if signed else f"{v:.3f}"
+
+
+def _dataset_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _dedupe(results: Iterable[CellResult]) -> list[CellResult]:
+    """One result per cell key: a finished one over a failed one, then the latest."""
+    best: dict[str, CellResult] = {}
+    for r in results:
+        old = best.get(r.key)
+        if old is None or ((r.status == "done", r.finished) > (old.status == "done", old.finished)):
+            best[r.key] = r
+    return [best[k] for k in sorted(best)]
+
+
+def _provenance(r: CellResult) -> ProvenanceCell:
+    c = r.cell
+    return ProvenanceCell(
+        key=r.key, stage=c.stage, task=c.task, encoder=encoder_label(c.encoder, c.preset), objective=c.objective,
+        fraction=c.fraction, draw=c.draw, seed=c.seed, leads=c.leads, status=r.status, metric=r.metric,
+        value=r.value, wall_s=r.wall_s, started=r.started, finished=r.finished,
+        dataset_fingerprint=r.dataset_fingerprint, git_commit=r.git_commit, device=r.device,
+        versions=dict(r.versions), config=c.model_dump(mode="json"), error=r.error,
+    )
+
+
+def _registry_lookup(registry: Any, kind: str, name: str) -> Any | None:
+    if registry is None:
+        return None
+    catalog = registry.catalog(kind)
+    return catalog.get(name) if name in catalog else None
+
+
+def _rank(values: list[tuple[int, float]], lower_is_better: bool) -> dict[int, int]:
+    """Competition ranks (1 = best; ties share a rank) of (row index, value) pairs."""
+    ordered = sorted(values, key=lambda iv: iv[1] if lower_is_better else -iv[1])
+    ranks: dict[int, int] = {}
+    for pos, (i, v) in enumerate(ordered):
+        prev = ordered[pos - 1] if pos else None
+        tie = prev is not None and math.isclose(prev[1], v, rel_tol=0, abs_tol=1e-12)
+        ranks[i] = ranks[prev[0]] if tie else pos + 1  # type: ignore[index]
+    return ranks
+
+
+# --- build --------------------------------------------------------------------------------------------------
+
+
+def build(suites: Sequence[SuiteResults], registry: Any = None) -> Site:
+    """The site's data model from the suites' results; ``registry`` gives task datasets and encoders' declared
+    pretraining data (``None``: everything unknown, no contamination flag)."""
+    taken: set[str] = set()
+    pages = [_build_suite(s, registry, slugify(s.name, taken)) for s in sorted(suites, key=lambda s: s.name)]
+    notes: list[str] = []
+    if registry is None:
+        notes.append("no plugin registry: task datasets and encoders' pretraining data are unknown")
+    return Site(suites=pages, n_results=sum(p.n_results for p in pages), notes=notes)
+
+
+def _order(seen: Iterable[str], preferred: Sequence[str], first: Sequence[str] = ()) -> list[str]:
+    seen = set(seen)
+    head = list(dict.fromkeys(x for x in first if x in seen))
+    pref = [x for x in preferred if x in seen and x not in head]
+    return head + pref + sorted(seen - set(head) - set(pref))
+
+
+def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
+    results = _dedupe(s.results)
+    notes = list(s.notes)
+    suite = s.suite or {}
+    protocol = suite.get("protocol") or {}
+    evaluations = [r for r in results if r.cell.stage != "pretrain" and r.cell.task is not None]
+    pretraining = [r for r in results if r.cell.stage == "pretrain"]
+
+    # rows: every encoder x objective of the suite (those in suite.json and those with results), on every task
+    suite_encoders = [encoder_label(e["name"], e.get("preset")) for e in suite.get("encoders", [])]
+    suite_objectives = [o["name"] for o in suite.get("objectives", [])]
+    encoders: dict[str, EncoderInfo] = {}
+    objectives: dict[str, ObjectiveInfo] = {}
+    for r in results:
+        c = r.cell
+        label = encoder_label(c.encoder, c.preset)
+        if label not in encoders:
+            spec = _registry_lookup(registry, "encoder", c.encoder)
+            encoders[label] = EncoderInfo(
+                label=label, name=c.encoder, preset=c.preset, options=[], registered=spec is not None,
+                description=spec.description if spec else "", pretrained_on=list(spec.pretrained_on) if spec else [])
+        if c.encoder_options and c.encoder_options not in encoders[label].options:
+            encoders[label].options.append(c.encoder_options)
+        if c.objective not in objectives:
+            spec = _registry_lookup(registry, "objective", c.objective)
+            objectives[c.objective] = ObjectiveInfo(
+                name=c.objective, registered=spec is not None,
+                control=bool(spec.control) if spec else c.objective == CONTROL,
+                description=spec.description if spec else "", options=[])
+        if c.objective_options and c.objective_options not in objectives[c.objective].options:
+            objectives[c.objective].options.append(c.objective_options)
+    for label in suite_encoders:
+        if label not in encoders:
+            name, _, preset = label.partition("[")
+            spec = _registry_lookup(registry, "encoder", name)
+            encoders[label] = EncoderInfo(label=label, name=name, preset=preset.rstrip("]") or None, options=[],
+                                          registered=spec is not None, description=spec.description if spec else "",
+                                          pretrained_on=list(spec.pretrained_on) if spec else [])
+    for name in suite_objectives:
+        if name not in objectives:
+            spec = _registry_lookup(registry, "objective", name)
+            objectives[name] = ObjectiveInfo(name=name, registered=spec is not None,
+                                             control=bool(spec.control) if spec else name == CONTROL,
+                                             description=spec.description if spec else "", options=[])
+    if registry is not None:
+        for info in encoders.values():
+            if not info.registered:
+                notes.append(f"encoder {info.name!r} is not registered here: its pretraining data is unknown "
+                             "(no contamination flag)")
+        for info in objectives.values():
+            if not info.registered:
+                notes.append(f"objective {info.name!r} is not registered here")
+    enc_order = _order(encoders, suite_encoders)
+    controls = [o for o in sorted(objectives) if objectives[o].control]
+    obj_order = _order(objectives, suite_objectives, first=[CONTROL, *controls])
+    zero_shot_objectives = {r.cell.objective for r in evaluations if r.cell.stage == "zero_shot"}
+
+    rows_by_task: dict[str, list[Row]] = defaultdict(list)
+    for row in aggregate(evaluations, control=CONTROL):
+        rows_by_task[row.task].append(row)
+    cells_by_task: dict[str, list[CellResult]] = defaultdict(list)
+    for r in evaluations:
+        cells_by_task[r.cell.task].append(r)  # type: ignore[index]
+    task_order = _order(cells_by_task, suite.get("tasks", []))
+    for t in suite.get("tasks", []):
+        if t not in cells_by_task:
+            notes.append(f"task {t!r} is in the suite but has no result file")
+    taken: set[str] = set()
+    tasks = [
+        _build_task(t, rows_by_task[t], cells_by_task[t], enc_order, obj_order, encoders, objectives,
+                    zero_shot_objectives, protocol, registry, slugify(t, taken))
+        for t in task_order
+    ]
+    n_expected = sum(t.n_expected for t in tasks)
+    n_done_eval = sum(t.n_done for t in tasks)
+    return SuitePage(
+        name=s.name, slug=slug, description=s.description, from_suite_file=s.from_suite_file,
+        sources=sorted(set(s.sources)), tasks=tasks, encoders=[encoders[e] for e in enc_order],
+        objectives=[objectives[o] for o in obj_order], n_results=len(results),
+        n_expected=n_expected + len(pretraining), n_done=n_done_eval + sum(r.status == "done" for r in pretraining),
+        n_failed=sum(t.n_failed for t in tasks) + sum(r.status == "failed" for r in pretraining),
+        n_missing=sum(t.n_missing for t in tasks), wall_s=round(sum(r.wall_s for r in results), 3),
+        git_commits=sorted({r.git_commit for r in results if r.git_commit}),
+        dataset_fingerprints=sorted({r.dataset_fingerprint for r in results if r.dataset_fingerprint}),
+        stence_bench_versions=sorted({r.versions.get("stence-bench", "") for r in results} - {""}),
+        pretraining=[_provenance(r) for r in sorted(pretraining, key=_cell_order)], notes=notes,
+    )
+
+
+STAGE_ORDER = {"pretrain": 0, "linear_probe": 1, "finetune": 2, "zero_shot": 3}
+
+
+def _cell_order(r: CellResult) -> tuple[Any, ...]:
+    c = r.cell
+    return (STAGE_ORDER.get(c.stage, 9), c.stage, c.leads, -1.0 if c.fraction is None else c.fraction, c.encoder,
+            str(c.preset), c.objective,
+            c.seed, -1 if c.draw is None else c.draw, r.key)
+
+
+def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: list[str], obj_order: list[str],
+                encoders: dict[str, EncoderInfo], objectives: dict[str, ObjectiveInfo], zero_shot_objectives: set[str],
+                protocol: dict[str, Any], registry: Any, slug: str) -> TaskPage:
+    notes: list[str] = []
+    spec = _registry_lookup(registry, "task", task)
+    if registry is not None and spec is None:
+        notes.append(f"task {task!r} is not registered here: its dataset is unknown (no contamination flag)")
+    metric = spec.metric if spec is not None else next((r.metric for r in cells if r.metric), "")
+    lower = metric in LOWER_IS_BETTER
+
+    # columns: every stage x leads x fraction seen, and those the suite's protocol plans
+    keys: set[tuple[str, str, float | None]] = {(r.cell.stage, r.cell.leads, r.cell.fraction) for r in cells}
+    p_stages = [st for st in protocol.get("stages", []) if st != "zero_shot"]
+    for st in p_stages:
+        for leads in protocol.get("leads", ["all"]):
+            for fr in protocol.get("fractions", []):
+                keys.add((st, leads, float(fr)))
+    stage_rank = {st: i for i, st in enumerate(["linear_probe", "finetune", "zero_shot"])}
+    ordered = sorted(keys, key=lambda k: (stage_rank.get(k[0], 9), k[0], k[1] != "all", k[1],
+                                          -1.0 if k[2] is None else k[2]))
+    count: dict[tuple[str, str, str, str, float | None], list[CellResult]] = defaultdict(list)
+    for r in cells:
+        c = r.cell
+        count[(encoder_label(c.encoder, c.preset), c.objective, c.stage, c.leads, c.fraction)].append(r)
+    columns: list[Column] = []
+    for st, leads, fr in ordered:
+        seen = max((len(v) for k, v in count.items() if k[2:] == (st, leads, fr)), default=0)
+        planned = 0
+        if st in protocol.get("stages", []) and leads in protocol.get("leads", []) and (
+                fr is None or fr in [float(x) for x in protocol.get("fractions", [])]):
+            draws = 1 if fr is None or fr == 1.0 else int(protocol.get("draws", 1))
+            planned = len(protocol.get("seeds", [0])) * draws
+        col_id = f"{st}|{leads}|{'-' if fr is None else f'{fr:g}'}"
+        columns.append(Column(id=col_id, stage=st, leads=leads, fraction=fr,
+                              label=fraction_label(fr) if st != "zero_shot" else "zero-shot",
+                              expected=max(seen, planned, 1)))
+    groups: list[StageGroup] = []
+    for col in columns:
+        if not groups or (groups[-1].stage, groups[-1].leads) != (col.stage, col.leads):
+            label = STAGE_LABELS.get(col.stage, col.stage) + ("" if col.leads == "all" else f", lead {col.leads}")
+            groups.append(StageGroup(stage=col.stage, leads=col.leads, label=label, columns=[], heatmap_fraction=None,
+                                     heatmap_column=""))
+        groups[-1].columns.append(col.id)
+    by_id = {c.id: c for c in columns}
+    for g in groups:
+        fractions = [by_id[c].fraction for c in g.columns]
+        known = [f for f in fractions if f is not None]
+        g.heatmap_fraction = min(known) if known else None
+        g.heatmap_column = g.columns[fractions.index(g.heatmap_fraction)]
+
+    agg_by: dict[tuple[str, str, str, str, float | None], Row] = {
+        (row.encoder, row.objective, row.stage, row.leads, row.fraction): row for row in agg}
+    dataset = spec.dataset if spec is not None else None
+    rows: list[TableRow] = []
+    for enc in enc_order:
+        contamination = _contamination(encoders[enc], dataset, registry is not None and spec is not None)
+        for obj in obj_order:
+            table_cells = []
+            for col in columns:
+                n_expected = col.expected
+                if col.stage == "zero_shot" and obj not in zero_shot_objectives:
+                    n_expected = 0
+                table_cells.append(_table_cell(agg_by.get((enc, obj, col.stage, col.leads, col.fraction)),
+                                               count.get((enc, obj, col.stage, col.leads, col.fraction), []),
+                                               n_expected, metric, obj == CONTROL))
+            rows.append(TableRow(encoder=enc, objective=obj, control=objectives[obj].control,
+                                 contamination=contamination, cells=table_cells,
+                                 n_done=sum(c.n_done for c in table_cells),
+                                 n_expected=sum(c.n_expected for c in table_cells), mean_rank=None, mean_rank_title=""))
+    # ranks per column, then mean rank of complete rows
+    for j in range(len(columns)):
+        values = [(i, row.cells[j].mean) for i, row in enumerate(rows) if row.cells[j].mean is not None]
+        for i, rank in _rank(values, lower).items():  # type: ignore[arg-type]
+            rows[i].cells[j].rank = rank
+    for row in rows:
+        applicable = [c for c in row.cells if c.status != "n/a"]
+        incomplete = [columns[j].label for j, c in enumerate(row.cells) if c.status not in ("done", "n/a")]
+        if applicable and not incomplete:
+            row.mean_rank = round(sum(c.rank for c in applicable if c.rank is not None) / len(applicable), 6)
+            row.mean_rank_title = f"mean of the {len(applicable)} column ranks"
+        else:
+            row.mean_rank_title = (f"no mean rank: {len(incomplete)} of {len(applicable)} columns incomplete"
+                                   if applicable else "no applicable column")
+    n_expected = sum(r.n_expected for r in rows)
+    n_done = sum(r.status == "done" for r in cells)
+    n_failed = sum(r.status == "failed" for r in cells)
+    if any(r.contamination.status == "overlap" for r in rows):
+        notes.append(f"contamination: some encoders' declared pretraining data include this task's dataset ({dataset})")
+    return TaskPage(
+        name=task, slug=slug, registered=spec is not None, description=spec.description if spec else "",
+        dataset=dataset, metric=metric, lower_is_better=lower, columns=columns, stages=groups, rows=rows,
+        n_expected=n_expected, n_done=n_done, n_failed=n_failed, n_missing=max(0, n_expected - len(cells)),
+        wall_s=round(sum(r.wall_s for r in cells), 3), notes=notes,
+        provenance=[_provenance(r) for r in sorted(cells, key=_cell_order)],
+    )
+
+
+def _contamination(encoder: EncoderInfo, dataset: str | None, task_known: bool) -> Contamination:
+    if not encoder.registered or not task_known or dataset is None:
+        why = ("encoder not registered here" if not encoder.registered else "task not registered here")
+        return Contamination(status="unknown", note=f"unknown: {why}")
+    overlap = [d for d in encoder.pretrained_on if _dataset_key(d) == _dataset_key(dataset)]
+    if overlap:
+        return Contamination(status="overlap", datasets=overlap,
+                             note=f"the encoder's weights were pretrained on {', '.join(overlap)}, this task's dataset")
+    declared = ", ".join(encoder.pretrained_on) or "none declared"
+    return Contamination(status="none", note=f"pretrained on: {declared}")
+
+
+def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metric: str, is_control: bool) -> TableCell:
+    n_done = sum(r.status == "done" and r.value is not None for r in cells)
+    n_failed = len(cells) - n_done
+    n_expected = max(n_expected, len(cells))
+    if n_expected == 0:
+        return TableCell(status="n/a", n_done=0, n_failed=0, n_expected=0, title="not applicable")
+    n_missing = n_expected - len(cells)
+    if row is None or row.mean is None:
+        status: CellStatus = "failed" if n_failed else "missing"
+        parts = []
+        if n_failed:
+            parts.append(f"{n_failed} failed")
+        if n_missing:
+            parts.append(f"{n_missing} missing (no result file)")
+        return TableCell(status=status, n_done=0, n_failed=n_failed, n_expected=n_expected,
+                         title=f"{status}: {', '.join(parts)} of {n_expected} cell{'s' * (n_expected != 1)}")
+    status = "done" if n_done == n_expected else "partial"
+    title = [f"{metric} {_num(row.mean)}, mean of {n_done} of {n_expected} cell{'s' * (n_expected != 1)}"]
+    if n_failed:
+        title.append(f"{n_failed} failed (not averaged in)")
+    if n_missing:
+        title.append(f"{n_missing} missing (not averaged in)")
+    if row.ci_low is not None:
+        title.append(f"95% CI [{_num(row.ci_low)}, {_num(row.ci_high)}]")
+    if row.spread is not None:
+        title.append(f"sd over draws {_num(row.spread)}")
+    if not is_control:
+        if row.diff is not None:
+            interval = f"[{_num(row.diff_low, True)}, {_num(row.diff_high, True)}]"
+            title.append(f"vs {CONTROL} {_num(row.diff, True)} {interval}"
+                         + (", the interval excludes zero" if row.diff_excludes_zero else ""))
+        else:
+            title.append(f"no paired difference to {CONTROL} (its cells are missing)")
+    return TableCell(status=status, n_done=n_done, n_failed=n_failed, n_expected=n_expected, mean=row.mean,
+                     ci_low=row.ci_low, ci_high=row.ci_high, spread=row.spread, diff=row.diff, diff_low=row.diff_low,
+                     diff_high=row.diff_high, diff_excludes_zero=row.diff_excludes_zero, title="; ".join(title))
+
+
+# --- downloads ----------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ["key", "suite", "task", "stage", "encoder", "preset", "objective", "fraction", "draw", "seed", "leads",
+               "metric", "value", "ci_low", "ci_high", "vs_control_mean", "vs_control_low", "vs_control_high",
+               "status", "wall_s", "dataset_fingerprint", "git_commit"]
+
+
+def csv_text(suite: SuiteResults) -> str:
+    """One row per cell of the suite (pretraining cells included, task and metric empty)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+
+    def v(x: Any) -> Any:
+        return "" if x is None else x
+
+    for r in sorted(_dedupe(suite.results), key=_cell_order):
+        c = r.cell
+        ci = r.ci.get(r.metric or "", [None, None]) if r.metric else [None, None]
+        d = r.vs_control
+        writer.writerow([r.key, suite.name, v(c.task), c.stage, c.encoder, v(c.preset), c.objective, v(c.fraction),
+                         v(c.draw), c.seed, c.leads, v(r.metric), v(r.value), v(ci[0] if ci else None),
+                         v(ci[1] if len(ci) > 1 else None), v(d.mean if d else None), v(d.ci_low if d else None),
+                         v(d.ci_high if d else None), r.status, r.wall_s, v(r.dataset_fingerprint), v(r.git_commit)])
+    return buf.getvalue()
+
+
+def json_results(suite: SuiteResults) -> bytes:
+    """Every result file of the suite, as a JSON list (the files' own content), compact."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[CellResult]).dump_json(_dedupe(suite.results))
