@@ -59,6 +59,21 @@ def modality_encoder_names(spec: ObjectiveSpec, options: dict[str, Any], registr
     return names
 
 
+#: Objective options the runner reads itself (which modality encoder, at which size); the rest go to the factory.
+RUNNER_OPTIONS = ("modality_encoders", "modality_options")
+
+
+def factory_options(cell: Cell) -> dict[str, Any]:
+    """The cell's objective options that the objective's factory takes."""
+    return {k: v for k, v in cell.objective_options.items() if k not in RUNNER_OPTIONS}
+
+
+def build_modality_encoder(cell: Cell, registry: Registry, modality: str, name: str) -> torch.nn.Module:
+    """The registered modality encoder ``name``, sized by the cell's ``modality_options`` for ``modality``."""
+    sizes = dict(cell.objective_options.get("modality_options") or {})
+    return registry.modalities.get(name).build(**dict(sizes.get(modality) or {}))
+
+
 def build_encoder(cell: Cell, registry: Registry, *, n_leads: int | None = None) -> torch.nn.Module:
     """The encoder of a cell at initialisation, seeded by the cell's seed."""
     spec = registry.encoders.get(cell.encoder)
@@ -144,12 +159,11 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     data_rows = np.array([record_row[windows.record_ids[i]] for i in view_rows], dtype=np.int64)
 
     # per-record inputs of the paired modalities, labels, metadata
-    options = {k: v for k, v in cell.objective_options.items() if k not in ("modality_encoders", "modality_options")}
+    options = factory_options(cell)
     names = modality_encoder_names(obj_spec, cell.objective_options, registry)
-    modality_options = dict(cell.objective_options.get("modality_options") or {})
 
     def build_modality(modality: str) -> torch.nn.Module:
-        return registry.modalities.get(names[modality]).build(**dict(modality_options.get(modality) or {}))
+        return build_modality_encoder(cell, registry, modality, names[modality])
 
     torch.manual_seed(cell.seed)
     modality_encoders: dict[str, torch.nn.Module] = {}
@@ -241,15 +255,13 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
 
 def rebuild_objective(cell: Cell, registry: Registry, root: Path) -> torch.nn.Module:
     """The objective of a pretraining cell as it was saved (for zero-shot evaluation), in eval mode."""
-    stored = load_checkpoint(checkpoint_path(root, cell), build_encoder(cell, registry))
-    obj_spec = registry.objectives.get(cell.objective)
+    encoder = build_encoder(cell, registry)
+    stored = load_checkpoint(checkpoint_path(root, cell), encoder)
     names = stored["info"].get("modality_encoders", {})
-    modality_options = dict(cell.objective_options.get("modality_options") or {})
-    modality_encoders = {m: registry.modalities.get(n).build(**dict(modality_options.get(m) or {}))
-                         for m, n in names.items()}
-    options = {k: v for k, v in cell.objective_options.items() if k not in ("modality_encoders", "modality_options")}
-    objective = obj_spec.build(build_encoder(cell, registry), leads=registry.encoders.get(cell.encoder).leads,
-                               modality_encoders=modality_encoders, n_labels=stored["info"].get("n_labels"), **options)
+    modality_encoders = {m: build_modality_encoder(cell, registry, m, n) for m, n in names.items()}
+    objective = registry.objectives.get(cell.objective).build(
+        encoder, leads=registry.encoders.get(cell.encoder).leads, modality_encoders=modality_encoders,
+        n_labels=stored["info"].get("n_labels"), **factory_options(cell))
     load_objective(objective_path(root, cell), objective)
     return objective.eval()
 
