@@ -111,7 +111,9 @@ class ECGTransformer(nn.Module):
                     "build with a larger n_samples or position='sinusoidal'"
                 )
             return self.pos_embed[:n_patches]
-        return sinusoidal_positions(n_patches, self.embed_dim).to(like)
+        # on like's device; never below float32 (under bf16 autocast like is bf16 and would round the table)
+        table = sinusoidal_positions(n_patches, self.embed_dim)
+        return table.to(device=like.device, dtype=torch.promote_types(like.dtype, table.dtype))
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The input sequence of the transformer, ``[batch, n_tokens, dim]``: CLS first, then lead by lead."""

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .losses import autocast_off
+
 #: Kors regression matrix, rows X, Y, Z; columns I, II, V1, V2, V3, V4, V5, V6.
 KORS = (
     (0.38, -0.07, -0.13, 0.05, -0.01, 0.14, 0.06, 0.54),
@@ -68,9 +70,13 @@ class VCGAugment:
         kors = self.kors.to(device=x.device, dtype=x.dtype)
         pinv = self.kors_pinv.to(device=x.device, dtype=x.dtype)
         eight = x[:, self.index, :]
-        vcg = torch.einsum("vk,bkt->bvt", kors, eight)
-        change = scale.to(x.dtype)[:, None, None] * torch.einsum("buv,bvt->but", rotation.to(x.dtype), vcg) - vcg
-        eight = eight + torch.einsum("kv,bvt->bkt", pinv, change)
+        # in x's own precision: under bf16 autocast the einsums (batched matmuls) would round the VCG and its
+        # change to 8 bits, and zero rotation would no longer give the input back exactly
+        with autocast_off(x):
+            vcg = torch.einsum("vk,bkt->bvt", kors, eight)
+            rotated = torch.einsum("buv,bvt->but", rotation.to(device=x.device, dtype=x.dtype), vcg)
+            change = scale.to(device=x.device, dtype=x.dtype)[:, None, None] * rotated - vcg
+            eight = eight + torch.einsum("kv,bvt->bkt", pinv, change)
         out = x.clone()
         out[:, self.index, :] = eight
         lead_i, lead_ii = eight[:, 0], eight[:, 1]

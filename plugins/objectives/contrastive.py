@@ -301,8 +301,9 @@ class Clef(Objective):
         z = self.proj(self.embed(torch.cat([self._view(batch["ecg"]), self._view(batch["ecg"])])))
         z1, z2 = gather(z[:size]), gather(z[size:])
         metadata = gather_plain(batch["metadata"].float())
-        missing = torch.isnan(metadata).float().mean(dim=1) if metadata.shape[1] else torch.zeros(len(metadata))
-        risk, missing = impute_risk(gather_plain(batch["risk"].float()), missing.to(z.device))
+        missing = (torch.isnan(metadata).float().mean(dim=1) if metadata.shape[1]
+                   else torch.zeros(len(metadata), device=metadata.device))
+        risk, missing = impute_risk(gather_plain(batch["risk"].float()).to(z.device), missing.to(z.device))
         loss = clef_loss(z1, z2, risk, missing, temperature=self.temperature, floor=self.floor,
                          align_weight=self.align_weight)
         return ObjectiveOutput(loss, {"missing_rate": float(missing.mean())})

@@ -8,17 +8,56 @@ dtaidistance (both well kept, C-backed where it matters).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
+_HALF = (torch.float16, torch.bfloat16)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _full(value: Any) -> Any:
+    """A half-precision float tensor (what bf16 autocast makes of a linear layer's output) as float32; any other
+    value, float32 and float64 tensors included, unchanged (the same object: no copy, no rounding)."""
+    return value.float() if isinstance(value, torch.Tensor) and value.dtype in _HALF else value
+
+
+def autocast_off(*values: Any) -> contextlib.AbstractContextManager[Any]:
+    """Autocast disabled on the device of the first tensor among ``values``, so matmuls and reductions run in the
+    precision of their inputs; on CPU without autocast (the runner's CPU path) it changes nothing."""
+    device = next((v.device.type for v in values if isinstance(v, torch.Tensor)), None)
+    if device in ("cuda", "cpu"):
+        return torch.autocast(device_type=device, enabled=False)
+    return contextlib.nullcontext()
+
+
+def full_precision(fn: _F) -> _F:
+    """Run a loss in at least float32 whatever autocast is on around it: half-precision tensor arguments are cast
+    to float32 and autocast is off inside, so similarity matrices, ``exp``/``log``/``logsumexp`` and divisions by
+    small temperatures never run in bf16. float32 and float64 inputs pass through untouched (bit-identical)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(_full(a) for a in args)
+        kwargs = {k: _full(v) for k, v in kwargs.items()}
+        with autocast_off(*args, *kwargs.values()):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
+@full_precision
 def clip_loss(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -33,6 +72,7 @@ def clip_loss(
     return weight_ab * F.cross_entropy(logits, target) + weight_ba * F.cross_entropy(logits.T, target)
 
 
+@full_precision
 def siglip_loss(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -59,6 +99,7 @@ def soft_targets(labels: torch.Tensor, *, weight: float) -> torch.Tensor:
     return eye + (1 - eye) * weight * jaccard
 
 
+@full_precision
 def nt_xent_loss(z: torch.Tensor, keys: torch.Tensor, *, temperature: float | torch.Tensor) -> torch.Tensor:
     """NT-Xent with any number of positives: views whose ``keys`` are equal are positives of each other.
 
@@ -77,6 +118,7 @@ def nt_xent_loss(z: torch.Tensor, keys: torch.Tensor, *, temperature: float | to
     return per_anchor.mean()
 
 
+@full_precision
 def triplet_loss(embeddings: torch.Tensor, triplets: Triplets, *, margin: float) -> torch.Tensor:
     """Triplet margin loss over the given ``(anchor, positive, negative)`` indices (pytorch-metric-learning):
     Euclidean distance of normalised embeddings, averaged over the triplets that violate the margin."""
@@ -84,6 +126,15 @@ def triplet_loss(embeddings: torch.Tensor, triplets: Triplets, *, margin: float)
 
     labels = torch.arange(len(embeddings), device=embeddings.device)  # unused when triplets are given
     return TripletMarginLoss(margin=margin)(embeddings, labels, indices_tuple=triplets)
+
+
+@full_precision
+def margin_loss(
+    loss_fn: torch.nn.Module, embeddings: torch.Tensor, ids: torch.Tensor, triplets: Triplets
+) -> torch.Tensor:
+    """A pytorch-metric-learning loss module (``MarginLoss`` with its learnable beta) over the given triplets,
+    computed in float32 under autocast like the losses above."""
+    return loss_fn(embeddings, ids, indices_tuple=triplets)
 
 
 def label_triplets(labels: torch.Tensor) -> Triplets:
@@ -170,6 +221,7 @@ def risk_weights(risk: torch.Tensor, missing: torch.Tensor, *, floor: float) -> 
     return scaled.clamp(min=floor) * trust * off, scaled
 
 
+@full_precision
 def clef_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,

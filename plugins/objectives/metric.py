@@ -24,7 +24,13 @@ from stence_bench.pretraining import (
     projection_head,
 )
 
-from .losses import distance_triplets, label_ids, label_triplets, triplet_loss
+from .losses import (
+    distance_triplets,
+    label_ids,
+    label_triplets,
+    margin_loss,
+    triplet_loss,
+)
 
 MINERS = ("distance", "label")
 LOSSES = ("triplet", "margin")
@@ -85,7 +91,7 @@ class MetricLearning(Objective):
         triplets, ids = self.triplets(batch)
         triplets = tuple(t.to(z.device) for t in triplets)
         if self.loss_name == "margin":
-            loss = self.margin_loss(z, ids.to(z.device), indices_tuple=triplets)
+            loss = margin_loss(self.margin_loss, z, ids.to(z.device), triplets)
         else:
             loss = triplet_loss(z, triplets, margin=self.margin)
         if not loss.requires_grad:  # no triplet in this batch: a zero that still reaches every parameter
