@@ -226,21 +226,42 @@ def validate_command(ctx: click.Context, suite: str) -> None:
 @cli.command("run")
 @_SUITE_ARG
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="The run folder (data, checkpoints, embeddings, results). Default: runs/<suite name>.")
+              help="The run folder (data, checkpoints, logs, embeddings, results). Default: runs/<suite name>.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print the planned cells and stop: nothing is trained.")
+@click.option("--launcher", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="local: cells run here (in --workers processes, or as one DDP job under torchrun). slurm: every "
+                   "cell is a SLURM job submitted through submitit, pretraining first; this command waits for them.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes for the evaluation cells (default: the CPU count, at most 4).")
+              help="local: processes running cells side by side (default: the CPU count, at most 4; 1 on a GPU).")
+@click.option("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
+              help="The device of a local run (default auto: a GPU when there is one). Same as STENCE_BENCH_DEVICE.")
+@click.option("--partition", default=None, help="slurm: the partition (overrides the suite's [cluster]).")
+@click.option("--time-min", type=click.IntRange(min=1), default=None, help="slurm: each job's time limit in minutes.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=None,
+              help="slurm: GPUs of a pretraining job (one DDP process each).")
+@click.option("--cells-per-job", type=click.IntRange(min=1), default=None,
+              help="slurm: evaluation cells per job.")
 @click.pass_context
-def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, workers: int | None) -> None:
+def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
+                workers: int | None, device: str | None, partition: str | None, time_min: int | None,
+                gpus_per_job: int | None, cells_per_job: int | None) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
-    each once. A re-run skips finished cells; a failing cell is recorded and the others go on (exit status 1
-    at the end when any failed)."""
+    each once. A re-run skips finished cells (and resumes a pretraining from its last epoch); a failing cell is
+    recorded and the others go on (exit status 1 at the end when any failed). Under torchrun
+    (torchrun --nproc_per_node N -m stence_bench run SUITE) pretraining and finetuning use DDP over the
+    processes. See docs/cluster.md."""
     registry = get_registry(ctx)
     parsed, path = validate_suite(suite, registry)
+    cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
+                                 "cells_per_job": cells_per_job}.items() if v is not None}
+    if cluster:
+        if launcher != "slurm":
+            raise StenceBenchError(f"--{next(iter(cluster)).replace('_', '-')} is an option of --launcher slurm")
+        parsed = parsed.model_copy(update={"cluster": parsed.cluster.model_copy(update=cluster)})
     cells = plan(parsed, registry)
-    click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
-    n_pre = sum(c.stage == "pretrain" for c in cells)
     if plan_only:
+        click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+        n_pre = sum(c.stage == "pretrain" for c in cells)
         rows = [
             [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
              c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
@@ -253,22 +274,44 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
         return
     import time
 
+    from .protocol import distributed
     from .protocol.runner import run_suite, summary_lines
 
+    environ = dict(os.environ) if device is None else {**os.environ, distributed.ENV_DEVICE: device}
+    dist = distributed.setup(environ)
+    say: Callable[..., None] = click.echo if dist.main else (lambda *a, **k: None)
+    say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
     root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
-    if workers is None:
-        workers = max(1, min(4, os.cpu_count() or 1))
-    outcomes = run_suite(parsed, registry, root, echo=lambda line: click.echo(line, err=True), cells=cells,
-                         workers=workers)
+    echo = lambda line: say(line, err=True)
+    if launcher == "slurm":
+        if dist.distributed:
+            raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
+        from .protocol.slurm import launch
+
+        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device)
+    else:
+        if workers is None:
+            workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
+        elif workers > 1 and dist.device.type == "cuda":
+            raise StenceBenchError("--workers runs cells in forked CPU processes; on GPUs use one process per GPU "
+                                   "with torchrun (docs/cluster.md)")
+        outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers)
+        distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
+    failed = any(o.status == "failed" for o in outcomes)
+    if not dist.main:
+        sys.exit(1 if failed else 0)
     for line in summary_lines(outcomes, time.perf_counter() - started):
         click.echo(line)
+    if not any((root / "results").glob("*.json")):
+        click.echo("no result was written: no leaderboard")
+        sys.exit(1)
     click.echo(f"results: {root / 'results'}  (stence-bench results show {root})")
     from .leaderboard import build_site
 
     index = build_site([root], root / "site", registry=registry)
     click.echo(f"leaderboard: {index}")
-    if any(o.status == "failed" for o in outcomes):
+    if failed:
         sys.exit(1)
 
 

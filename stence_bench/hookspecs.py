@@ -17,7 +17,7 @@ Every hook has a section in ``docs/plugins.md`` and a test (``tests/test_hookspe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -96,6 +96,12 @@ def run_started(suite: Suite, cells: Sequence[Cell]) -> None:
 @hookspec
 def cell_finished(cell: Cell, outcome: CellOutcome) -> None:
     """``cell`` has finished: ``outcome.status`` is ``done``, ``cached`` (finished earlier) or ``failed``."""
+
+
+@hookspec
+def epoch_finished(cell: Cell, epoch: int, metrics: Mapping[str, float]) -> None:
+    """A training epoch of ``cell`` ended (1-based ``epoch``): ``metrics`` has ``loss`` (pretraining, the mean over
+    the epoch's global batches, after its training state was saved) or ``val_loss`` (finetuning)."""
 
 
 @hookspec

@@ -94,9 +94,11 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not distributed():
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    # torch's autograd-aware all-gather (the successor of torch.distributed.nn.functional.all_gather): its
+    # backward hands each rank the gradient of its own rows, summed over the ranks
+    from torch.distributed._functional_collectives import all_gather_single_autograd
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    return all_gather_single_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
 
 
 def gather_plain(tensor: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,25 @@ class DataConfig(_Model):
     pretrain: str = "mimic-iv-ecg"
 
 
+class Cluster(_Model):
+    """Where the SLURM launcher (``stence-bench run --launcher slurm``) sends the jobs; the command line's
+    ``--partition``, ``--time-min``, ``--gpus-per-job`` and ``--cells-per-job`` override these."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    #: Wall-time limit of each job, in minutes.
+    time_min: Annotated[int, Field(ge=1)] = 240
+    #: GPUs of a pretraining job: one process per GPU, DDP over them. Evaluation jobs take one (none with 0).
+    gpus_per_job: Annotated[int, Field(ge=0)] = 1
+    cpus_per_task: Annotated[int, Field(ge=1)] = 8
+    mem_gb: Annotated[int, Field(ge=1)] | None = None
+    #: Evaluation cells per job (cells that share a pretraining checkpoint share a job, and its embeddings).
+    cells_per_job: Annotated[int, Field(ge=1)] = 64
+    #: Any other ``sbatch`` option, e.g. ``{constraint = "a100"}``.
+    sbatch: dict[str, JsonValue] = {}
+
+
 class Suite(_Model):
     """A suite file."""
 
@@ -152,6 +171,8 @@ class Suite(_Model):
     data: DataConfig = DataConfig(synthetic=SyntheticData())
     #: Add the registered control objectives (random init, ...) that the suite does not list.
     controls: bool = True
+    #: Where SLURM jobs go (``--launcher slurm``); not part of any cell's config.
+    cluster: Cluster = Cluster()
 
 
 #: Which model validates the table at a location (list indices left out), for did-you-mean on unknown fields.
@@ -165,6 +186,7 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol", "linear_probe"): LinearProbe,
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
+    ("cluster",): Cluster,
 }
 
 

@@ -56,7 +56,10 @@ def _worker(rank: int, world: int, store: str, name: str, out: str) -> None:
             dist.all_reduce(g)
             g /= world
         if rank == 0:  # a file, not a queue: a full pipe would block while the parent waits to join
-            torch.save({"loss": float(loss), "grads": grads}, out)
+            torch.save({"loss": float(loss.detach()), "grads": grads}, out)
+        # the graph of the loss holds the process group: free it before leaving the group, or gloo's threads
+        # may still be alive at interpreter exit (an abort about one time in ten)
+        del loss, objective, grads
     finally:
         dist.destroy_process_group()
 

@@ -24,7 +24,7 @@ HOOKS = sorted(name for name, obj in vars(hookspecs).items() if hasattr(obj, f"{
 def test_the_contract_has_the_expected_hooks():
     assert HOOKS == sorted([
         "register_encoders", "register_objectives", "register_tasks", "register_datasets", "register_modalities",
-        "register_commands", "run_started", "cell_finished", "run_finished",
+        "register_commands", "run_started", "cell_finished", "epoch_finished", "run_finished",
     ])
 
 
@@ -126,6 +126,10 @@ class Recorder:
         self.calls.append(("cell_finished", cell.key, outcome.status))
 
     @hookimpl
+    def epoch_finished(self, cell, epoch, metrics):
+        self.calls.append(("epoch_finished", cell.key, epoch, dict(metrics)))
+
+    @hookimpl
     def run_finished(self, suite, outcomes):
         self.calls.append(("run_finished", suite.name, [o.status for o in outcomes]))
 
@@ -155,6 +159,28 @@ def test_hook_cell_finished():
 
     with pytest.raises(PluginError, match="wrong.*result"):
         load(WrongArgument())
+
+
+def test_hook_epoch_finished(tmp_path):
+    """Called once per pretraining epoch, after that epoch's training state is on disk."""
+    from stence_bench.protocol.pretrain import training_state_path
+    from stence_bench.protocol.runner import run_suite
+
+    seen = []
+
+    class Watcher(Recorder):
+        @hookimpl
+        def epoch_finished(self, cell, epoch, metrics):
+            seen.append((cell.stage, epoch, training_state_path(tmp_path, cell).is_file(), sorted(metrics)))
+
+    suite = parse_suite("""name="e"\ntasks=["stenosis.70"]\nobjectives=["patient_contrastive"]
+encoders=[{name="resnet1d_wang", preset="tiny"}]\ncontrols=false
+[protocol]\nstages=["finetune"]\nfractions=[1.0]\nbootstrap=10
+pretrain={epochs=2, batch_size=16}\nfinetune={max_epochs=2, patience=5, batch_size=32}
+[data]\nsynthetic={patients=30, seed=1, angiograms=false}\n""")
+    run_suite(suite, load(Watcher()), tmp_path, echo=lambda line: None)
+    assert seen == [("pretrain", 1, True, ["loss"]), ("pretrain", 2, True, ["loss"]),
+                    ("finetune", 1, False, ["val_loss"]), ("finetune", 2, False, ["val_loss"])]
 
 
 def test_hook_run_finished():

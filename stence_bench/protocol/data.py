@@ -134,11 +134,14 @@ class Windows:
     def _mask(x: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
         return x if lead_mask is None else x * lead_mask[None, :, None]
 
-    def crops(self, rows: np.ndarray, generator: np.random.Generator, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """A random window of each record (training)."""
+    def crops(self, rows: np.ndarray, generator: np.random.Generator, lead_mask: torch.Tensor | None = None,
+              part: slice = slice(None)) -> torch.Tensor:
+        """A random window of each record (training). ``part``: cut only these of ``rows`` (a rank's slice of a
+        global batch) after drawing the offsets of all of them, so every rank's generator stays in step."""
         n = self.spec.n_samples
         spare = np.maximum(self.lengths[rows].numpy() - n, 0)
         offsets = (generator.random(len(rows)) * (spare + 1)).astype(np.int64)
+        rows, offsets = rows[part], offsets[part]
         # every window of every record as a view ([records, leads, starts, n]); index only the chosen ones
         x = self.data.unfold(2, n, 1)[torch.as_tensor(rows), :, torch.as_tensor(offsets)]
         return self._mask(self._normalise(x), lead_mask)

@@ -32,6 +32,7 @@ from ..errors import StenceBenchError
 from ..registry import Registry
 from ..specs import TaskSpec
 from ..suite import Cell
+from . import distributed
 from .data import Windows, Workspace, lead_mask
 from .pretrain import build_encoder, checkpoint_path, load_checkpoint
 
@@ -117,13 +118,16 @@ def _hash_options(cell: Cell) -> str:
 @torch.no_grad()
 def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
                 chunk: int = 128) -> np.ndarray:
-    """The module's output averaged over each record's windows (eval mode): ``[len(rows), out]`` float64."""
+    """The module's output averaged over each record's windows (eval mode, on the module's device):
+    ``[len(rows), out]`` float64."""
     module.eval()
+    device = next(module.parameters()).device
     out = []
     for start in range(0, len(rows), chunk):
         x, k = windows.sliding(rows[start : start + chunk], mask)
-        z = module(x)
-        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).numpy())
+        with distributed.current().autocast():
+            z = module(x.to(device)).float()
+        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
 
 
@@ -142,6 +146,7 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     if path.is_file() and ids_path.is_file() and ids_path.read_text().split("\n") == windows.record_ids:
         return np.load(path)
     encoder, _ = encoder_for(cell, registry, root)
+    encoder.to(distributed.current().device)
     emb = embed(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
@@ -299,23 +304,31 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
         y = (y - centre) / scale
     torch.manual_seed(cell.seed)
     model = torch.nn.Sequential(encoder, torch.nn.Linear(encoder.embed_dim, y.shape[1]))
+    ctx = distributed.current()
+    model.to(ctx.device)
     loss_fn = torch.nn.MSELoss() if regression else torch.nn.BCEWithLogitsLoss()
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(cell.seed)
     batch_size = max(1, min(settings.batch_size, len(train)))
+    trained = ctx.wrap(model)  # DDP under torchrun; validation and prediction use the plain module
+    hook = registry.plugins.manager.hook
 
     best_loss, best_state, best_epoch, since = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     epochs_run = 0
     for epoch in range(settings.max_epochs):
-        train_epoch(model, optimiser, loss_fn, windows, data.rows, y, rng.permutation(train), batch_size, rng, mask)
+        train_epoch(trained, optimiser, loss_fn, windows, data.rows, y, rng.permutation(train), batch_size, rng, mask)
         epochs_run = epoch + 1
         val_loss = _centre_loss(model, windows, data.rows[val], mask, loss_fn, y[val])
+        if ctx.main:
+            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"val_loss": val_loss})
         if val_loss < best_loss - 1e-6:
             best_loss, best_state, best_epoch, since = val_loss, copy.deepcopy(model.state_dict()), epoch + 1, 0
         else:
             since += 1
             if since >= settings.patience:
                 break
+    if not ctx.main:
+        return {}  # rank 0 predicts, scores and writes the result
     model.load_state_dict(best_state)
     val_out = window_mean(model, windows, data.rows[val], mask)
     test_out = window_mean(model, windows, data.rows[test], mask)
@@ -334,14 +347,23 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
 def train_epoch(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss_fn: torch.nn.Module, windows: Windows,
                 rows: np.ndarray, targets: torch.Tensor, order: np.ndarray, batch_size: int,
                 rng: np.random.Generator, mask: torch.Tensor | None = None) -> None:
-    """One pass over ``order`` (positions into ``rows`` and ``targets``): a random window per record per step."""
+    """One pass over ``order`` (positions into ``rows`` and ``targets``): a random window per record per step.
+    Under torchrun each rank takes its slice of every global batch and weighs its mean loss by the slice's share,
+    so DDP's average of the gradients is the gradient of the global batch's mean loss."""
+    ctx = distributed.current()
+    device = next(model.parameters()).device
     model.train()
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        if len(idx) < 2 and len(order) >= 2:
-            continue  # batch norm needs two samples
-        x = windows.crops(rows[idx], rng, mask)
-        loss = loss_fn(model(x), targets[idx])
+        if len(idx) < 2 * ctx.world and len(order) >= 2:
+            continue  # batch norm needs two samples (on every rank)
+        mine = ctx.part(len(idx))
+        x = windows.crops(rows[idx], rng, mask, part=mine)
+        with ctx.autocast():
+            out = model(x.to(device))
+        loss = loss_fn(out.float(), targets[idx[mine]].to(device))
+        if ctx.distributed:
+            loss = loss * (len(idx[mine]) * ctx.world / len(idx))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -393,11 +415,17 @@ def zero_shot(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict
 @torch.no_grad()
 def _centre_loss(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
                  loss_fn: torch.nn.Module, target: torch.Tensor, chunk: int = 512) -> float:
-    """Validation loss on each record's centred window (early stopping; the final scores use every window)."""
+    """Validation loss on each record's centred window (early stopping; the final scores use every window). Under
+    torchrun each rank takes a part of the rows and the sums are added up: every rank gets the same value."""
+    ctx = distributed.current()
+    device = next(model.parameters()).device
     model.eval()
+    mine = np.arange(len(rows))[ctx.part(len(rows))]
     total = 0.0
-    for start in range(0, len(rows), chunk):
-        part = slice(start, start + chunk)
-        out = model(windows.centre(rows[part], mask))
-        total += float(loss_fn(out, target[part])) * len(out)
-    return total / max(len(rows), 1)
+    for start in range(0, len(mine), chunk):
+        part = mine[start : start + chunk]
+        with ctx.autocast():
+            out = model(windows.centre(rows[part], mask).to(device))
+        total += float(loss_fn(out.float(), target[part].to(device))) * len(part)
+    total, count = ctx.sum(total, float(len(mine)))
+    return total / max(count, 1.0)

@@ -23,6 +23,7 @@ from ..errors import StenceBenchError
 from ..registry import Registry
 from ..specs import ObjectiveSpec
 from ..suite import Cell
+from . import distributed
 from .data import (
     Workspace,
     angiogram_paths,
@@ -33,6 +34,8 @@ from .data import (
 )
 
 CHECKPOINT_DIR = "checkpoints"
+#: A pretraining prints its epoch and loss when this long has passed since its last line.
+PROGRESS_EVERY_S = 30.0
 
 
 def checkpoint_path(root: Path, cell: Cell) -> Path:
@@ -207,50 +210,171 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     torch.manual_seed(cell.seed)
     objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
                                n_labels=None if labels is None else labels.shape[1], **options)
+    ctx = distributed.current()
+    objective.to(ctx.device)
     optimiser = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    rng = np.random.default_rng(cell.seed)
     grouped = "patient_id" in obj_spec.modalities
-    batch_size = min(settings.batch_size, len(data_rows))
-    if batch_size < 2:
-        raise StenceBenchError(f"pretraining {cell.label}: {len(data_rows)} training record(s), need at least 2")
+    batch_size = _global_batch(cell, settings.batch_size, len(data_rows), ctx.world)
+    mine = ctx.part(batch_size)
 
-    losses: list[float] = []
-    objective.train()
-    for epoch in range(settings.epochs):
+    # resume from the last finished epoch of an interrupted run of this cell (any number of processes)
+    state_path = training_state_path(root, cell)
+    log = TrainingLog(log_path(root, cell)) if ctx.main else None
+    start_epoch, losses = 0, []
+    if state_path.is_file():
+        state = load_training_state(state_path, cell)
+        objective.load_state_dict(state["objective"])
+        optimiser.load_state_dict(state["optimiser"])
+        start_epoch, losses = int(state["epoch"]), [float(v) for v in state["losses"]]
+        if progress:
+            progress(f"{cell.label}: resuming from epoch {start_epoch}/{settings.epochs} ({state_path})")
+    if log is not None:
+        log.start(keep_epochs=start_epoch)
+
+    model = ctx.wrap(objective)
+    model.train()
+    hook = registry.plugins.manager.hook
+    said = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs):
+        # randomness per epoch (not carried over from the last one), so a resumed run repeats an uninterrupted one
+        rng = np.random.default_rng([cell.seed, epoch])
+        torch.manual_seed(_torch_seed(cell.seed, epoch, ctx.rank))  # augmentations: each rank its own
         order = _order(patient_ids.numpy(), rng, grouped)
         epoch_losses = []
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            batch: dict[str, Any] = {"ecg": windows.crops(view_rows[idx], rng), "patient_id": patient_ids[idx]}
+            idx = order[start : start + batch_size]  # the global batch; this rank takes its slice
+            local = idx[mine]
+            batch: dict[str, Any] = {"ecg": windows.crops(view_rows[idx], rng, part=mine),
+                                     "patient_id": patient_ids[local]}
             if objective.segments > 1:
-                batch["ecg_segment"] = windows.crops(view_rows[idx], rng)
+                batch["ecg_segment"] = windows.crops(view_rows[idx], rng, part=mine)
             if "angiography" in items:
-                batch["angiography"] = torch.stack([items["angiography"][i] for i in idx])
+                batch["angiography"] = torch.stack([items["angiography"][i] for i in local])
             if "text" in items:
-                batch["text"] = modality_encoders["text"].collate([items["text"][i] for i in idx])
+                batch["text"] = modality_encoders["text"].collate([items["text"][i] for i in local])
             if labels is not None:
-                batch["labels"] = labels[idx]
+                batch["labels"] = labels[local]
             if metadata is not None:
-                batch["metadata"], batch["risk"] = metadata[idx], risk[idx]
-            out = objective(batch)
-            if not torch.isfinite(out.loss):
-                raise StenceBenchError(f"pretraining {cell.label}: the loss became {float(out.loss)} at epoch {epoch + 1}")
+                batch["metadata"], batch["risk"] = metadata[local], risk[local]
+            with ctx.autocast():
+                out = model(distributed.to_device(batch, ctx.device))
+            (total,) = ctx.sum(float(out.loss.detach()))
+            value = total / ctx.world  # the same on every rank: all stop together on a bad loss
+            if not np.isfinite(value):
+                raise StenceBenchError(f"pretraining {cell.label}: the loss became {value} at epoch {epoch + 1}")
             optimiser.zero_grad(set_to_none=True)
             out.loss.backward()
             optimiser.step()
-            epoch_losses.append(float(out.loss.detach()))
+            epoch_losses.append(value)
+            if log is not None:
+                log.step(epoch + 1, len(epoch_losses), value)
         losses.append(float(np.mean(epoch_losses)))
-        if progress:
-            progress(f"epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
+        if ctx.main:
+            save_training_state(state_path, cell, objective, optimiser, epoch + 1, losses)
+            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"loss": losses[-1]})
+        if progress and time.perf_counter() - said >= PROGRESS_EVERY_S:  # long epochs only: no flood of lines
+            said = time.perf_counter()
+            progress(f"{cell.label}: epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
 
     info = {"dataset": dataset_name, "dataset_fingerprint": dataset.store.fingerprint(), "records": len(data_rows),
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
+            "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
             "wall_s": time.perf_counter() - started}
-    save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)
-    if "text" in names:  # zero-shot evaluation needs the text side and the projections
-        save_objective(objective_path(root, cell), objective)
+    if ctx.main:
+        save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)
+        if "text" in names:  # zero-shot evaluation needs the text side and the projections
+            save_objective(objective_path(root, cell), objective)
+        state_path.unlink(missing_ok=True)
+    ctx.barrier()  # the other ranks load this checkpoint next (finetuning)
     return info
+
+
+def _global_batch(cell: Cell, wanted: int, records: int, world: int) -> int:
+    """The global batch: ``protocol.pretrain.batch_size``, or every record where there are fewer, in equal
+    slices over the processes."""
+    if wanted % world:
+        raise StenceBenchError(f"pretraining {cell.label}: protocol.pretrain.batch_size = {wanted} does not divide "
+                               f"among {world} processes; make it a multiple of {world}")
+    size = min(wanted, records)
+    size -= size % world
+    if size < 2 or size // world < 1:
+        raise StenceBenchError(f"pretraining {cell.label}: {records} training record(s), need at least "
+                               f"{max(2, world)}")
+    return size
+
+
+def _torch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+# -- training state and log: what a killed pretraining resumes from ------------------------------------------
+
+
+def training_state_path(root: Path, cell: Cell) -> Path:
+    """The state after the last finished epoch (weights, optimiser, losses); removed once the cell is done."""
+    return Path(root) / CHECKPOINT_DIR / f"{cell.key}.state.pt"
+
+
+def save_training_state(path: Path, cell: Cell, objective: torch.nn.Module, optimiser: torch.optim.Optimizer,
+                        epoch: int, losses: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": "stence-bench-training-state/1", "key": cell.key, "epoch": epoch, "losses": list(losses),
+             "objective": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+                           for k, v in objective.state_dict().items()},
+             "optimiser": optimiser.state_dict()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill while saving leaves the previous state whole
+
+
+def load_training_state(path: Path, cell: Cell) -> dict[str, Any]:
+    """A saved training state, loaded without executing code (``weights_only``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file: say which and what to do
+        raise StenceBenchError(f"{path}: unreadable training state ({type(exc).__name__}: {exc}); delete it to "
+                               "start this pretraining again") from exc
+    if state.get("format") != "stence-bench-training-state/1" or state.get("key") != cell.key:
+        raise StenceBenchError(f"{path}: not the training state of cell {cell.key}; delete it to start again")
+    return state
+
+
+def log_path(root: Path, cell: Cell) -> Path:
+    """The training log of a pretraining cell: one JSON line per step (epoch, step, loss, seconds)."""
+    return Path(root) / "logs" / f"{cell.key}.jsonl"
+
+
+class TrainingLog:
+    """Rank 0's step log. A resumed run keeps the lines of the epochs it resumes after and drops the rest, so
+    the log of a killed-and-resumed run reads as the log of an uninterrupted one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.started = time.perf_counter()
+
+    def start(self, keep_epochs: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if keep_epochs and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    if json.loads(line)["epoch"] <= keep_epochs:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by the kill
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def step(self, epoch: int, step: int, loss: float) -> None:
+        line = json.dumps({"epoch": epoch, "step": step, "loss": loss,
+                           "time_s": round(time.perf_counter() - self.started, 3)})
+        with self.path.open("a") as fh:
+            fh.write(line + "\n")
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The steps of a training log."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def rebuild_objective(cell: Cell, registry: Registry, root: Path) -> torch.nn.Module:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -125,6 +124,8 @@ def load_results(folders: Iterable[Path]) -> list[CellResult]:
         base = folder / RESULT_DIR if (folder / RESULT_DIR).is_dir() else folder
         if not base.is_dir():
             raise StenceBenchError(f"{folder}: no such folder")
+        if base == folder and (folder / SUITE_FILE).is_file():
+            continue  # a run folder whose cells have not written a result yet
         for path in sorted(base.glob("*.json")):
             try:
                 out.append(read_result(path))
@@ -141,14 +142,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def device_description() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def versions(registry: Any) -> dict[str, str]:

@@ -4,9 +4,13 @@
 - A cell that raises is recorded as ``failed`` with its error; the run goes on; cells that need a failed
   pretraining are failed with that reason; the exit status is non-zero at the end, with a summary.
 - Progress: one line per cell with its position, wall time and the ETA of the stage.
-- ``workers > 1`` runs the evaluation cells in that many forked processes (one thread each), after the data
-  and every pretraining are ready in the parent; results are the same files as a sequential run.
-- Observers (``run_started``, ``cell_finished``, ``run_finished``) are called for logger plugins, in the parent.
+- ``workers > 1`` (the ``local`` launcher) runs the cells in that many forked processes (one thread each):
+  every pretraining first, then the evaluation cells, after the data is ready in the parent; results are the
+  same files as a sequential run.
+- Under torchrun (:mod:`stence_bench.protocol.distributed`) every rank goes through the same cells: pretraining
+  and finetuning on all ranks (DDP), linear probes and zero-shot on rank 0; rank 0 alone prints and writes.
+- Observers (``run_started``, ``cell_finished``, ``run_finished``) are called for logger plugins, in the parent
+  (rank 0).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from ..errors import StenceBenchError
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Suite, plan
+from . import distributed
 from . import results as res
 from .data import Workspace
 
@@ -29,12 +34,14 @@ Echo = Callable[[str], None]
 
 #: What a forked worker needs, set in the parent just before the pool forks.
 _WORKER_STATE: dict[str, Any] = {}
+#: Stages that run on every rank under torchrun (DDP); the others run on rank 0.
+DISTRIBUTED_STAGES = ("pretrain", "finetune")
 
 
-def execute(cell: Cell, ws: Workspace, registry: Registry, root: Path, failed_pretrain: dict[str, str]
-            ) -> tuple[dict[str, Any], str | None, float, str]:
+def execute(cell: Cell, ws: Workspace, registry: Registry, root: Path, failed_pretrain: dict[str, str],
+            echo: Echo | None = None) -> tuple[dict[str, Any], str | None, float, str]:
     """Run one cell: ``(payload for its result, error or None, wall seconds, start time)``. Never raises but
-    for KeyboardInterrupt."""
+    for KeyboardInterrupt. ``echo`` gets a long pretraining's progress."""
     from .evaluate import finetune, linear_probe, zero_shot
     from .pretrain import pretrain
 
@@ -46,7 +53,7 @@ def execute(cell: Cell, ws: Workspace, registry: Registry, root: Path, failed_pr
         if source is not None and source.key in failed_pretrain:
             raise StenceBenchError(f"its pretraining cell {source.key} failed: {failed_pretrain[source.key]}")
         if cell.stage == "pretrain":
-            payload = {"pretrain": pretrain(cell, ws, registry, root)}
+            payload = {"pretrain": pretrain(cell, ws, registry, root, progress=echo)}
         elif cell.stage == "linear_probe":
             payload = linear_probe(cell, ws, registry, root)
         elif cell.stage == "finetune":
@@ -77,32 +84,57 @@ def _worker_execute(cell: Cell) -> tuple[dict[str, Any], str | None, float, str]
 
 
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
-              cells: list[Cell] | None = None, workers: int = 1) -> list[CellOutcome]:
-    """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order."""
+              cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True) -> list[CellOutcome]:
+    """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order. ``finalise``:
+    fill in the paired differences to the control over the whole folder at the end (a SLURM job running a
+    part of the cells leaves that to the process that submitted it)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    ctx = distributed.current()
+    if ctx.distributed and workers > 1:
+        raise StenceBenchError("--workers runs cells in parallel processes; under torchrun the processes share "
+                               "each cell instead: use one or the other")
+    if not ctx.main:
+        echo = _quiet
     cells = plan(suite, registry) if cells is None else cells
-    res.write_suite(root, suite)
     hook = registry.plugins.manager.hook
-    hook.run_started(suite=suite, cells=cells)
+    if ctx.main:
+        root.mkdir(parents=True, exist_ok=True)
+        res.write_suite(root, suite)
+        hook.run_started(suite=suite, cells=cells)
     ws = Workspace(suite, registry, root, echo=echo)
-    common = {"versions": res.versions(registry), "git_commit": res.git_commit(), "device": res.device_description()}
+    common = {"versions": res.versions(registry), "git_commit": res.git_commit(), "device": ctx.describe()}
     outcomes: dict[str, CellOutcome] = {}
     failed_pretrain: dict[str, str] = {}
     position = {cell.key: i for i, cell in enumerate(cells, start=1)}
 
-    todo: list[Cell] = []
-    for cell in cells:
-        earlier = res.finished(root, cell.key)
-        if earlier is None:
-            todo.append(cell)
-            continue
-        outcome = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
-                              result_path=str(res.result_path(root, cell.key)))
-        outcomes[cell.key] = outcome
-        hook.cell_finished(cell=cell, outcome=outcome)
+    todo_keys: set[str] | None = None
+    if ctx.main:
+        todo_keys = set()
+        for cell in cells:
+            earlier = res.finished(root, cell.key)
+            if earlier is None:
+                todo_keys.add(cell.key)
+                continue
+            outcome = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
+                                  result_path=str(res.result_path(root, cell.key)))
+            outcomes[cell.key] = outcome
+            hook.cell_finished(cell=cell, outcome=outcome)
+    todo_keys = ctx.broadcast(todo_keys)  # every rank runs exactly the cells rank 0 found unfinished
+    todo = [cell for cell in cells if cell.key in todo_keys]
+    for cell in todo:  # a pretraining outside these cells (a SLURM job runs a part) that failed or never ran
+        source = cell.pretrain_cell()
+        if source is not None and source.key not in todo_keys and source.key not in failed_pretrain:
+            reason = _pretraining_problem(root, source.key)
+            if reason:
+                failed_pretrain[source.key] = reason
     echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run; results in "
          f"{root / res.RESULT_DIR}")
+    if ctx.distributed:  # rank 0 writes the data (cohort, stores, views) once; the others then read it
+        if ctx.main:
+            prepare(todo, ws, registry)
+        ctx.barrier()
+        if not ctx.main:
+            prepare(todo, ws, registry)
 
     def record(cell: Cell, payload: dict[str, Any], error: str | None, wall: float, stamp: str, eta: str) -> None:
         task_dataset = registry.tasks.get(cell.task).dataset if cell.task else suite.data.pretrain
@@ -127,43 +159,80 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
             if not group:
                 continue
             started = time.perf_counter()
-            parallel = workers > 1 and group[0].stage != "pretrain" and len(group) > 1
-            if parallel:
+            if workers > 1 and len(group) > 1:
                 _run_parallel(group, ws, registry, root, failed_pretrain, workers, record, started, echo)
                 continue
             for i, cell in enumerate(group, start=1):
-                payload, error, wall, stamp = execute(cell, ws, registry, root, failed_pretrain)
-                record(cell, payload, error, wall, stamp, _eta(started, i, len(group)))
+                if ctx.main or cell.stage in DISTRIBUTED_STAGES:
+                    payload, error, wall, stamp = execute(cell, ws, registry, root, failed_pretrain, echo)
+                else:
+                    payload, error, wall, stamp = {}, None, 0.0, ""
+                if ctx.main:
+                    record(cell, payload, error, wall, stamp, _eta(started, i, len(group)))
+                error = ctx.broadcast(error)  # every rank skips the cells of a failed pretraining alike
+                if error and cell.stage == "pretrain" and not ctx.main:  # (record() notes it on rank 0)
+                    failed_pretrain[cell.key] = error.splitlines()[0]
     except KeyboardInterrupt:
         echo("interrupted; finished cells are kept, run again to resume")
         raise
 
-    all_results = res.load_results([root])
-    for result in res.paired_differences(all_results):
-        res.write_result(root, result)
     ordered = [outcomes[c.key] for c in cells if c.key in outcomes]
-    hook.run_finished(suite=suite, outcomes=ordered)
+    if ctx.main:
+        if finalise:
+            for result in res.paired_differences(res.load_results([root])):
+                res.write_result(root, result)
+        hook.run_finished(suite=suite, outcomes=ordered)
+    ctx.barrier()
     return ordered
+
+
+def _pretraining_problem(root: Path, key: str) -> str | None:
+    path = res.result_path(root, key)
+    if not path.is_file():
+        return "it has no result (it never ran, or its job ended before finishing)"
+    result = res.read_result(path)
+    if result.status == "failed":
+        return (result.error or "failed").splitlines()[0]
+    return None
+
+
+def _quiet(line: str) -> None:
+    """The echo of ranks other than 0."""
+
+
+def prepare(cells: list[Cell], ws: Workspace, registry: Registry) -> None:
+    """Materialise what ``cells`` read (datasets, encoder views, labels) before they run, so that processes
+    running cells side by side only read. An error here is left for the cell to meet and record."""
+    for cell in cells:
+        try:
+            spec = registry.encoders.get(cell.encoder)
+            if cell.stage == "pretrain":
+                ws.windows(ws.suite.data.pretrain, spec)
+                continue
+            task = registry.tasks.get(cell.task)
+            ws.windows(task.dataset, spec)
+            ws.labels(task)
+        except Exception:  # noqa: BLE001 - the cell fails with this error when it runs
+            pass
 
 
 def _run_parallel(group: list[Cell], ws: Workspace, registry: Registry, root: Path, failed_pretrain: dict[str, str],
                   workers: int, record: Callable[..., None], started: float, echo: Echo) -> None:
-    """Evaluation cells in forked workers. The parent prepares every dataset, view and label set first, so the
-    workers share them (copy-on-write) and never write the same cache."""
+    """Cells in forked workers. The parent prepares every dataset, view, label set and probe embedding first, so
+    the workers share them (copy-on-write) and never write the same cache."""
     from .evaluate import cached_embeddings
 
+    prepare(group, ws, registry)
     for cell in group:
-        try:
-            task = registry.tasks.get(cell.task)
-            ws.windows(task.dataset, registry.encoders.get(cell.encoder))
-            ws.labels(task)
-            source = cell.pretrain_cell()
-            if cell.stage == "linear_probe" and (source is None or source.key not in failed_pretrain):
-                cached_embeddings(cell, ws, registry, root, task)
-        except Exception:  # noqa: BLE001 - the cell fails with this error when it runs
-            pass
+        source = cell.pretrain_cell()
+        if cell.stage == "linear_probe" and (source is None or source.key not in failed_pretrain):
+            try:
+                cached_embeddings(cell, ws, registry, root, registry.tasks.get(cell.task))
+            except Exception:  # noqa: BLE001 - the cell fails with this error when it runs
+                pass
     _WORKER_STATE.update(ws=ws, registry=registry, root=root, failed_pretrain=dict(failed_pretrain))
-    echo(f"running {len(group)} evaluation cells in {workers} worker processes")
+    kind = "pretraining" if group[0].stage == "pretrain" else "evaluation"
+    echo(f"running {len(group)} {kind} cells in {workers} worker processes")
     context = multiprocessing.get_context("fork")
     done = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
