@@ -271,6 +271,15 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
         click.echo(format_table(["key", "stage", "task", "encoder", "objective", "seed", "fraction", "draw", "leads"],
                                 rows))
         click.echo(f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation).")
+        if launcher == "slurm":
+            from .protocol.slurm import job_plan
+
+            jobs = job_plan(cells, parsed.cluster)
+            n_jobs = sum(j.cells[0].stage == "pretrain" for j in jobs)
+            click.echo(f"--launcher slurm: {len(jobs)} jobs if nothing is finished yet: {n_jobs} pretraining "
+                       f"({parsed.cluster.gpus_per_job} GPU(s) each), {len(jobs) - n_jobs} evaluation (at most "
+                       f"{parsed.cluster.cells_per_job} cells each), partition {parsed.cluster.partition or 'default'}, "
+                       f"{parsed.cluster.time_min} min each.")
         return
     import time
 

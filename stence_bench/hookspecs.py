@@ -84,7 +84,8 @@ def register_commands(register: Callable[[click.Command], None]) -> None:
 
 
 # --- observers ----------------------------------------------------------------------------------------------
-# Called by the runner, in the process that owns the run (rank 0), for loggers such as MLflow or W&B.
+# Called by the runner, in the process that owns the run (rank 0), for loggers such as MLflow or W&B;
+# epoch_finished in the process that trains the cell (rank 0 of it: a forked worker, a SLURM job).
 # Their return values are ignored; an exception in an observer is a bug in that plugin and stops the run.
 
 

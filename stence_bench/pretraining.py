@@ -94,11 +94,17 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not distributed():
         return tensor
-    # torch's autograd-aware all-gather (the successor of torch.distributed.nn.functional.all_gather): its
-    # backward hands each rank the gradient of its own rows, summed over the ranks
-    from torch.distributed._functional_collectives import all_gather_single_autograd
+    # torch's autograd-aware all-gather: its backward hands each rank the gradient of its own rows, summed over the
+    # ranks. Its name has moved between torch releases; the oldest form is deprecated in recent ones.
+    from torch.distributed import _functional_collectives as fc
 
-    return all_gather_single_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
+    if hasattr(fc, "all_gather_single_autograd"):
+        return fc.all_gather_single_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
+    if hasattr(fc, "all_gather_tensor_autograd"):
+        return fc.all_gather_tensor_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
 
 
 def gather_plain(tensor: torch.Tensor) -> torch.Tensor:

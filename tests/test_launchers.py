@@ -176,6 +176,24 @@ def test_the_command_line_overrides_the_suites_cluster_settings(registry, tmp_pa
     assert max(len(keys) for _, keys in executor.submitted) == 3
 
 
+def test_the_plan_says_which_jobs_slurm_would_get(registry, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE + '\n[cluster]\ncells_per_job = 2\n')
+    result = CliRunner().invoke(cli, ["run", str(suite), "--plan", "--launcher", "slurm", "--gpus-per-job", "8"],
+                                obj=registry)
+    cells = plan(parse_suite(SUITE), registry)
+    pretrain = sum(c.stage == "pretrain" for c in cells)
+    groups: dict = {}
+    for c in cells:
+        if c.stage != "pretrain":
+            groups.setdefault(c.pretrain_cell().key if c.pretrain_cell() else None, []).append(c)
+    evaluation = sum(math.ceil(len(g) / 2) for g in groups.values())
+    assert result.exit_code == 0, result.output
+    assert (f"--launcher slurm: {pretrain + evaluation} jobs if nothing is finished yet: {pretrain} pretraining "
+            f"(8 GPU(s) each), {evaluation} evaluation (at most 2 cells each)") in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_slurm_refuses_to_submit_twice_while_jobs_are_queued(registry, tmp_path, monkeypatch):
     (tmp_path / "slurm").mkdir()
     (tmp_path / "slurm" / "jobs.json").write_text(json.dumps({"abc": "4242"}))
