@@ -172,6 +172,31 @@ def test_ranks_and_paired_differences_come_from_the_tables_aggregate(site):
     assert row.mean_rank == 1.0
 
 
+def test_results_of_one_encoder_under_other_options_get_their_own_row(site, registry, tmp_path):
+    """A suite edited between runs into one folder leaves results of both configs: never averaged together."""
+    shutil.copytree(MINI, tmp_path / "mini")
+    variants = 0
+    for r in load_results([MINI]):
+        c = r.cell
+        if (c.task, c.encoder, c.objective, r.status) == ("stenosis.70", "resnet1d_wang", "clip", "done"):
+            cell = c.model_copy(update={"encoder_options": {"width": 64}})
+            variant = r.model_copy(update={"cell": cell, "key": cell.key, "value": 0.123})
+            (tmp_path / "mini" / "results" / f"{cell.key}.json").write_text(variant.model_dump_json())
+            variants += 1
+    assert variants >= 2
+    edited = build(load_suites([tmp_path / "mini"]), registry)
+    _, _, before = _cell(site, "stenosis.70", "resnet1d_wang[tiny]", "clip", 1.0)
+    _, _, after = _cell(edited, "stenosis.70", "resnet1d_wang[tiny]", "clip", 1.0)
+    _, _, other = _cell(edited, "stenosis.70", "resnet1d_wang[tiny] {width=64}", "clip", 1.0)
+    assert after.mean == before.mean and other.mean == pytest.approx(0.123)
+    suite = edited.suites[0]
+    assert [e.label for e in suite.encoders if e.name == "resnet1d_wang"] == [
+        "resnet1d_wang[tiny]", "resnet1d_wang[tiny] {width=64}"]
+    result = CliRunner().invoke(cli, ["results", "show", str(tmp_path / "mini"), "--task", "stenosis.70"],
+                                obj=registry)
+    assert "resnet1d_wang[tiny] {width=64}" in result.output
+
+
 def test_contamination_flag_from_the_registry(site):
     stenosis, ptbxl = site.suites[0].tasks
     flags = {(t.name, r.encoder): r.contamination.status for t in (stenosis, ptbxl) for r in t.rows}

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import StenceBenchError
 from ..protocol.results import RESULT_DIR, CellResult, load_results
-from ..protocol.tables import LOWER_IS_BETTER, Row, aggregate
+from ..protocol.tables import LOWER_IS_BETTER, Labels, Row, aggregate
 
 #: The file a run writes beside its results: the validated suite (name, description, protocol).
 SUITE_FILE = "suite.json"
@@ -379,42 +379,42 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
     evaluations = [r for r in results if r.cell.stage != "pretrain" and r.cell.task is not None]
     pretraining = [r for r in results if r.cell.stage == "pretrain"]
 
-    # rows: every encoder x objective of the suite (those in suite.json and those with results), on every task
-    suite_encoders = [encoder_label(e["name"], e.get("preset")) for e in suite.get("encoders", [])]
-    suite_objectives = [o["name"] for o in suite.get("objectives", [])]
+    # rows: every encoder x objective of the suite (those in suite.json and those with results), on every task;
+    # one name with several option sets (a suite edited between runs) gets one row per set, never an average
+    suite_encoders = [(e["name"], e.get("preset"), e.get("options") or {}) for e in suite.get("encoders", [])]
+    suite_objectives = [(o["name"], o.get("options") or {}) for o in suite.get("objectives", [])]
+    labels = Labels([*suite_encoders, *((r.cell.encoder, r.cell.preset, r.cell.encoder_options) for r in results)],
+                    [*suite_objectives, *((r.cell.objective, r.cell.objective_options) for r in results)])
     encoders: dict[str, EncoderInfo] = {}
     objectives: dict[str, ObjectiveInfo] = {}
-    for r in results:
-        c = r.cell
-        label = encoder_label(c.encoder, c.preset)
+
+    def add_encoder(name: str, preset: str | None, options: dict[str, Any]) -> None:
+        label = labels.encoder(name, preset, options)
         if label not in encoders:
-            spec = _registry_lookup(registry, "encoder", c.encoder)
-            encoders[label] = EncoderInfo(
-                label=label, name=c.encoder, preset=c.preset, options=[], registered=spec is not None,
-                description=spec.description if spec else "", pretrained_on=list(spec.pretrained_on) if spec else [])
-        if c.encoder_options and c.encoder_options not in encoders[label].options:
-            encoders[label].options.append(c.encoder_options)
-        if c.objective not in objectives:
-            spec = _registry_lookup(registry, "objective", c.objective)
-            objectives[c.objective] = ObjectiveInfo(
-                name=c.objective, registered=spec is not None,
-                control=bool(spec.control) if spec else c.objective == CONTROL,
-                description=spec.description if spec else "", options=[])
-        if c.objective_options and c.objective_options not in objectives[c.objective].options:
-            objectives[c.objective].options.append(c.objective_options)
-    for label in suite_encoders:
-        if label not in encoders:
-            name, _, preset = label.partition("[")
             spec = _registry_lookup(registry, "encoder", name)
-            encoders[label] = EncoderInfo(label=label, name=name, preset=preset.rstrip("]") or None, options=[],
-                                          registered=spec is not None, description=spec.description if spec else "",
-                                          pretrained_on=list(spec.pretrained_on) if spec else [])
-    for name in suite_objectives:
-        if name not in objectives:
+            encoders[label] = EncoderInfo(
+                label=label, name=name, preset=preset, options=[], registered=spec is not None,
+                description=spec.description if spec else "", pretrained_on=list(spec.pretrained_on) if spec else [])
+        if options and options not in encoders[label].options:
+            encoders[label].options.append(options)
+
+    def add_objective(name: str, options: dict[str, Any]) -> None:
+        label = labels.objective(name, options)
+        if label not in objectives:
             spec = _registry_lookup(registry, "objective", name)
-            objectives[name] = ObjectiveInfo(name=name, registered=spec is not None,
-                                             control=bool(spec.control) if spec else name == CONTROL,
-                                             description=spec.description if spec else "", options=[])
+            objectives[label] = ObjectiveInfo(
+                name=label, registered=spec is not None, control=bool(spec.control) if spec else name == CONTROL,
+                description=spec.description if spec else "", options=[])
+        if options and options not in objectives[label].options:
+            objectives[label].options.append(options)
+
+    for r in results:
+        add_encoder(r.cell.encoder, r.cell.preset, r.cell.encoder_options)
+        add_objective(r.cell.objective, r.cell.objective_options)
+    for name, preset, options in suite_encoders:  # listed in the suite, with or without a result
+        add_encoder(name, preset, options)
+    for name, options in suite_objectives:
+        add_objective(name, options)
     if registry is not None:
         for info in encoders.values():
             if not info.registered:
@@ -423,13 +423,13 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
         for info in objectives.values():
             if not info.registered:
                 notes.append(f"objective {info.name!r} is not registered here")
-    enc_order = _order(encoders, suite_encoders)
+    enc_order = _order(encoders, [labels.encoder(*e) for e in suite_encoders])
     controls = [o for o in sorted(objectives) if objectives[o].control]
-    obj_order = _order(objectives, suite_objectives, first=[CONTROL, *controls])
-    zero_shot_objectives = {r.cell.objective for r in evaluations if r.cell.stage == "zero_shot"}
+    obj_order = _order(objectives, [labels.objective(*o) for o in suite_objectives], first=[CONTROL, *controls])
+    zero_shot_objectives = {labels.objective_of(r.cell) for r in evaluations if r.cell.stage == "zero_shot"}
 
     rows_by_task: dict[str, list[Row]] = defaultdict(list)
-    for row in aggregate(evaluations, control=CONTROL):
+    for row in aggregate(evaluations, control=CONTROL, labels=labels):
         rows_by_task[row.task].append(row)
     cells_by_task: dict[str, list[CellResult]] = defaultdict(list)
     for r in evaluations:
@@ -441,7 +441,7 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
     taken: set[str] = set()
     tasks = [
         _build_task(t, rows_by_task[t], cells_by_task[t], enc_order, obj_order, encoders, objectives,
-                    zero_shot_objectives, protocol, registry, slugify(t, taken))
+                    zero_shot_objectives, protocol, registry, slugify(t, taken), labels)
         for t in task_order
     ]
     n_expected = sum(t.n_expected for t in tasks)
@@ -472,7 +472,7 @@ def _cell_order(r: CellResult) -> tuple[Any, ...]:
 
 def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: list[str], obj_order: list[str],
                 encoders: dict[str, EncoderInfo], objectives: dict[str, ObjectiveInfo], zero_shot_objectives: set[str],
-                protocol: dict[str, Any], registry: Any, slug: str) -> TaskPage:
+                protocol: dict[str, Any], registry: Any, slug: str, labels: Labels) -> TaskPage:
     notes: list[str] = []
     spec = _registry_lookup(registry, "task", task)
     if registry is not None and spec is None:
@@ -493,7 +493,7 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
     count: dict[tuple[str, str, str, str, float | None], list[CellResult]] = defaultdict(list)
     for r in cells:
         c = r.cell
-        count[(encoder_label(c.encoder, c.preset), c.objective, c.stage, c.leads, c.fraction)].append(r)
+        count[(labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
     columns: list[Column] = []
     for st, leads, fr in ordered:
         seen = max((len(v) for k, v in count.items() if k[2:] == (st, leads, fr)), default=0)

@@ -10,7 +10,9 @@ draws (their standard deviation) is shown beside it: it is the label-sampling no
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,50 @@ class Row:
     diff_excludes_zero: bool
 
 
+def options_text(options: dict[str, Any]) -> str:
+    """Options as a short label: ``{depth=2, modality_encoders={angiography=angio_embedding}}``."""
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}={text(v)}" for k, v in sorted(value.items())) + "}"
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return text(options)
+
+
+class Labels:
+    """Row names: ``name[preset]`` for encoders and the name for objectives, with the options added where one name
+    comes with several option sets (a suite edited between runs into one folder), so that different configs never
+    share a row and are never averaged together."""
+
+    def __init__(self, encoders: Iterable[tuple[str, str | None, dict[str, Any]]],
+                 objectives: Iterable[tuple[str, dict[str, Any]]]):
+        self._encoders: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+        self._objectives: dict[str, set[str]] = defaultdict(set)
+        for name, preset, options in encoders:
+            self._encoders[(name, preset)].add(json.dumps(options or {}, sort_keys=True))
+        for name, options in objectives:
+            self._objectives[name].add(json.dumps(options or {}, sort_keys=True))
+
+    @classmethod
+    def of(cls, cells: Iterable[Any]) -> Labels:
+        cells = list(cells)
+        return cls([(c.encoder, c.preset, c.encoder_options) for c in cells],
+                   [(c.objective, c.objective_options) for c in cells])
+
+    def encoder(self, name: str, preset: str | None, options: dict[str, Any] | None = None) -> str:
+        base = name if preset is None else f"{name}[{preset}]"
+        return f"{base} {options_text(options)}" if options and len(self._encoders[(name, preset)]) > 1 else base
+
+    def objective(self, name: str, options: dict[str, Any] | None = None) -> str:
+        return f"{name} {options_text(options)}" if options and len(self._objectives[name]) > 1 else name
+
+    def encoder_of(self, cell: Any) -> str:
+        return self.encoder(cell.encoder, cell.preset, cell.encoder_options)
+
+    def objective_of(self, cell: Any) -> str:
+        return self.objective(cell.objective, cell.objective_options)
+
+
 def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
     values = values[np.isfinite(values)]
     if not len(values):
@@ -49,14 +95,16 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def aggregate(results: list[CellResult], control: str = "none") -> list[Row]:
+def aggregate(results: list[CellResult], control: str = "none", labels: Labels | None = None) -> list[Row]:
+    """One row per task x encoder x objective (named by ``labels``, default: from these results) x stage x leads
+    x fraction."""
+    labels = labels if labels is not None else Labels.of(r.cell for r in results)
     groups: dict[tuple[Any, ...], list[CellResult]] = defaultdict(list)
     for r in results:
         c = r.cell
         if c.stage == "pretrain" or c.task is None:
             continue
-        enc = c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]"
-        groups[(c.task, enc, c.objective, c.stage, c.leads, c.fraction)].append(r)
+        groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
 
     def resamples(cells: list[CellResult]) -> np.ndarray | None:
         arrays = [np.asarray(r.bootstrap.get("values") or [], dtype=float) for r in cells if r.status == "done"]
