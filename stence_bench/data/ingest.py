@@ -130,8 +130,10 @@ def ingest(
     problems += scan.problems
     skipped = len(scan.refs) + len(scan.problems) - len(todo) - len(problems)
 
-    for name, table in scan.tables.items():
-        write_atomic(root / TABLE_DIR / f"{name}.csv", table.to_csv(index=False))
+    for name, table in scan.tables.items():  # rewritten only when changed: other processes may be reading them
+        path, text = root / TABLE_DIR / f"{name}.csv", table.to_csv(index=False)
+        if not path.is_file() or path.read_text() != text:
+            write_atomic(path, text)
 
     shard = _next_shard(root)
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]

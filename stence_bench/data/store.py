@@ -22,6 +22,7 @@ import datetime as dt
 import functools
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +97,14 @@ def _parse_floats(text: str) -> np.ndarray:
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    """Write ``path`` whole or not at all; the temporary file is this process's own (two processes writing the
+    same file, such as two SLURM jobs opening one store, never take each other's)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass

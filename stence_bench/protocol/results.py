@@ -10,7 +10,6 @@ atomically; a failed cell's file records the error and is retried on the next ru
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from ..data.store import write_atomic
 from ..suite import Cell
 
 RESULT_DIR = "results"
@@ -80,9 +80,7 @@ def result_path(root: Path, key: str) -> Path:
 def write_result(root: Path, result: CellResult) -> Path:
     path = result_path(root, result.key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(result.model_dump_json(indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, result.model_dump_json(indent=1))
     return path
 
 
@@ -92,9 +90,7 @@ SUITE_FILE = "suite.json"
 def write_suite(root: Path, suite: Any) -> Path:
     """The validated suite beside its results (``suite.json``): the leaderboard reads its name and description."""
     path = Path(root) / SUITE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(suite.model_dump_json(indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, suite.model_dump_json(indent=1))  # every SLURM job of a run writes it too
     return path
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.store import write_atomic
 from ..errors import StenceBenchError
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite
@@ -227,9 +228,7 @@ def _write_ids(folder: Path, ids: dict[str, str]) -> None:
     path = folder / "jobs.json"
     known = json.loads(path.read_text()) if path.is_file() else {}
     known.update(ids)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(known, indent=1, sort_keys=True))
 
 
 def _refuse_if_jobs_pending(folder: Path, cluster: str) -> None:
