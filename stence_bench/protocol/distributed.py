@@ -7,7 +7,7 @@ ranks at once (DDP), the other cells (linear probes, zero-shot) on rank 0 alone,
 checkpoints, logs and results.
 
 Batches: every rank draws the same global order from the cell's seed and takes its contiguous slice of each
-global batch (:func:`Context.shard`), so a gathered contrastive loss sees the same negatives whatever the
+global batch (:meth:`Context.part`), so a gathered contrastive loss sees the same negatives whatever the
 number of processes, and ``protocol.pretrain.batch_size`` is the global batch.
 """
 
@@ -18,7 +18,6 @@ import datetime
 import gc
 import os
 import platform
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,15 +68,9 @@ class Context:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def shard(self, indices: np.ndarray) -> np.ndarray:
-        """This rank's contiguous slice of a global batch (equal slices: the batch size divides by ``world``)."""
-        if not self.distributed:
-            return indices
-        size = len(indices) // self.world
-        return indices[self.rank * size : (self.rank + 1) * size]
-
     def part(self, n: int) -> slice:
-        """This rank's contiguous part of ``n`` items (for sharded evaluation; parts may differ by one)."""
+        """This rank's contiguous part of ``n`` items (equal parts when ``world`` divides ``n``, else they differ
+        by one)."""
         bounds = np.linspace(0, n, self.world + 1).round().astype(int)
         return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
 
@@ -182,17 +175,6 @@ def teardown() -> None:
         torch.distributed.barrier()  # no rank leaves while another still talks to it
         torch.distributed.destroy_process_group()
     _CURRENT = Context(device=_CURRENT.device)
-
-
-@contextlib.contextmanager
-def using(context: Context) -> Iterator[Context]:
-    """Run a block under ``context`` (tests; the forked workers of the local launcher)."""
-    global _CURRENT
-    previous, _CURRENT = _CURRENT, context
-    try:
-        yield context
-    finally:
-        _CURRENT = previous
 
 
 def to_device(value: Any, device: torch.device) -> Any:

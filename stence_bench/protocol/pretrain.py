@@ -298,7 +298,7 @@ def _global_batch(cell: Cell, wanted: int, records: int, world: int) -> int:
                                f"among {world} processes; make it a multiple of {world}")
     size = min(wanted, records)
     size -= size % world
-    if size < 2 or size // world < 1:
+    if size < 2:
         raise StenceBenchError(f"pretraining {cell.label}: {records} training record(s), need at least "
                                f"{max(2, world)}")
     return size

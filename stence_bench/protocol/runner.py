@@ -109,16 +109,8 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
 
     todo_keys: set[str] | None = None
     if ctx.main:
-        todo_keys = set()
-        for cell in cells:
-            earlier = res.finished(root, cell.key)
-            if earlier is None:
-                todo_keys.add(cell.key)
-                continue
-            outcome = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
-                                  result_path=str(res.result_path(root, cell.key)))
-            outcomes[cell.key] = outcome
-            hook.cell_finished(cell=cell, outcome=outcome)
+        outcomes.update(finished_earlier(cells, root, hook))
+        todo_keys = {cell.key for cell in cells if cell.key not in outcomes}
     todo_keys = ctx.broadcast(todo_keys)  # every rank runs exactly the cells rank 0 found unfinished
     todo = [cell for cell in cells if cell.key in todo_keys]
     for cell in todo:  # a pretraining outside these cells (a SLURM job runs a part) that failed or never ran
@@ -184,6 +176,18 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
         hook.run_finished(suite=suite, outcomes=ordered)
     ctx.barrier()
     return ordered
+
+
+def finished_earlier(cells: list[Cell], root: Path, hook: Any) -> dict[str, CellOutcome]:
+    """The ``cached`` outcome of each cell whose result says ``done`` (observers told), by key."""
+    outcomes = {}
+    for cell in cells:
+        earlier = res.finished(root, cell.key)
+        if earlier is not None:
+            outcomes[cell.key] = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
+                                             result_path=str(res.result_path(root, cell.key)))
+            hook.cell_finished(cell=cell, outcome=outcomes[cell.key])
+    return outcomes
 
 
 def _pretraining_problem(root: Path, key: str) -> str | None:

@@ -129,7 +129,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
            device: str | None = None) -> list[CellOutcome]:
     """Submit the unfinished cells of ``cells`` as jobs, wait for them, and return every cell's outcome.
     ``device``: the jobs' device (``--device``; default: auto)."""
-    from .runner import prepare
+    from .runner import finished_earlier, prepare
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,8 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     res.write_suite(root, suite)
     hook = registry.plugins.manager.hook
     hook.run_started(suite=suite, cells=cells)
-    todo = [cell for cell in cells if res.finished(root, cell.key) is None]
+    outcomes = finished_earlier(cells, root, hook)
+    todo = [cell for cell in cells if cell.key not in outcomes]
     echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run as SLURM jobs")
     if todo:
         prepare(todo, Workspace(suite, registry, root, echo=echo), registry)  # the jobs only read the data
@@ -166,7 +167,6 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
         later = f", {len(waiting)} more as their pretraining ends" if waiting else ""
         echo(f"submitted {len(jobs) - len(waiting)} jobs ({cluster}){later}; logs in {folder / 'logs'}")
 
-    outcomes: dict[str, CellOutcome] = {}
     finished_jobs = 0
     try:
         while finished_jobs < len(jobs):
@@ -188,11 +188,6 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
              f"their results ({folder / 'jobs.json'})")
         raise
 
-    for cell in cells:
-        if cell.key not in outcomes:  # finished before this launch
-            earlier = res.finished(root, cell.key)
-            outcomes[cell.key] = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s if earlier else None,
-                                             result_path=str(res.result_path(root, cell.key)))
     for result in res.paired_differences(res.load_results([root])):
         res.write_result(root, result)
     ordered = [outcomes[c.key] for c in cells]
@@ -206,7 +201,8 @@ def _job_summary(job: Job, root: Path, outcomes: dict[str, CellOutcome], hook: A
     try:
         job.handle.result()
     except Exception as exc:  # noqa: BLE001 - the job itself died (time limit, memory, node): its cells failed
-        crash = f"job {job.handle.job_id} ended without finishing: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__} (logs: {root / JOB_DIR / 'logs'})"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        crash = f"job {job.handle.job_id} ended without finishing: {reason} (logs: {root / JOB_DIR / 'logs'})"
     counts = {"done": 0, "failed": 0}
     for cell in job.cells:
         path = res.result_path(root, cell.key)
