@@ -126,3 +126,18 @@ def test_a_run_killed_during_distributed_pretraining_resumes_from_its_last_check
     assert weights.keys() == expected.keys()
     assert all(torch.allclose(weights[k], expected[k], atol=1e-6) for k in weights)
     assert not list((out / "checkpoints").glob("*.state.pt"))
+
+
+def test_a_global_batch_that_does_not_divide_among_the_processes_is_one_clear_error():
+    from stence_bench.errors import StenceBenchError
+    from stence_bench.protocol.pretrain import _global_batch
+    from stence_bench.suite import Cell
+
+    cell = Cell(stage="pretrain", encoder="ecg_transformer", preset="tiny", objective="clip", seed=0)
+    assert _global_batch(cell, 16, 1000, 2) == 16
+    assert _global_batch(cell, 16, 11, 2) == 10  # fewer records than a batch: all of them, in equal slices
+    with pytest.raises(StenceBenchError, match="batch_size = 16 does not divide among 3 processes; make it a "
+                                               "multiple of 3"):
+        _global_batch(cell, 16, 1000, 3)
+    with pytest.raises(StenceBenchError, match="1 training record"):
+        _global_batch(cell, 16, 1, 1)
