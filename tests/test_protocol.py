@@ -221,23 +221,35 @@ def test_lead_one_alone_is_evaluated_with_the_other_leads_zeroed(tmp_path, regis
 
 
 def test_windows_cut_random_centred_and_sliding_windows_as_the_contract_says(registry):
+    from stence_bench.data.views import Standardizer
     from stence_bench.protocol.data import Windows
 
-    spec = registry.encoders.get("resnet1d_wang")  # 250 samples, dataset z-scoring (applied before windows)
-    data = torch.randn(5, 12, 1000)
-    lengths = torch.tensor([1000, 1000, 1000, 1000, 300])
-    windows = Windows(spec=spec, record_ids=list("abcde"), data=data, lengths=lengths)
+    spec = registry.encoders.get("resnet1d_wang")  # 250 samples, dataset z-scoring
+    data = [torch.randn(12, 1000).numpy() for _ in range(4)] + [torch.randn(12, 300).numpy()]
+    scaler = Standardizer(leads=spec.leads)
+    for record in data:
+        scaler.partial_fit(record)
+    windows = Windows.of_arrays(spec, list("abcde"), data, scaler)
+
+    def scaled(record: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((record - scaler.mean[:, None]) / (scaler.std[:, None] + scaler.eps)).astype(np.float32))
+
     rows = np.array([0, 3, 4, 4])
     crops = windows.crops(rows, np.random.default_rng(0))
-    offsets = (np.random.default_rng(0).random(4) * (np.maximum(lengths[rows].numpy() - 250, 0) + 1)).astype(int)
+    lengths = np.array([1000, 1000, 1000, 1000, 300])
+    offsets = (np.random.default_rng(0).random(4) * (np.maximum(lengths[rows] - 250, 0) + 1)).astype(int)
     assert offsets[2] <= 50 and offsets[3] <= 50  # a 300-sample record has 50 samples to spare
-    assert torch.equal(crops, torch.stack([data[r, :, o:o + 250] for r, o in zip(rows, offsets)]))
+    expected = torch.stack([scaled(data[r][:, o:o + 250]) for r, o in zip(rows, offsets)])
+    assert torch.allclose(crops, expected, atol=1e-6)
     centre = windows.centre(np.array([0, 4]))
-    assert torch.equal(centre[0], data[0, :, 375:625]) and torch.equal(centre[1], data[4, :, 25:275])
-    slid, k = windows.sliding(np.array([1]))
-    assert k == 7 and torch.equal(slid[6], data[1, :, 750:1000])  # stride of half a window
+    assert torch.allclose(centre[0], scaled(data[0][:, 375:625]), atol=1e-6)
+    assert torch.allclose(centre[1], scaled(data[4][:, 25:275]), atol=1e-6)
+    slid, counts = windows.sliding(np.array([1, 4]))
+    assert counts.tolist() == [7, 1]  # stride of half a window, inside each record's own length
+    assert torch.allclose(slid[6], scaled(data[1][:, 750:1000]), atol=1e-6)
+    assert torch.allclose(slid[7], scaled(data[4][:, 0:250]), atol=1e-6)
     record = spec.model_copy(update={"normalization": "zscore_record"})
-    z = Windows(spec=record, record_ids=list("abcde"), data=data, lengths=lengths).centre(np.array([0]))
+    z = Windows.of_arrays(record, list("abcde"), data).centre(np.array([0]))
     assert torch.allclose(z.mean(dim=-1), torch.zeros(1, 12), atol=1e-5)
     assert torch.allclose(z.std(dim=-1, unbiased=False), torch.ones(1, 12), atol=1e-4)
 

@@ -48,12 +48,21 @@ class ContractView:
     def __len__(self) -> int:
         return len(self.record_ids)
 
-    def prepared(self, record_id: str) -> np.ndarray:
-        """The record at the contract's rate and leads, full length: ``[n_leads, n]`` (a memory-mapped view)."""
-        i = self._position[record_id]
+    @property
+    def lengths(self) -> np.ndarray:
+        """Samples per lead of each record, in :attr:`record_ids` order."""
+        return self._length
+
+    def at(self, i: int) -> np.ndarray:
+        """Record ``i`` (its position in :attr:`record_ids`) at the contract's rate and leads, full length:
+        ``[n_leads, n]``, a read-only memory-mapped slice."""
         n_leads, n = len(self.spec.leads), int(self._length[i])
         start = int(self._offset[i])
         return self._data[start : start + n_leads * n].reshape(n_leads, n)
+
+    def prepared(self, record_id: str) -> np.ndarray:
+        """The record at the contract's rate and leads, full length: ``[n_leads, n]`` (a memory-mapped view)."""
+        return self.at(self._position[record_id])
 
     def window(self, record_id: str, *, offset: int | None = None, standardizer: Standardizer | None = None) -> np.ndarray:
         """The encoder's input for one record: ``[n_leads, spec.n_samples]``, cropped (centred by default) and
@@ -61,10 +70,11 @@ class ContractView:
         return window(self.prepared(record_id), self.spec, standardizer=standardizer, offset=offset)
 
     def fit_standardizer(self, record_ids: Sequence[str]) -> Standardizer:
-        """One per-lead scaler over ``record_ids`` (the training split): the ``zscore_dataset`` normalisation."""
+        """One per-lead scaler over every sample of ``record_ids`` (the training split), whole records as in the
+        PTB-XL benchmark's global scaler: the ``zscore_dataset`` normalisation."""
         scaler = Standardizer(leads=self.spec.leads)
         for rid in record_ids:
-            scaler.partial_fit(window(self.prepared(rid), self.spec, normalize=False))
+            scaler.partial_fit(self.prepared(rid))
         return scaler
 
 

@@ -117,18 +117,34 @@ def _hash_options(cell: Cell) -> str:
 
 @torch.no_grad()
 def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
-                chunk: int = 128) -> np.ndarray:
-    """The module's output averaged over each record's windows (eval mode, on the module's device):
-    ``[len(rows), out]`` float64."""
+                max_windows: int = 512) -> np.ndarray:
+    """The module's output averaged over each record's own windows (:meth:`Windows.sliding`; eval mode, on the
+    module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]`` float64."""
     module.eval()
     device = next(module.parameters()).device
     out = []
-    for start in range(0, len(rows), chunk):
-        x, k = windows.sliding(rows[start : start + chunk], mask)
+    for chunk in _chunks_of_windows(windows, rows, max_windows):
+        x, counts = windows.sliding(chunk, mask)
         with distributed.current().autocast():
-            z = module(x.to(device)).float()
-        out.append(z.reshape(-1, k, z.shape[-1]).mean(dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 1))
+            z = module(x.to(device)).float().cpu().double()
+        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.from_numpy(counts))
+        sums = torch.zeros(len(counts), z.shape[-1], dtype=torch.float64).index_add_(0, owner, z)
+        out.append((sums / torch.from_numpy(counts)[:, None]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1))
+
+
+def _chunks_of_windows(windows: Windows, rows: np.ndarray, max_windows: int) -> list[np.ndarray]:
+    """``rows`` cut into consecutive runs of about ``max_windows`` evaluation windows (at least one record each)."""
+    counts = np.array([len(windows.sliding_starts(int(r))) for r in rows], dtype=np.int64)
+    chunks, start, total = [], 0, 0
+    for i, k in enumerate(counts):
+        if total and total + k > max_windows:
+            chunks.append(rows[start:i])
+            start, total = i, 0
+        total += k
+    if start < len(rows):
+        chunks.append(rows[start:])
+    return chunks
 
 
 def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None) -> np.ndarray:
