@@ -15,8 +15,11 @@ An :class:`~stence_bench.specs.ObjectiveSpec`'s factory is called as::
 ``dict``:
 
 ======================  ==========================================================================================
-``ecg``                 float32 ``[B, n_leads, n_samples]``, already in the encoder's input contract
+``ecg``                 float32 ``[B, n_leads, n_samples]``, already in the encoder's input contract; in
+                        millivolts, not yet normalised, when the objective sets ``physical_units = True``
 ``ecg_segment``         the same records, another window (present when the objective sets ``segments = 2``)
+``normalize``           with ``physical_units = True`` only: a callable that applies the encoder's declared
+                        normalisation to ``ecg`` or ``ecg_segment`` (or to augmented copies of them, same shape)
 ``patient_id``          int64 ``[B]``: equal ids are the same patient
 ``angiography``         what the angiography modality encoder's ``collate`` made (frames or stored embeddings)
 ``text``                what the text modality encoder's ``collate`` made (token ids and mask)
@@ -59,6 +62,10 @@ class Objective(nn.Module):
 
     #: Windows per record the loader must provide: 2 adds ``batch["ecg_segment"]``.
     segments: int = 1
+    #: True: ``batch["ecg"]`` comes in millivolts, before the encoder's normalisation, with ``batch["normalize"]``
+    #: to apply it. For augmentations that assume the body's lead geometry (VCG rotation, lead derivation), which
+    #: hold only in physical units; the objective normalises after augmenting, before its encoder.
+    physical_units: bool = False
 
     def __init__(self, encoder: nn.Module, *, leads: Sequence[str], name: str):
         super().__init__()

@@ -175,6 +175,14 @@ def build_objective(
     if "metadata" in spec.modalities and "metadata" not in batch:
         batch["metadata"] = torch.where(torch.rand(batch_size, 6, generator=generator) < 0.3, float("nan"), 0.0)
     built = spec.build(module, leads=enc_spec.leads, modality_encoders=modality_encoders, n_labels=n_labels, **options)
+    if getattr(built, "physical_units", False):  # the generated windows stand for millivolts: add the contract's step
+        from .data.views import Standardizer
+        from .protocol.data import Normalizer
+
+        scaler = Standardizer(leads=enc_spec.leads)
+        for record in batch["ecg"].numpy():
+            scaler.partial_fit(record)
+        batch["normalize"] = Normalizer(enc_spec, scaler, [enc_spec.n_samples] * batch_size)
     return built, batch
 
 

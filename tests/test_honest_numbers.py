@@ -136,3 +136,48 @@ def test_the_dataset_scaler_is_fitted_on_every_sample_of_the_training_records(mi
     samples = np.concatenate(signals, axis=1).astype(np.float64)
     assert np.allclose(windows.scaler.mean, samples.mean(axis=1), atol=1e-5)
     assert np.allclose(windows.scaler.std, samples.std(axis=1), atol=1e-5)
+
+
+# -- 2. lead geometry in millivolts, normalisation after ------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalization", ["none", "zscore_record", "zscore_dataset"])
+def test_an_identity_vcg_augmentation_gives_the_harness_input_back(mixed_lengths, registry, tmp_path, normalization):
+    """Inside the harness's own pipeline (pretraining batch -> objective views), a VCG rotation of 0 and scale 1
+    give exactly the input the encoder gets without augmentation, for every normalisation. Applied to normalised
+    leads (as before), the re-derived limb leads III/aVR/aVL/aVF changed by 10-64 % RMS."""
+    from stence_bench.protocol.pretrain import ecg_inputs
+    from stence_bench_plugins.objectives import augment
+    from stence_bench_plugins.objectives.contrastive import PatientContrastive
+
+    suite = parse_suite(source_suite(mixed_lengths))
+    spec = registry.encoders.get("resnet1d_wang").model_copy(update={"normalization": normalization})
+    windows = Workspace(suite, registry, tmp_path / "run", echo=quiet).windows("mixed", spec)
+    encoder = spec.build("tiny")
+    objective = PatientContrastive(encoder, leads=spec.leads, vcg=True, max_rotation_deg=0.0, max_scale=0.0,
+                                   blank_p=0.0, noise_std=0.0, segment_positives=True)
+    assert objective.physical_units
+    rows = np.array([0, 1, 1, 0])
+    batch = ecg_inputs(windows, rows, np.random.default_rng(7), slice(None), objective)
+    first, second = objective.views(batch)
+    plain = np.random.default_rng(7)
+    expected_first, expected_second = windows.crops(rows, plain), windows.crops(rows, plain)
+    # the real leads obey Einthoven to the files' 1 uV rounding (a few uV after resampling): the identity up to that,
+    # back in millivolts
+    if normalization == "zscore_record":
+        units = batch["ecg"].std(dim=-1, unbiased=False, keepdim=True)  # mV per normalised unit
+    elif normalization == "zscore_dataset":
+        units = torch.as_tensor(windows.scaler.std, dtype=torch.float32)[None, :, None]
+    else:
+        units = torch.ones(1)
+    assert ((first - expected_first) * units).abs().max() <= 5e-3
+    units_second = (batch["ecg_segment"].std(dim=-1, unbiased=False, keepdim=True)
+                    if normalization == "zscore_record" else units)
+    assert ((second - expected_second) * units_second).abs().max() <= 5e-3
+
+    if normalization != "none":  # the old order: the geometry applied to normalised leads is not the identity
+        vcg = augment.VCGAugment(spec.leads)
+        old = vcg.transform(expected_first, torch.eye(3).expand(4, 3, 3), torch.ones(4))
+        limb = [spec.leads.index(lead) for lead in ("III", "aVR", "aVL", "aVF")]
+        change = (old - expected_first)[:, limb].pow(2).mean().sqrt() / expected_first[:, limb].pow(2).mean().sqrt()
+        assert change > 0.05

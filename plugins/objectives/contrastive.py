@@ -8,7 +8,7 @@ so the negatives do not depend on the number of processes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -78,7 +78,9 @@ class _Temperature(nn.Module):
 
 
 class Augmenter(nn.Module):
-    """The view augmentations shared by the self-supervised objectives (no parameters)."""
+    """The view augmentations shared by the self-supervised objectives (no parameters). The VCG transform assumes
+    the body's lead geometry, valid in millivolts only: with it, the objective asks for physical units
+    (:attr:`physical_units`) and the augmenter normalises after it, then blanks leads and adds noise."""
 
     def __init__(
         self,
@@ -96,9 +98,17 @@ class Augmenter(nn.Module):
         self.blank_p = blank_p
         self.noise_std = noise_std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def physical_units(self) -> bool:
+        return self.vcg is not None
+
+    def forward(self, x: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``x`` in the encoder's contract; in millivolts, with the contract's ``normalize``, when
+        :attr:`physical_units`."""
         if self.vcg is not None:
-            x = self.vcg(x)
+            if normalize is None:
+                raise ValueError("the VCG augmentation needs millivolts and the encoder's normalisation to finish them")
+            x = normalize(self.vcg(x))
         x = augment.blank_leads(x, self.blank_p)
         return augment.add_noise(x, self.noise_std)
 
@@ -231,11 +241,13 @@ class PatientContrastive(Objective):
             self.groups = None
         self.augment = Augmenter(self.leads, vcg=vcg, max_rotation_deg=max_rotation_deg, max_scale=max_scale,
                                  blank_p=blank_p, noise_std=noise_std)
+        self.physical_units = self.augment.physical_units
 
     def views(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
         ecg = batch["ecg"]
         second = batch["ecg_segment"] if self.segment_positives else ecg
-        first, second = self.augment(ecg), self.augment(second)
+        normalize = batch.get("normalize") if self.physical_units else None
+        first, second = self.augment(ecg, normalize), self.augment(second, normalize)
         if self.groups is not None:
             first = augment.keep_group(first, self.leads, self.groups[0])
             second = augment.keep_group(second, self.leads, self.groups[1])
@@ -286,9 +298,10 @@ class Clef(Objective):
         self.align_weight = align_weight
         self.single_lead_views = single_lead_views
         self.augment = Augmenter(self.leads, vcg=vcg, blank_p=blank_p, noise_std=noise_std)
+        self.physical_units = self.augment.physical_units
 
-    def _view(self, ecg: torch.Tensor) -> torch.Tensor:
-        view = self.augment(ecg)
+    def _view(self, ecg: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        view = self.augment(ecg, normalize)
         if self.single_lead_views and view.shape[1] > 1:
             chosen = torch.randint(view.shape[1], (len(view),))
             mask = F.one_hot(chosen, view.shape[1]).to(device=view.device, dtype=view.dtype)
@@ -298,7 +311,8 @@ class Clef(Objective):
     def forward(self, batch: Mapping) -> ObjectiveOutput:
         self.require(batch, "ecg", "risk", "metadata")
         size = len(batch["ecg"])
-        z = self.proj(self.embed(torch.cat([self._view(batch["ecg"]), self._view(batch["ecg"])])))
+        normalize = batch.get("normalize") if self.physical_units else None
+        z = self.proj(self.embed(torch.cat([self._view(batch["ecg"], normalize), self._view(batch["ecg"], normalize)])))
         z1, z2 = gather(z[:size]), gather(z[size:])
         metadata = gather_plain(batch["metadata"].float())
         missing = (torch.isnan(metadata).float().mean(dim=1) if metadata.shape[1]

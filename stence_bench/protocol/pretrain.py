@@ -25,6 +25,7 @@ from ..specs import ObjectiveSpec
 from ..suite import Cell
 from . import distributed
 from .data import (
+    Windows,
     Workspace,
     angiogram_paths,
     metadata_frame,
@@ -244,10 +245,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         for start in range(0, len(order) - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]  # the global batch; this rank takes its slice
             local = idx[mine]
-            batch: dict[str, Any] = {"ecg": windows.crops(view_rows[idx], rng, part=mine),
+            batch: dict[str, Any] = {**ecg_inputs(windows, view_rows[idx], rng, mine, objective),
                                      "patient_id": patient_ids[local]}
-            if objective.segments > 1:
-                batch["ecg_segment"] = windows.crops(view_rows[idx], rng, part=mine)
             if "angiography" in items:
                 batch["angiography"] = torch.stack([items["angiography"][i] for i in local])
             if "text" in items:
@@ -288,6 +287,22 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         state_path.unlink(missing_ok=True)
     ctx.barrier()  # the other ranks load this checkpoint next (finetuning)
     return info
+
+
+def ecg_inputs(windows: Windows, rows: np.ndarray, rng: np.random.Generator, part: slice,
+               objective: torch.nn.Module) -> dict[str, Any]:
+    """The ECG part of a pretraining batch: a random window of each record of ``rows`` (this rank's ``part`` of
+    the global batch), a second one where the objective wants segments; normalised as the encoder's contract says,
+    or in millivolts with the contract's ``normalize`` where the objective augments in physical units."""
+    out: dict[str, Any] = {}
+    keys = ["ecg", "ecg_segment"][: max(1, int(getattr(objective, "segments", 1)))]
+    for key in keys:
+        if getattr(objective, "physical_units", False):
+            # every record's window has min(length, n) valid samples, whichever offset: one normaliser fits both
+            out[key], out["normalize"] = windows.crops_physical(rows, rng, part=part)
+        else:
+            out[key] = windows.crops(rows, rng, part=part)
+    return out
 
 
 def _global_batch(cell: Cell, wanted: int, records: int, world: int) -> int:
