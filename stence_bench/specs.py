@@ -235,6 +235,9 @@ class DatasetSpec(Spec):
     formats: tuple[str, ...] = ()
     #: What the layout can provide to objectives and tasks.
     modalities: tuple[Modality, ...] = ("ecg",)
+    #: Datasets whose records this one republishes (CinC 2021 holds PTB-XL's): ``validate`` refuses a suite that
+    #: pretrains on it and evaluates on them unless ``protocol.pretrain.test_overlap`` says what to do.
+    contains: tuple[Name, ...] = ()
 
 
 class ModalitySpec(Spec):

@@ -61,6 +61,11 @@ class Pretraining(_Model):
     batch_size: Annotated[int, Field(ge=2)] = 64
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    #: A pretraining record whose signal is a validation or test record of a task on another dataset (CinC 2021
+    #: holds PTB-XL's records): ``refuse`` the run, ``exclude`` such records from pretraining, or ``allow`` them
+    #: (flagged as contamination on the leaderboard). Validation and test *patients* of every task are always
+    #: kept out of pretraining.
+    test_overlap: Literal["refuse", "exclude", "allow"] = "refuse"
 
 
 class Finetuning(_Model):
@@ -129,6 +134,9 @@ class DataSource(_Model):
     options: dict[str, JsonValue] = {}
     #: A folder of label CSVs (``stenosis.csv``, ``echo.csv``, ...) that tasks read by file stem.
     tables: str | None = None
+    #: Sources with the same namespace share patient ids (one hospital's ECG and echo exports): a validation or
+    #: test patient of a task on one is kept out of pretraining on the other. Default: the source's own name.
+    patient_namespace: str | None = None
 
 
 class DataConfig(_Model):
@@ -313,7 +321,33 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
                 f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, which the "
                 f"pretraining dataset {suite.data.pretrain!r} does not provide"
             )
+    problems += _contained_test_data(suite, registry, source)
     return problems
+
+
+def _layout_of(suite: Suite, name: str) -> str:
+    source = suite.data.sources.get(name)
+    return (source.layout or name) if source is not None else name
+
+
+def _contained_test_data(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """A suite that pretrains on a dataset republishing a task's dataset (CinC 2021 holds PTB-XL) must say what
+    to do with the records they share: ``run`` checks each record by its signal, and refuses by default."""
+    if suite.protocol.pretrain.test_overlap != "refuse":
+        return []
+    layout = _layout_of(suite, suite.data.pretrain)
+    if layout not in registry.datasets:
+        return []
+    contains = set(registry.datasets.get(layout).contains)
+    tasks = [t for t in suite.tasks if t in registry.tasks
+             and _layout_of(suite, registry.tasks.get(t).dataset) in contains]
+    if not tasks or not any(c.name in registry.objectives and registry.objectives.get(c.name).pretrains
+                            for c in resolved_objectives(suite, registry)[0]):
+        return []
+    return [f"{source}: protocol.pretrain.test_overlap: the pretraining dataset {suite.data.pretrain!r} ({layout}) "
+            f"republishes records of {', '.join(sorted(contains))}, which task(s) {', '.join(tasks)} test on; set "
+            "test_overlap = \"exclude\" (leave the shared records out of pretraining) or \"allow\" (keep them, "
+            "flagged as contamination)"]
 
 
 def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:

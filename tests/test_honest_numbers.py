@@ -181,3 +181,214 @@ def test_an_identity_vcg_augmentation_gives_the_harness_input_back(mixed_lengths
         limb = [spec.leads.index(lead) for lead in ("III", "aVR", "aVL", "aVF")]
         change = (old - expected_first)[:, limb].pow(2).mean().sqrt() / expected_first[:, limb].pow(2).mean().sqrt()
         assert change > 0.05
+
+
+# -- 3, 4. no validation or test patient of any task is pretraining data ---------------------------------------
+
+
+SYNTH_SUITE = """
+name = "leak"
+tasks = {tasks}
+encoders = [{{name = "resnet1d_wang", preset = "tiny"}}]
+objectives = ["patient_contrastive"]
+controls = false
+[protocol]
+stages = ["linear_probe"]
+fractions = [1.0]
+bootstrap = 10
+split_seed = {split_seed}
+pretrain = {{epochs = 1, batch_size = 32}}
+[data]
+pretrain = "{pretrain}"
+synthetic = {{patients = 60, seed = 5, angiograms = false}}
+"""
+
+
+def held_out_patients(ws: Workspace, dataset_name: str, task_names: list[str]) -> set[str]:
+    """By hand: the patients of the records of ``dataset_name`` that are validation or test records of a task."""
+    out: set[str] = set()
+    for name in task_names:
+        task = ws.registry.tasks.get(name)
+        dataset = ws.dataset(task.dataset)
+        if task.split == "strat_fold":
+            folds = {rid: meta["strat_fold"] for rid, meta in zip(dataset.records["record_id"], dataset.records["meta"])}
+            held = [rid for rid, fold in folds.items() if fold in (9, 10)]
+        else:
+            split = dict(zip(dataset.records["record_id"], dataset.split("patient", ws.suite.protocol.split_seed)))
+            held = [rid for rid, s in split.items() if s != "train"]
+        out |= set(dataset.patients.reindex(held))
+    return out
+
+
+@pytest.mark.parametrize(("pretrain", "split_seed", "tasks"), [
+    ("ptbxl", 1, ["ptbxl.superdiagnostic"]),  # PTB-XL's own folds vs the pretraining's patient split
+    ("mimic-iv-ecg", 1, ["ptbxl.superdiagnostic", "lvef.40"]),  # the cohort's PTB-XL folds are fixed; seed 1
+])
+def test_pretraining_reads_no_validation_or_test_patient_of_any_task(tmp_path, registry, pretrain, split_seed, tasks):
+    """The pretraining result's record count is the training split less every held-out patient, counted by hand
+    (before: PTB-XL pretraining used ~80 % of fold-10 patients; with split_seed = 1 the cohort's PTB-XL test ECGs
+    were pretraining records)."""
+    from stence_bench.protocol.results import load_results
+    from stence_bench.protocol.runner import run_suite
+
+    suite = parse_suite(SYNTH_SUITE.format(tasks=tasks, split_seed=split_seed, pretrain=pretrain))
+    run_suite(suite, registry, tmp_path, echo=quiet, cells=[c for c in __import__("stence_bench.suite").suite.plan(
+        suite, registry) if c.stage == "pretrain"])
+    ws = Workspace(suite, registry, tmp_path, echo=quiet)
+    dataset = ws.dataset(pretrain)
+    held = held_out_patients(ws, pretrain, tasks)
+    assert held, "the test needs held-out patients"
+    train = dataset.split("patient", split_seed) == "train"
+    patients = dataset.patients.reindex(dataset.records["record_id"]).to_numpy()
+    expected = int((train & ~np.isin(patients, list(held))).sum())
+    leaked = int((train & np.isin(patients, list(held))).sum())
+    assert leaked > 0, "the situation must be one where the training split holds held-out patients"
+    (result,) = [r for r in load_results([tmp_path]) if r.cell.stage == "pretrain"]
+    assert result.status == "done", result.error
+    assert result.pretrain["records"] == expected
+    assert result.pretrain["excluded_held_out_patients"] == leaked
+    chosen = set(ws.pretraining_records().record_ids)
+    assert not chosen & set(dataset.patients.index[dataset.patients.isin(held)])
+
+
+def test_the_synthetic_exports_share_one_patient_namespace(tmp_path, registry):
+    suite = parse_suite(SYNTH_SUITE.format(tasks=["ptbxl.superdiagnostic"], split_seed=0, pretrain="mimic-iv-ecg"))
+    ws = Workspace(suite, registry, tmp_path, echo=quiet)
+    mimic, ptbxl = ws.dataset("mimic-iv-ecg"), ws.dataset("ptbxl")
+    assert mimic.namespace == ptbxl.namespace
+    assert set(ptbxl.patients) <= set(mimic.patients)  # the same subject ids
+
+
+# -- duplicated signals: one patient, one split ---------------------------------------------------------------
+
+
+@pytest.fixture
+def cinc_with_a_duplicate(realdata, tmp_path) -> Path:
+    """Real CinC 2021 Georgia records, one of them filed a second time under another id (as E07509/E07510 are)."""
+    folder = tmp_path / "cinc"
+    folder.mkdir()
+    for name in [f"E075{i:02d}" for i in range(10)]:
+        for suffix in (".hea", ".mat"):
+            shutil.copy(realdata / "cinc2021" / f"{name}{suffix}", folder / f"{name}{suffix}")
+    shutil.copy(folder / "E07509.mat", folder / "E07510.mat")
+    (folder / "E07510.hea").write_text((folder / "E07509.hea").read_text().replace("E07509", "E07510"))
+    return folder
+
+
+def test_records_with_identical_signals_are_one_patient_and_share_a_split(cinc_with_a_duplicate, registry, tmp_path):
+    suite = parse_suite(source_suite(cinc_with_a_duplicate, layout="cinc2021"))
+    ws = Workspace(suite, registry, tmp_path / "run", echo=quiet)
+    dataset = ws.dataset("mixed")
+    assert dataset.patients["E07509"] == dataset.patients["E07510"]
+    assert len(set(dataset.patients)) == 10  # 11 records, 10 signals
+    for seed in range(20):  # whichever split the pair draws, it draws it together
+        split = dict(zip(dataset.records["record_id"], dataset.split("patient", seed)))
+        assert split["E07509"] == split["E07510"]
+
+
+def test_data_info_reports_records_that_share_a_signal(cinc_with_a_duplicate, tmp_path):
+    from click.testing import CliRunner
+
+    from stence_bench.cli import cli
+
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    store = tmp_path / "store"
+    runner = CliRunner()
+    out = runner.invoke(cli, ["data", "ingest", str(cinc_with_a_duplicate), "--layout", "cinc2021", "--store",
+                              str(store)], obj=registry)
+    assert out.exit_code == 0, out.output
+    info = runner.invoke(cli, ["data", "info", str(store)], obj=registry)
+    assert info.exit_code == 0, info.output
+    assert "2 records share 1 signal(s)" in info.output and "E07509, E07510" in info.output
+
+
+# -- signals of one dataset's held-out records in another's pretraining (CinC 2021 holds PTB-XL) ---------------
+
+
+@pytest.fixture
+def cinc_and_ptbxl(realdata, tmp_path) -> tuple[Path, Path]:
+    """PTB-XL ecg_id 6000-6004 (their real database rows; 6000 and 6004 are fold 10) with their real signals,
+    which CinC 2021 also publishes as HR06000-HR06004, beside a CinC folder holding those and Georgia records."""
+    import pandas as pd
+
+    cinc = tmp_path / "cinc"
+    cinc.mkdir()
+    for name in [*(f"HR0600{i}" for i in range(5)), *(f"E0750{i}" for i in range(5))]:
+        for suffix in (".hea", ".mat"):
+            shutil.copy(realdata / "cinc2021" / f"{name}{suffix}", cinc / f"{name}{suffix}")
+    ptbxl = tmp_path / "ptbxl"
+    database = pd.read_csv(realdata / "ptb-xl" / "ptbxl_database_extract.csv")
+    database = database[database["ecg_id"].between(6000, 6004)]
+    database.to_csv(ptbxl / "ptbxl_database.csv" if ptbxl.mkdir() is None else None, index=False)
+    shutil.copy(realdata / "ptb-xl" / "scp_statements.csv", ptbxl / "scp_statements.csv")
+    for ecg_id in range(6000, 6005):
+        record, _ = read_wfdb(realdata / "cinc2021" / f"HR0{ecg_id}")
+        write_wfdb(ptbxl / "records500" / "06000" / f"0{ecg_id}_hr", record.physical(), 500, record.leads)
+    return cinc, ptbxl
+
+
+def overlap_suite(cinc: Path, ptbxl: Path, policy: str | None, layout: str = "cinc2021") -> str:
+    setting = f'\n[protocol.pretrain]\ntest_overlap = "{policy}"\nepochs = 1\nbatch_size = 4' if policy else (
+        "\n[protocol.pretrain]\nepochs = 1\nbatch_size = 4")
+    return f"""
+name = "overlap"
+tasks = ["ptbxl.superdiagnostic"]
+encoders = [{{name = "resnet1d_wang", preset = "tiny"}}]
+objectives = ["metric_learning"]
+controls = false
+{setting}
+[data]
+pretrain = "cinc2021"
+[data.sources.cinc2021]
+path = "{cinc}"
+layout = "{layout}"
+[data.sources.ptbxl]
+path = "{ptbxl}"
+"""
+
+
+def test_a_pretraining_record_that_is_another_datasets_test_record_is_refused_excluded_or_flagged(
+        cinc_and_ptbxl, registry, tmp_path):
+    from stence_bench.protocol.data import HeldOutOverlapError
+
+    cinc, ptbxl = cinc_and_ptbxl
+    ws = Workspace(parse_suite(overlap_suite(cinc, ptbxl, None)), registry, tmp_path / "a", echo=quiet)
+    train = set(ws.dataset("cinc2021").records["record_id"][ws.dataset("cinc2021").split("patient", 0) == "train"])
+    test_copies = {"HR06000", "HR06004"} & train  # fold 10 in PTB-XL; pretraining only reads training records
+    assert test_copies, "the situation needs a fold-10 copy in the pretraining's training split"
+    with pytest.raises(HeldOutOverlapError, match=r"ptbxl\.superdiagnostic.*test_overlap"):
+        ws.pretraining_records()
+
+    ws = Workspace(parse_suite(overlap_suite(cinc, ptbxl, "exclude")), registry, tmp_path / "a", echo=quiet)
+    chosen = ws.pretraining_records()
+    assert set(chosen.record_ids) == train - test_copies
+    assert chosen.test_overlap == {"ptbxl.superdiagnostic": len(test_copies)} and not chosen.test_overlap_kept
+
+    ws = Workspace(parse_suite(overlap_suite(cinc, ptbxl, "allow")), registry, tmp_path / "a", echo=quiet)
+    chosen = ws.pretraining_records()
+    assert set(chosen.record_ids) == train and chosen.test_overlap_kept
+
+
+def test_stence_bench_run_refuses_a_contaminated_pretraining_before_any_cell(cinc_and_ptbxl, tmp_path):
+    from conftest import run_cli
+
+    cinc, ptbxl = cinc_and_ptbxl
+    suite = tmp_path / "overlap.toml"
+    # a plain WFDB folder: nothing declares what it holds, so only the records' signals can tell
+    suite.write_text(overlap_suite(cinc, ptbxl, None, layout="wfdb"))
+    out = run_cli("run", str(suite), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "test_overlap" in errors[0] and "Traceback" not in out.stderr
+    assert not list((tmp_path / "run").glob("results/*.json"))  # no cell ran
+
+
+def test_validate_refuses_pretraining_on_a_dataset_that_republishes_a_tasks_dataset(registry, tmp_path):
+    """PhysioNet/CinC 2021 contains PTB-XL's records: pretraining on it while testing on PTB-XL must say what to do
+    with them (checked by signal when the run starts)."""
+    from stence_bench.suite import check_names
+
+    text = overlap_suite(tmp_path / "cinc", tmp_path / "ptbxl", None)
+    problems = check_names(parse_suite(text), registry, "overlap.toml")
+    assert len(problems) == 1 and "test_overlap" in problems[0] and "ptbxl.superdiagnostic" in problems[0]
+    assert check_names(parse_suite(overlap_suite(tmp_path / "cinc", tmp_path / "ptbxl", "exclude")), registry) == []

@@ -21,7 +21,7 @@ def register_datasets(register):
     ))
     register(DatasetSpec(
         name="cinc2021", reader=f"{_LAYOUTS}.cinc2021:Cinc2021Layout", formats=("wfdb-mat",),
-        modalities=("ecg", "labels", "metadata"),
+        modalities=("ecg", "labels", "metadata"), contains=("ptbxl",),  # its HR* records are PTB-XL's
         description="PhysioNet/CinC Challenge 2021: WFDB .mat records with # Age, # Sex, # Dx (SNOMED-CT)",
         citation="Reyna et al., CinC 2021",
     ))

@@ -113,6 +113,11 @@ def info_command(store: Path, as_json: bool) -> None:
     for leads, n in summary["leads"].items():
         click.echo(f"leads        {leads}: {n}")
     click.echo(f"fingerprint  {summary['fingerprint']}")
+    groups = summary["duplicate_signals"]
+    if groups:
+        shown = "; ".join(", ".join(group) for group in groups[:5]) + ("; ..." if len(groups) > 5 else "")
+        click.echo(f"duplicates   {sum(map(len, groups))} records share {len(groups)} signal(s), each group counted as "
+                   f"one patient: {shown}")
     click.echo(f"quarantined  {summary['quarantined']}" + (f"  (reasons: {summary['quarantine_report']})"
                                                          if summary["quarantined"] else ""))
 

@@ -31,6 +31,45 @@ def patients_or_records(patients: pd.Series) -> pd.Series:
     return known.where(known != "", own)
 
 
+def link_duplicates(patients: pd.Series, checksums: pd.Series) -> pd.Series:
+    """Patient id per record where records with equal signal checksums count as one patient (a record filed
+    twice under two ids, as CinC 2021's E07509/E07510): every group of records joined by a shared patient or a
+    shared signal takes the smallest patient id of the group, so its records share a split. ``patients`` as
+    :func:`patients_or_records` gives them, both indexed by record id."""
+    patients = patients_or_records(patients)
+    checksums = checksums.reindex(patients.index).astype("string").fillna("")
+    parent: dict[str, str] = {}
+
+    def find(p: str) -> str:
+        root = p
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while parent.get(p, p) != root:  # path compression
+            parent[p], p = root, parent[p]
+        return root
+
+    first_of: dict[str, str] = {}
+    for patient, checksum in zip(patients.to_numpy(), checksums.to_numpy()):
+        if not checksum:
+            continue
+        if checksum not in first_of:
+            first_of[checksum] = patient
+            continue
+        a, b = find(str(first_of[checksum])), find(str(patient))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    if not parent:
+        return patients
+    return patients.map(lambda p: find(str(p))).astype("string")
+
+
+def duplicate_groups(checksums: pd.Series) -> list[list[str]]:
+    """Record ids (the index) sharing a signal checksum, one list per checksum that more than one record has."""
+    checksums = checksums.astype("string").fillna("")
+    grouped = checksums[checksums != ""].groupby(checksums[checksums != ""]).groups
+    return sorted(sorted(map(str, ids)) for ids in grouped.values() if len(ids) > 1)
+
+
 def strat_fold_split(folds: pd.Series, *, train: Sequence[int] = tuple(range(1, 9)), val: Sequence[int] = (9,),
                      test: Sequence[int] = (10,)) -> pd.Series:
     """Split records by their ``strat_fold`` (PTB-XL: 1-8 train, 9 val, 10 test). Unknown folds are an error."""

@@ -282,7 +282,16 @@ class ECGStore:
             "quarantined": len(self.quarantine),
             "quarantine_report": str(self.root / "quarantine.csv"),
             "fingerprint": self.fingerprint(),
+            "duplicate_signals": self.duplicate_signals(),
         }
+
+    def duplicate_signals(self) -> list[list[str]]:
+        """Record ids that share one signal (equal checksums), a list per signal: the harness counts each group
+        as one patient, so its records always share a split."""
+        from .splits import duplicate_groups
+
+        m = self.manifest
+        return duplicate_groups(pd.Series(m["checksum"].to_numpy(), index=m["record_id"].astype(str).to_numpy()))
 
 
 def create_store(root: Path, info: StoreInfo) -> None:

@@ -24,6 +24,7 @@ from ..data.ingest import ingest
 from ..data.layouts.base import build_layout
 from ..data.splits import (
     check_patient_disjoint,
+    link_duplicates,
     patient_split,
     patients_or_records,
     strat_fold_split,
@@ -42,6 +43,10 @@ Echo = Callable[[str], None]
 
 class DataError(StenceBenchError):
     """A dataset a suite needs is missing or unreadable."""
+
+
+class HeldOutOverlapError(DataError):
+    """Pretraining records that are validation or test records of a task, which the suite refuses."""
 
 
 @dataclass
@@ -66,9 +71,24 @@ class Dataset:
 
     @cached_property
     def patients(self) -> pd.Series:
-        """Patient id per record (a record without one stands for its own patient), indexed by record id."""
+        """Patient id per record, indexed by record id, for splitting, label fractions and bootstrap: a record
+        without one stands for its own patient, and records with identical signals count as one patient
+        (:func:`~stence_bench.data.splits.link_duplicates`), so a signal filed twice never lands on both sides
+        of a split."""
         series = pd.Series(self.records["patient_id"].replace({"nan": ""}).to_numpy(), index=self.records["record_id"])
-        return patients_or_records(series)
+        return link_duplicates(patients_or_records(series), self.checksums)
+
+    @cached_property
+    def checksums(self) -> pd.Series:
+        """The stored signal's checksum per record id (equal signals, equal checksums, whatever their ids)."""
+        m = self.store.manifest
+        return pd.Series(m["checksum"].astype(str).to_numpy(), index=m["record_id"].astype(str).to_numpy())
+
+    @property
+    def namespace(self) -> str:
+        """Whose patient ids these are: datasets that share a namespace share patients (the synthetic cohort's
+        exports; a hospital's ECG and echo sources), others never do."""
+        return self.source.patient_namespace or self.name
 
     @cached_property
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -100,6 +120,10 @@ class Dataset:
                 raise DataError(f"dataset {self.name!r}: records without a strat_fold (e.g. {folds.index[folds.isna()][0]!r}); "
                                 "use a task with split = 'patient'")
             split = strat_fold_split(folds.astype(int))
+            # a signal filed under two ids in two folds: both copies go to the more held-out split (test > val)
+            held = {"train": 0, "val": 1, "test": 2}
+            rank = split.map(held).groupby(self.patients.reindex(split.index).to_numpy()).transform("max")
+            split = rank.map({v: k for k, v in held.items()}).astype("string")
         else:
             split = patient_split(self.patients, seed=seed)
         check_patient_disjoint(split, self.patients)
@@ -248,6 +272,31 @@ def lead_mask(spec: EncoderSpec, leads: str) -> torch.Tensor | None:
     return torch.tensor([1.0 if lead == leads else 0.0 for lead in spec.leads])
 
 
+@dataclass
+class HeldOut:
+    """The validation and test records of a suite's tasks: their patients as ``(namespace, patient id)`` and their
+    signals as checksum -> ``(task, dataset, record id)``."""
+
+    patients: set[tuple[str, str]] = field(default_factory=set)
+    signals: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class PretrainingRecords:
+    """What a suite's pretraining reads (:meth:`Workspace.pretraining_records`) and what it left out."""
+
+    record_ids: list[str]
+    #: training-split records left out because their patient is a validation or test patient of a task
+    excluded_held_out_patients: int
+    #: task -> pretraining records whose signal is one of that task's validation or test records (another dataset)
+    test_overlap: dict[str, int]
+    #: whether those records were kept (``test_overlap = "allow"``)
+    test_overlap_kept: bool
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256("\n".join(sorted(self.record_ids)).encode()).hexdigest()[:16]
+
+
 class Workspace:
     """The data side of one run folder: materialises what a suite needs, once, and caches it in memory."""
 
@@ -256,6 +305,8 @@ class Workspace:
         self._datasets: dict[str, Dataset] = {}
         self._windows: dict[tuple[str, str], Windows] = {}
         self._labels: dict[str, pd.DataFrame] = {}
+        self._held_out: HeldOut | None = None
+        self._pretraining: PretrainingRecords | None = None
 
     # -- sources -------------------------------------------------------------------------------------------
 
@@ -283,9 +334,12 @@ class Workspace:
     def sources(self) -> dict[str, DataSource]:
         sources: dict[str, DataSource] = {}
         if self.cohort is not None:
+            # the two exports of one cohort hold the same patients under the same ids
+            namespace = f"synthetic-cohort-{self.cohort.name}"
             sources["mimic-iv-ecg"] = DataSource(path=str(self.cohort / "mimic-iv-ecg"), layout="mimic-iv-ecg",
-                                                 tables=str(self.cohort / "tables"))
-            sources["ptbxl"] = DataSource(path=str(self.cohort / "ptbxl"), layout="ptbxl", options={"rate": 100})
+                                                 tables=str(self.cohort / "tables"), patient_namespace=namespace)
+            sources["ptbxl"] = DataSource(path=str(self.cohort / "ptbxl"), layout="ptbxl", options={"rate": 100},
+                                          patient_namespace=namespace)
         sources.update(self.suite.data.sources)
         return sources
 
@@ -338,6 +392,63 @@ class Workspace:
                 frame = frame.fillna(0.0)
             self._labels[task.name] = frame
         return self._labels[task.name]
+
+    def held_out(self) -> HeldOut:
+        """Every validation and test record of every task of the suite, by (namespace, patient) and by signal."""
+        if self._held_out is None:
+            seed = self.suite.protocol.split_seed
+            held = HeldOut()
+            for name in self.suite.tasks:
+                task = self.registry.tasks.get(name)
+                dataset = self.dataset(task.dataset)
+                split = pd.Series(dataset.split(task.split, seed), index=dataset.records["record_id"].to_numpy())
+                ids = split.index[split.to_numpy() != "train"]
+                held.patients.update((dataset.namespace, p) for p in dataset.patients.reindex(ids).to_numpy())
+                for checksum, rid in zip(dataset.checksums.reindex(ids).to_numpy(), ids):
+                    held.signals.setdefault(str(checksum), (task.name, dataset.name, str(rid)))
+            self._held_out = held
+        return self._held_out
+
+    def pretraining_records(self) -> PretrainingRecords:
+        """The records every pretraining of the suite reads: the training patients of the pretraining dataset
+        (its seeded patient split), less every validation and test patient of every task of the suite (whatever
+        the task's split policy; datasets sharing a patient namespace share patients), less or plus (by
+        ``protocol.pretrain.test_overlap``) records whose signal is a held-out record of a task on another
+        dataset. Raises :class:`DataError` for an overlap the suite refuses."""
+        if self._pretraining is not None:
+            return self._pretraining
+        name = self.suite.data.pretrain
+        dataset = self.dataset(name)
+        held = self.held_out()
+        ids = dataset.records["record_id"].to_numpy()
+        split = dataset.split("patient", self.suite.protocol.split_seed)
+        patients = dataset.patients.reindex(ids).to_numpy()
+        held_patient = np.array([(dataset.namespace, p) in held.patients for p in patients], dtype=bool)
+        keep = (split == "train") & ~held_patient
+        overlap: dict[str, list[str]] = {}  # task -> pretraining records whose signal it holds out
+        first: tuple[str, str, str, str] | None = None
+        for i in np.flatnonzero(keep):
+            found = held.signals.get(str(dataset.checksums.iloc[i]))
+            if found is not None and found[1] != name:
+                overlap.setdefault(found[0], []).append(str(ids[i]))
+                first = first or (str(ids[i]), *found)
+        policy = self.suite.protocol.pretrain.test_overlap
+        if overlap and policy == "refuse":
+            assert first is not None
+            n = sum(len(v) for v in overlap.values())
+            raise HeldOutOverlapError(f"{n} pretraining record(s) of {name!r} are validation or test records of "
+                            f"{', '.join(sorted(overlap))} (same signal: {first[0]!r} is {first[2]}'s {first[3]!r}); "
+                            "set protocol.pretrain.test_overlap = \"exclude\" to leave them out of pretraining, or "
+                            "\"allow\" to keep them (flagged as contamination)")
+        if overlap and policy == "exclude":
+            dropped = {rid for rids in overlap.values() for rid in rids}
+            keep &= ~np.isin(ids, list(dropped))
+        self._pretraining = PretrainingRecords(
+            record_ids=[str(r) for r in ids[keep]],
+            excluded_held_out_patients=int(((split == "train") & held_patient).sum()),
+            test_overlap={task: len(rids) for task, rids in sorted(overlap.items())},
+            test_overlap_kept=policy == "allow")
+        return self._pretraining
 
     # -- encoder inputs ------------------------------------------------------------------------------------
 

@@ -156,10 +156,11 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         raise StenceBenchError(f"objective {cell.objective!r} needs {', '.join(sorted(lacking))}, which the "
                                f"pretraining dataset {dataset_name!r} does not provide")
 
-    # the records: training patients only, in the encoder's view
-    split = dict(zip(dataset.records["record_id"], dataset.split("patient", ws.suite.protocol.split_seed)))
+    # the records: training patients, none a validation or test patient of any task, in the encoder's view
+    chosen = ws.pretraining_records()
+    allowed = set(chosen.record_ids)
     record_row = {rid: i for i, rid in enumerate(dataset.records["record_id"])}
-    view_rows = np.array([i for i, rid in enumerate(windows.record_ids) if split.get(rid) == "train"])
+    view_rows = np.array([i for i, rid in enumerate(windows.record_ids) if rid in allowed], dtype=np.int64)
     data_rows = np.array([record_row[windows.record_ids[i]] for i in view_rows], dtype=np.int64)
 
     # per-record inputs of the paired modalities, labels, metadata
@@ -276,6 +277,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             progress(f"{cell.label}: epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
 
     info = {"dataset": dataset_name, "dataset_fingerprint": dataset.store.fingerprint(), "records": len(data_rows),
+            "excluded_held_out_patients": chosen.excluded_held_out_patients,
+            "test_overlap": dict(chosen.test_overlap), "test_overlap_kept": chosen.test_overlap_kept,
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
             "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],

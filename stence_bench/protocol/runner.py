@@ -28,7 +28,7 @@ from ..registry import Registry
 from ..suite import Cell, CellOutcome, Suite, plan
 from . import distributed
 from . import results as res
-from .data import Workspace
+from .data import DataError, HeldOutOverlapError, Workspace
 
 Echo = Callable[[str], None]
 
@@ -108,9 +108,14 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
     position = {cell.key: i for i, cell in enumerate(cells, start=1)}
 
     todo_keys: set[str] | None = None
+    refusal: str | None = None
     if ctx.main:
         outcomes.update(finished_earlier(cells, root, hook))
         todo_keys = {cell.key for cell in cells if cell.key not in outcomes}
+        refusal = pretraining_refusal([c for c in cells if c.key in todo_keys], ws)
+    refusal = ctx.broadcast(refusal)
+    if refusal:
+        raise DataError(refusal)
     todo_keys = ctx.broadcast(todo_keys)  # every rank runs exactly the cells rank 0 found unfinished
     todo = [cell for cell in cells if cell.key in todo_keys]
     for cell in todo:  # a pretraining outside these cells (a SLURM job runs a part) that failed or never ran
@@ -188,6 +193,21 @@ def finished_earlier(cells: list[Cell], root: Path, hook: Any) -> dict[str, Cell
                                              result_path=str(res.result_path(root, cell.key)))
             hook.cell_finished(cell=cell, outcome=outcomes[cell.key])
     return outcomes
+
+
+def pretraining_refusal(todo: list[Cell], ws: Workspace) -> str | None:
+    """Why the suite's pretraining data may not be used (a validation or test record of a task is a pretraining
+    record, and the suite refuses that), checked before any cell runs; ``None`` when it may, or when no
+    pretraining is to run. A dataset that cannot be read is left for the cells to meet and record."""
+    if not any(cell.stage == "pretrain" for cell in todo):
+        return None
+    try:
+        ws.pretraining_records()
+    except HeldOutOverlapError as exc:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - the cells fail with this error when they run
+        pass
+    return None
 
 
 def _pretraining_problem(root: Path, key: str) -> str | None:

@@ -41,7 +41,7 @@ from ..errors import StenceBenchError
 from .ecg import generate
 from .physiology import VESSELS, ischaemia, morphology, sample_patients
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 FS = 500
 SECONDS = 10.0
 EPOCH = dt.datetime(2150, 1, 1)
@@ -343,7 +343,8 @@ def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) 
     train_fold = np.array([xxhash.xxh3_64_intdigest(f"fold:{p}".encode()) % 8 + 1 for p in patients["patient"]])
     fold_of_patient = np.where(split == "train", train_fold, np.where(split == "val", 9, 10))
     database = pd.DataFrame({
-        "ecg_id": ecgs["ecg_id"], "patient_id": (ecgs["patient"] + 1).astype(float),
+        # the MIMIC-IV-ECG subject id: the two exports hold the same patients (one patient namespace)
+        "ecg_id": ecgs["ecg_id"], "patient_id": (ecgs["patient"] + 10000000).astype(float),
         "age": ecgs["age"].round(), "sex": np.where(ecgs["female"], 1, 0),
         "height": np.nan, "weight": np.nan, "nurse": np.nan, "site": np.nan, "device": "synthetic",
         "recording_date": ecgs["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
