@@ -241,12 +241,16 @@ def validate_command(ctx: click.Context, suite: str) -> None:
               help="slurm: GPUs of a pretraining job (one DDP process each).")
 @click.option("--cells-per-job", type=click.IntRange(min=1), default=None,
               help="slurm: evaluation cells per job.")
+@click.option("--reuse-stale", is_flag=True,
+              help="Keep finished cells whose inputs (data, labels, pretraining, scoring code) changed since they "
+                   "ran, marked stale on the leaderboard, instead of running them again.")
 @click.pass_context
 def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
                 workers: int | None, device: str | None, partition: str | None, time_min: int | None,
-                gpus_per_job: int | None, cells_per_job: int | None) -> None:
+                gpus_per_job: int | None, cells_per_job: int | None, reuse_stale: bool) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
-    each once. A re-run skips finished cells (and resumes a pretraining from its last epoch); a failing cell is
+    each once. A re-run skips finished cells whose inputs are unchanged (a stale one runs again, or is kept with
+    --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
     recorded and the others go on (exit status 1 at the end when any failed). Under torchrun
     (torchrun --nproc_per_node N -m stence_bench run SUITE) pretraining and finetuning use DDP over the
     processes. See docs/cluster.md."""
@@ -298,14 +302,14 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
             raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
         from .protocol.slurm import launch
 
-        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device)
+        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device, reuse_stale=reuse_stale)
     else:
         if workers is None:
             workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
         elif workers > 1 and dist.device.type == "cuda":
             raise StenceBenchError("--workers runs cells in forked CPU processes; on GPUs use one process per GPU "
                                    "with torchrun (docs/cluster.md)")
-        outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers)
+        outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers, reuse_stale=reuse_stale)
         distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
     failed = any(o.status == "failed" for o in outcomes)
     if not dist.main:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from .errors import DuplicateNameError, PluginError, StenceBenchError, UnknownNameError, unknown_name_message
+from .hashing import digest
 from .plugin_loader import ENV_BLOCK, LoadedPlugins, PluginInfo, load_plugins
 from .specs import DatasetSpec, EncoderSpec, ModalitySpec, ObjectiveSpec, Spec, TaskSpec
 
@@ -151,6 +152,34 @@ class Registry:
     @property
     def modalities(self) -> Catalog[ModalitySpec]:
         return self.catalog("modality")
+
+    def fingerprint(self, kind: str, name: str) -> str:
+        """A hash of what a registered spec says (all but its description, citation and card) and of the
+        distribution that registered it: what a cell key holds, so that another plugin's spec under the same
+        name, or an edited contract, factory or option, is another cell and never a finished one."""
+        entry = self.catalog(kind).entry(name)
+        content = entry.spec.model_dump(mode="json", exclude={"description", "citation", "card"})
+        return digest({"kind": kind, "spec": content, "distribution": entry.plugin.distribution})
+
+    def modality_encoders_for(self, spec: ObjectiveSpec, options: Mapping[str, Any]) -> dict[str, str]:
+        """Which registered modality encoder serves each paired modality of an objective: the suite's
+        ``modality_encoders`` option, else the objective's declared default, else the first registered for that
+        modality (a modality none is registered for is read raw, as CLEF reads metadata)."""
+        chosen = dict(options.get("modality_encoders") or {})
+        names = {}
+        for modality in ("angiography", "text", "metadata"):
+            if modality not in spec.modalities:
+                continue
+            name = chosen.get(modality) or spec.modality_encoders.get(modality)
+            if name is None:
+                candidates = [m.name for m in self.modalities if m.modality == modality]
+                if not candidates:
+                    continue
+                name = candidates[0]
+            if self.modalities.get(name).modality != modality:
+                raise StenceBenchError(f"objective {spec.name!r}: modality encoder {name!r} does not encode {modality}")
+            names[modality] = name
+        return names
 
     def check(self) -> None:
         """Collect every kind, so an invalid spec or a duplicate name anywhere fails now."""

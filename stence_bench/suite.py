@@ -7,9 +7,7 @@ A suite is a TOML file (``leaderboards/*.toml``) validated by :class:`Suite`; ev
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import SuiteError, UnknownNameError, did_you_mean
+from .hashing import digest
 from .registry import Registry
 from .specs import Name
 
@@ -395,6 +394,9 @@ class Cell(_Model):
     leads: LeadSet = "all"
     #: Versions of the specs involved (encoder, objective, task): a new version is a new cell.
     versions: dict[str, str] = {}
+    #: Fingerprints of the specs' content and origin (:meth:`Registry.fingerprint`): the encoder, the objective
+    #: and the modality encoders it pairs with, the task. Another plugin's spec under the same name is another cell.
+    specs: dict[str, str] = {}
     #: The protocol settings the cell's numbers depend on (training, probe, bootstrap, split seed).
     settings: dict[str, JsonValue] = {}
     #: The suite's data section (which cohort or sources).
@@ -407,6 +409,7 @@ class Cell(_Model):
         return Cell(stage="pretrain", encoder=self.encoder, preset=self.preset, encoder_options=self.encoder_options,
                     objective=self.objective, objective_options=self.objective_options, seed=self.seed,
                     versions={k: v for k, v in self.versions.items() if k in ("encoder", "objective")},
+                    specs={k: v for k, v in self.specs.items() if k != "task"},
                     settings={k: v for k, v in self.settings.items() if k in ("pretrain", "split_seed")},
                     data=self.data)
 
@@ -423,8 +426,7 @@ class Cell(_Model):
     @property
     def key(self) -> str:
         """The hash of the resolved config: equal configs, equal keys."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return digest(self.model_dump(mode="json"))
 
 
 class CellOutcome(_Model):
@@ -466,6 +468,14 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
             out[stage] = getattr(proto, stage).model_dump(mode="json")
         return out
 
+    def specs(enc: Choice, obj: Choice) -> dict[str, str]:
+        out = {"encoder": registry.fingerprint("encoder", enc.name), "objective": registry.fingerprint("objective", obj.name)}
+        obj_spec = registry.objectives.get(obj.name)
+        if obj_spec.pretrains:
+            for modality, name in registry.modality_encoders_for(obj_spec, obj.options).items():
+                out[f"modality.{modality}"] = registry.fingerprint("modality", name)
+        return out
+
     cells: list[Cell] = []
     for seed in proto.seeds:
         for enc in suite.encoders:
@@ -478,7 +488,7 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                             stage="pretrain", encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
                             objective=obj.name, objective_options=obj.options, seed=seed,
                             versions={"encoder": enc_spec.version, "objective": obj_spec.version},
-                            settings=settings(obj_spec, "pretrain"), data=data,
+                            specs=specs(enc, obj), settings=settings(obj_spec, "pretrain"), data=data,
                         )
                     )
     for task in suite.tasks:
@@ -491,6 +501,7 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                 common = dict(
                     task=task, encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
                     objective=obj.name, objective_options=obj.options, versions=versions,
+                    specs={**specs(enc, obj), "task": registry.fingerprint("task", task)},
                 )
                 for seed in proto.seeds:
                     for leads in proto.leads:

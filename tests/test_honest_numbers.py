@@ -392,3 +392,94 @@ def test_validate_refuses_pretraining_on_a_dataset_that_republishes_a_tasks_data
     problems = check_names(parse_suite(text), registry, "overlap.toml")
     assert len(problems) == 1 and "test_overlap" in problems[0] and "ptbxl.superdiagnostic" in problems[0]
     assert check_names(parse_suite(overlap_suite(tmp_path / "cinc", tmp_path / "ptbxl", "exclude")), registry) == []
+
+
+# -- 5. caches and cells are keyed by everything their values depend on ---------------------------------------
+
+
+PROBE_SUITE = """
+name = "probe"
+tasks = ["stenosis.70"]
+encoders = [{name = "probe_net", preset = "tiny"}]
+objectives = ["none"]
+controls = false
+[protocol]
+stages = ["linear_probe"]
+fractions = [1.0]
+bootstrap = 20
+[data]
+synthetic = {patients = 60, seed = 3, angiograms = false}
+"""
+
+
+def vendor_registry(vendor: str, **contract):
+    """The built-ins plus a plugin ``vendor`` registering encoder ``probe_net`` (a tiny ResNet) with ``contract``."""
+    from plugin_fixtures import Plugin, encoder
+
+    return Registry.load(extra=[Plugin(vendor, encoders=[encoder("probe_net", **contract)])], environ=BUILTINS_ONLY)
+
+
+def test_another_plugins_encoder_under_the_same_name_is_another_cell_and_another_cache(tmp_path):
+    """Two distributions register 'probe_net' with other input contracts (the first one uninstalled or blocked):
+    same suite, same run folder. The second must not report the first one's numbers as 'finished earlier', and
+    its random-init embeddings must not be the first one's cache."""
+    from stence_bench.protocol.evaluate import cached_embeddings
+    from stence_bench.protocol.results import load_results
+    from stence_bench.protocol.runner import run_suite
+    from stence_bench.suite import plan
+
+    suite = parse_suite(PROBE_SUITE)
+    first = vendor_registry("vendor_a", sampling_rate=100, window_s=2.5)
+    second = vendor_registry("vendor_b", sampling_rate=50, window_s=5.0)
+    (cell_a,), (cell_b,) = plan(suite, first), plan(suite, second)
+    assert cell_a.key != cell_b.key
+
+    outcomes_a = run_suite(suite, first, tmp_path, echo=quiet)
+    outcomes_b = run_suite(suite, second, tmp_path, echo=quiet)
+    assert [o.status for o in outcomes_a] == ["done"] and [o.status for o in outcomes_b] == ["done"]
+    results = {r.key: r for r in load_results([tmp_path])}
+    assert results[cell_a.key].value != results[cell_b.key].value
+
+    task = first.tasks.get("stenosis.70")
+    emb_a = cached_embeddings(cell_a, Workspace(suite, first, tmp_path, echo=quiet), first, tmp_path, task)
+    emb_b = cached_embeddings(cell_b, Workspace(suite, second, tmp_path, echo=quiet), second, tmp_path, task)
+    assert emb_a.shape == emb_b.shape and not np.allclose(emb_a, emb_b)
+
+
+def test_a_changed_label_table_makes_finished_cells_stale(tmp_path, registry, monkeypatch):
+    """Corrected labels at the same path, then a fix in the scoring code: the finished cells are run again and the
+    run says why; with --reuse-stale they are kept and marked stale (the leaderboard shows it)."""
+    import pandas as pd
+
+    from stence_bench.protocol import inputs
+    from stence_bench.protocol.results import load_results
+    from stence_bench.protocol.runner import run_suite
+
+    suite = parse_suite(PROBE_SUITE.replace("probe_net", "resnet1d_wang"))
+    first = run_suite(suite, registry, tmp_path, echo=quiet)
+    assert [o.status for o in first] == ["done"]
+    before = load_results([tmp_path])[0]
+    assert before.inputs["labels"] and before.inputs["code"]["scoring"] == inputs.CODE_VERSIONS["scoring"]
+
+    lines: list[str] = []
+    again = run_suite(suite, registry, tmp_path, echo=lines.append)
+    assert [o.status for o in again] == ["cached"] and not any("stale" in line for line in lines)
+
+    (path,) = tmp_path.glob("data/synthetic-*/tables/stenosis.csv")
+    table = pd.read_csv(path)
+    table["stenosis_pct"] = 100 - table["stenosis_pct"]  # a corrected table: other labels for the same records
+    table.to_csv(path, index=False)
+    lines.clear()
+    rerun = run_suite(suite, registry, tmp_path, echo=lines.append)
+    assert [o.status for o in rerun] == ["done"]
+    assert any("1 finished cell(s) are stale" in line and "labels changed" in line for line in lines), lines
+    after = load_results([tmp_path])[0]
+    assert after.inputs["labels"] != before.inputs["labels"] and after.value != before.value
+
+    monkeypatch.setitem(inputs.CODE_VERSIONS, "scoring", "999")
+    lines.clear()
+    kept = run_suite(suite, registry, tmp_path, echo=lines.append, reuse_stale=True)
+    assert [o.status for o in kept] == ["cached"]
+    assert any("code changed (scoring v" in line and "v999" in line for line in lines), lines
+    (stale,) = load_results([tmp_path])
+    assert stale.stale and "scoring" in stale.stale and stale.value == after.value

@@ -21,8 +21,6 @@ with the same contract.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from fractions import Fraction
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import butter, resample_poly, sosfiltfilt
 
+from ..hashing import digest
 from ..specs import EncoderSpec
 
 #: Largest ``up`` or ``down`` factor :func:`resample` accepts (e.g. 360 -> 500 Hz is 25/18; 257 -> 100 is 100/257).
@@ -291,8 +290,7 @@ def contract_dict(spec: EncoderSpec) -> dict[str, Any]:
 
 def contract_key(spec: EncoderSpec) -> str:
     """A short stable hash of :func:`contract_dict` (and :data:`VIEW_VERSION`): the name of a cached view."""
-    payload = json.dumps({"view_version": VIEW_VERSION, **contract_dict(spec)}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return digest({"view_version": VIEW_VERSION, **contract_dict(spec)})
 
 
 def prepare(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec) -> np.ndarray:

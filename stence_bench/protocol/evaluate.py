@@ -29,6 +29,7 @@ import torch
 from .. import metrics
 from ..data.splits import label_fractions, sample_hash
 from ..errors import StenceBenchError
+from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
 from ..suite import Cell
@@ -95,7 +96,7 @@ def weights_name(cell: Cell) -> str:
     """What names the cell's encoder weights in caches: the pretraining cell's key, or the initialisation."""
     source = cell.pretrain_cell()
     if source is None:
-        return f"init-{cell.encoder}-{cell.preset}-{cell.seed}-{_hash_options(cell)}"
+        return f"init-{cell.encoder}-{cell.preset}-{cell.seed}-{digest(cell.encoder_options, 8)}"
     return source.key
 
 
@@ -106,13 +107,6 @@ def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Mo
     if source is not None:
         load_checkpoint(checkpoint_path(root, source), encoder)
     return encoder, weights_name(cell)
-
-
-def _hash_options(cell: Cell) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(cell.encoder_options, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @torch.no_grad()
@@ -152,13 +146,31 @@ def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: to
     return window_mean(encoder, windows, rows, mask).astype(np.float32)
 
 
+def embedding_key(cell: Cell, ws: Workspace, registry: Registry, task: TaskSpec) -> str:
+    """What a cached embedding depends on: the weights (the pretraining cell and the inputs it pretrained on, or
+    the seeded initialisation of this encoder spec), the encoder's content and contract, the dataset's records
+    and signals, the lead set and the code that cuts windows."""
+    from ..data.views import contract_key
+    from .inputs import Inputs, code_versions
+
+    spec = registry.encoders.get(cell.encoder)
+    source = cell.pretrain_cell()
+    weights: dict[str, Any] = {"weights": weights_name(cell), "encoder": cell.specs.get("encoder")}
+    if source is not None:
+        weights["pretraining"] = Inputs.of_workspace(ws, registry).of(source)
+    return digest({**weights, "contract": contract_key(spec), "dataset": ws.dataset(task.dataset).fingerprint,
+                   "leads": cell.leads, "code": code_versions("embed")})
+
+
 def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path, task: TaskSpec) -> np.ndarray:
-    """Every record of the task's dataset embedded by the cell's encoder, cached on disk: ``[records, dim]``."""
+    """Every record of the task's dataset embedded by the cell's encoder, cached on disk: ``[records, dim]``, named
+    by :func:`embedding_key` (never reused for other weights, contract, data or code)."""
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
     folder = Path(root) / EMBEDDING_DIR / weights_name(cell)
-    path = folder / f"{task.dataset}-{cell.leads}.npy"
-    ids_path = folder / f"{task.dataset}-{cell.leads}.ids"
+    name = f"{task.dataset}-{cell.leads}-{embedding_key(cell, ws, registry, task)}"
+    path = folder / f"{name}.npy"
+    ids_path = folder / f"{name}.ids"
     if path.is_file() and ids_path.is_file() and ids_path.read_text().split("\n") == windows.record_ids:
         return np.load(path)
     encoder, _ = encoder_for(cell, registry, root)

@@ -21,7 +21,6 @@ import torch
 
 from ..errors import StenceBenchError
 from ..registry import Registry
-from ..specs import ObjectiveSpec
 from ..suite import Cell
 from . import distributed
 from .data import (
@@ -41,26 +40,6 @@ PROGRESS_EVERY_S = 30.0
 
 def checkpoint_path(root: Path, cell: Cell) -> Path:
     return Path(root) / CHECKPOINT_DIR / f"{cell.key}.safetensors"
-
-
-def modality_encoder_names(spec: ObjectiveSpec, options: dict[str, Any], registry: Registry) -> dict[str, str]:
-    """Which registered modality encoder serves each paired modality: the suite's ``modality_encoders`` option,
-    else the objective's declared default, else the first registered for that modality."""
-    chosen = dict(options.get("modality_encoders") or {})
-    names = {}
-    for modality in ("angiography", "text", "metadata"):
-        if modality not in spec.modalities:
-            continue
-        name = chosen.get(modality) or spec.modality_encoders.get(modality)
-        if name is None:
-            candidates = [m.name for m in registry.modalities if m.modality == modality]
-            if not candidates:
-                continue  # the objective reads the raw values (clef reads metadata itself)
-            name = candidates[0]
-        if registry.modalities.get(name).modality != modality:
-            raise StenceBenchError(f"objective {spec.name!r}: modality encoder {name!r} does not encode {modality}")
-        names[modality] = name
-    return names
 
 
 #: Objective options the runner reads itself (which modality encoder, at which size); the rest go to the factory.
@@ -165,7 +144,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
 
     # per-record inputs of the paired modalities, labels, metadata
     options = factory_options(cell)
-    names = modality_encoder_names(obj_spec, cell.objective_options, registry)
+    names = registry.modality_encoders_for(obj_spec, cell.objective_options)
 
     def build_modality(modality: str) -> torch.nn.Module:
         return build_modality_encoder(cell, registry, modality, names[modality])

@@ -22,7 +22,7 @@ from ..data.store import write_atomic
 from ..suite import Cell
 
 RESULT_DIR = "results"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 class PairedDifference(BaseModel):
@@ -63,6 +63,11 @@ class CellResult(BaseModel):
     pretrain: dict[str, JsonValue] = {}
     vs_control: PairedDifference | None = None
     dataset_fingerprint: str | None = None
+    #: What the numbers were computed from (records, labels, pretraining, code versions:
+    #: :mod:`stence_bench.protocol.inputs`); a finished cell whose inputs changed is stale.
+    inputs: dict[str, JsonValue] = {}
+    #: Set when a run kept this result although its inputs changed (``--reuse-stale``): what changed.
+    stale: str | None = None
     versions: dict[str, str] = {}
     git_commit: str | None = None
     device: str = ""

@@ -29,6 +29,8 @@ from ..suite import Cell, CellOutcome, Suite, plan
 from . import distributed
 from . import results as res
 from .data import DataError, HeldOutOverlapError, Workspace
+from .inputs import Inputs
+from .inputs import changes as _changes
 
 Echo = Callable[[str], None]
 
@@ -84,10 +86,12 @@ def _worker_execute(cell: Cell) -> tuple[dict[str, Any], str | None, float, str]
 
 
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
-              cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True) -> list[CellOutcome]:
+              cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True,
+              reuse_stale: bool = False) -> list[CellOutcome]:
     """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order. ``finalise``:
     fill in the paired differences to the control over the whole folder at the end (a SLURM job running a
-    part of the cells leaves that to the process that submitted it)."""
+    part of the cells leaves that to the process that submitted it). ``reuse_stale``: keep finished cells whose
+    inputs changed (marked stale) instead of running them again."""
     root = Path(root)
     ctx = distributed.current()
     if ctx.distributed and workers > 1:
@@ -109,8 +113,9 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
 
     todo_keys: set[str] | None = None
     refusal: str | None = None
+    inputs = Inputs.of_workspace(ws, registry)
     if ctx.main:
-        outcomes.update(finished_earlier(cells, root, hook))
+        outcomes.update(finished_earlier(cells, root, hook, inputs, reuse_stale, echo))
         todo_keys = {cell.key for cell in cells if cell.key not in outcomes}
         refusal = pretraining_refusal([c for c in cells if c.key in todo_keys], ws)
     refusal = ctx.broadcast(refusal)
@@ -136,8 +141,12 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
     def record(cell: Cell, payload: dict[str, Any], error: str | None, wall: float, stamp: str, eta: str) -> None:
         task_dataset = registry.tasks.get(cell.task).dataset if cell.task else suite.data.pretrain
         dataset = ws.loaded(task_dataset)
+        try:
+            cell_inputs = inputs.of(cell) if not error else {}
+        except Exception:  # noqa: BLE001 - a result without inputs is stale on the next run: it runs again
+            cell_inputs = {}
         result = res.CellResult(key=cell.key, cell=cell, status="failed" if error else "done", started=stamp,
-                                finished=res.now(), wall_s=round(wall, 3), error=error,
+                                finished=res.now(), wall_s=round(wall, 3), error=error, inputs=cell_inputs,
                                 dataset_fingerprint=dataset.fingerprint if dataset else None, **common, **payload)
         path = res.write_result(root, result)
         if error and cell.stage == "pretrain":
@@ -183,15 +192,48 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
     return ordered
 
 
-def finished_earlier(cells: list[Cell], root: Path, hook: Any) -> dict[str, CellOutcome]:
-    """The ``cached`` outcome of each cell whose result says ``done`` (observers told), by key."""
+def finished_earlier(cells: list[Cell], root: Path, hook: Any, inputs: Inputs | None = None,
+                     reuse_stale: bool = False, echo: Echo = print) -> dict[str, CellOutcome]:
+    """The ``cached`` outcome of each cell whose result says ``done`` (observers told), by key. With ``inputs``,
+    a finished cell whose recorded inputs (records, labels, pretraining, code) differ from today's is stale:
+    left out, to be run again, or with ``reuse_stale`` kept and marked stale in its result file. ``echo`` gets
+    what was found."""
     outcomes = {}
+    stale: dict[str, int] = {}  # what changed -> cells
+    n_stale = 0
+    unchecked: list[str] = []
     for cell in cells:
         earlier = res.finished(root, cell.key)
-        if earlier is not None:
-            outcomes[cell.key] = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
-                                             result_path=str(res.result_path(root, cell.key)))
-            hook.cell_finished(cell=cell, outcome=outcomes[cell.key])
+        if earlier is None:
+            continue
+        if inputs is not None:
+            try:
+                now = inputs.of(cell)
+            except Exception as exc:  # noqa: BLE001 - its data cannot be read now: keep it, and say so
+                now = None
+                unchecked.append(f"{cell.label}: {str(exc).splitlines()[0]}")
+            changed = [] if now is None else _changes(earlier.inputs, now)
+            if changed:
+                n_stale += 1
+                for what in changed:
+                    stale[what] = stale.get(what, 0) + 1
+                if not reuse_stale:
+                    continue
+                earlier.stale = "; ".join(changed)
+                res.write_result(root, earlier)
+            elif earlier.stale is not None:  # stale no more (the inputs came back)
+                earlier.stale = None
+                res.write_result(root, earlier)
+        outcomes[cell.key] = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
+                                         result_path=str(res.result_path(root, cell.key)))
+        hook.cell_finished(cell=cell, outcome=outcomes[cell.key])
+    if n_stale:
+        what = "; ".join(f"{k} in {v}" for k, v in sorted(stale.items()))
+        echo(f"{n_stale} finished cell(s) are stale, their inputs changed since they ran ({what}): "
+             + ("kept as they are, marked stale (--reuse-stale)" if reuse_stale
+                else "running them again (--reuse-stale keeps them)"))
+    for line in unchecked[:3]:
+        echo(f"kept a finished cell whose data cannot be read now: {line}")
     return outcomes
 
 

@@ -32,7 +32,7 @@ from ..errors import StenceBenchError
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite
 from . import results as res
-from .data import Workspace
+from .data import DataError, Workspace
 
 Echo = Callable[[str], None]
 JOB_DIR = "slurm"
@@ -126,10 +126,11 @@ def make_executor(folder: Path, cluster: str) -> Any:
 
 def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], echo: Echo = print,
            cluster: str = "slurm", executor: Any = None, poll_s: float | None = None,
-           device: str | None = None) -> list[CellOutcome]:
+           device: str | None = None, reuse_stale: bool = False) -> list[CellOutcome]:
     """Submit the unfinished cells of ``cells`` as jobs, wait for them, and return every cell's outcome.
-    ``device``: the jobs' device (``--device``; default: auto)."""
-    from .runner import finished_earlier, prepare
+    ``device``: the jobs' device (``--device``; default: auto). ``reuse_stale``: as for :func:`run_suite`."""
+    from .inputs import Inputs
+    from .runner import finished_earlier, prepare, pretraining_refusal
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -140,11 +141,15 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     res.write_suite(root, suite)
     hook = registry.plugins.manager.hook
     hook.run_started(suite=suite, cells=cells)
-    outcomes = finished_earlier(cells, root, hook)
+    ws = Workspace(suite, registry, root, echo=echo)
+    outcomes = finished_earlier(cells, root, hook, Inputs.of_workspace(ws, registry), reuse_stale, echo)
     todo = [cell for cell in cells if cell.key not in outcomes]
+    refusal = pretraining_refusal(todo, ws)
+    if refusal:
+        raise DataError(refusal)
     echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run as SLURM jobs")
     if todo:
-        prepare(todo, Workspace(suite, registry, root, echo=echo), registry)  # the jobs only read the data
+        prepare(todo, ws, registry)  # the jobs only read the data
     jobs = job_plan(todo, settings)
     poll = poll_s if poll_s is not None else (10.0 if cluster == "slurm" else 0.5)
     by_pretrain = {job.cells[0].key: job for job in jobs if job.cells[0].stage == "pretrain"}
