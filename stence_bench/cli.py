@@ -348,6 +348,32 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
     click.echo(results_table(results, task_pattern=task_pattern))
 
 
+@results_group.command("rescore")
+@click.argument("folders", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--write", is_flag=True, help="Store the recomputed numbers where they differ (after a fix in the "
+                                            "scoring code), and the paired differences that follow from them.")
+def results_rescore(folders: tuple[Path, ...], write: bool) -> None:
+    """Recompute every metric and interval of the finished evaluation cells from the per-record predictions saved
+    beside each result, and compare them with the stored numbers. Exit status 1 when any differs (without
+    --write) or a result has no predictions file."""
+    from .protocol.results import rescore
+
+    bad = False
+    for folder in folders:
+        checked, disagree, missing = rescore(folder, write=write)
+        for line in disagree:
+            click.echo(("rewritten " if write else "differs: ") + line)
+        for line in missing:
+            click.echo(f"cannot rescore {line}")
+        verdict = ("all agree" if not disagree else
+                   f"{len(disagree)} differed and were rewritten" if write else f"{len(disagree)} differ")
+        click.echo(f"{folder}: {checked} result(s) rescored from their predictions: {verdict}"
+                   + (f"; {len(missing)} without predictions" if missing else ""))
+        bad = bad or bool(missing) or (bool(disagree) and not write)
+    if bad:
+        sys.exit(1)
+
+
 # --- leaderboard --------------------------------------------------------------------------------------------
 
 

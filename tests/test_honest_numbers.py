@@ -483,3 +483,42 @@ def test_a_changed_label_table_makes_finished_cells_stale(tmp_path, registry, mo
     assert any("code changed (scoring v" in line and "v999" in line for line in lines), lines
     (stale,) = load_results([tmp_path])
     assert stale.stale and "scoring" in stale.stale and stale.value == after.value
+
+
+# -- results that can be re-scored ----------------------------------------------------------------------------
+
+
+def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, registry):
+    """Each evaluation result has its per-record predictions beside it; `results rescore` recomputes every metric
+    and interval from them and agrees with the stored result, finds a tampered one, and --write mends it."""
+    from click.testing import CliRunner
+
+    from stence_bench.cli import cli
+    from stence_bench.protocol.results import load_results, read_predictions, result_path, write_result
+    from stence_bench.protocol.runner import run_suite
+
+    suite = parse_suite(PROBE_SUITE.replace("probe_net", "resnet1d_wang").replace(
+        'stages = ["linear_probe"]', 'stages = ["linear_probe", "finetune"]').replace(
+        "[protocol]", "[protocol]\nfinetune = {max_epochs = 2, patience = 1, batch_size = 32}"))
+    outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    for r in load_results([tmp_path]):
+        predictions = read_predictions(tmp_path / "results" / r.predictions)
+        assert len(predictions["test_ids"]) == r.n["test"] and len(predictions["val_ids"]) == r.n["val"]
+        assert predictions["test_pred"].shape == (r.n["test"], 1) and str(predictions["metric"]) == r.metric
+    runner = CliRunner()
+    out = runner.invoke(cli, ["results", "rescore", str(tmp_path)], obj=registry)
+    assert out.exit_code == 0 and "2 result(s) rescored from their predictions: all agree" in out.output, out.output
+
+    tampered = load_results([tmp_path])[0]
+    original = tampered.value
+    tampered.value = original + 0.01
+    tampered.bootstrap = {**tampered.bootstrap, "values": [None if v is None else v + 0.01 for v in tampered.bootstrap["values"]]}
+    write_result(tmp_path, tampered)
+    out = runner.invoke(cli, ["results", "rescore", str(tmp_path)], obj=registry)
+    assert out.exit_code == 1 and f"differs: {tampered.key}" in out.output and "value, bootstrap differ" in out.output
+    out = runner.invoke(cli, ["results", "rescore", str(tmp_path), "--write"], obj=registry)
+    assert out.exit_code == 0, out.output
+    from stence_bench.protocol.results import read_result
+
+    assert read_result(result_path(tmp_path, tampered.key)).value == original

@@ -191,11 +191,26 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
 
 def score_cell(task: TaskSpec, data: TaskData, val_pred: np.ndarray, test_pred: np.ndarray,
                n_resamples: int, seed: int) -> dict[str, Any]:
-    """Scores on val and test, test CIs by patient bootstrap, thresholds chosen on val."""
-    kind = task.task_kind
+    """Scores on val and test, test CIs by patient bootstrap, thresholds chosen on val; and, under
+    ``predictions``, the per-record predictions they were computed from (written beside the result)."""
     val, test = data.part("val"), data.part("test")
-    y_val, y_test = _shape(kind, data.y[val]), _shape(kind, data.y[test])
-    p_val, p_test = _shape(kind, val_pred), _shape(kind, test_pred)
+    predictions = {
+        "task_kind": np.array(task.task_kind), "metric": np.array(task.metric), "classes": np.array(data.classes),
+        "val_ids": data.record_ids[val].astype(str), "val_patients": data.patients[val].astype(str),
+        "val_y": data.y[val], "val_pred": np.asarray(val_pred, dtype=np.float64).reshape(len(val), -1),
+        "test_ids": data.record_ids[test].astype(str), "test_patients": data.patients[test].astype(str),
+        "test_y": data.y[test], "test_pred": np.asarray(test_pred, dtype=np.float64).reshape(len(test), -1),
+    }
+    return {**score_predictions(predictions, n_resamples, seed), "predictions": predictions}
+
+
+def score_predictions(p: Any, n_resamples: int, seed: int) -> dict[str, Any]:
+    """Every number of an evaluation result from its predictions (:func:`score_cell`'s ``predictions``, or the
+    ``.npz`` file saved beside the result): what ``stence-bench results rescore`` recomputes."""
+    kind, metric = str(p["task_kind"]), str(p["metric"])
+    y_val, y_test = _shape(kind, p["val_y"]), _shape(kind, p["test_y"])
+    p_val, p_test = _shape(kind, p["val_pred"]), _shape(kind, p["test_pred"])
+    patients = np.asarray(p["test_patients"]).astype(str)
     thresholds = metrics.choose_thresholds(kind, y_val, p_val)
     threshold = thresholds if len(thresholds) else None
     names = REGRESSION_METRICS if kind == "regression" else CLASSIFICATION_METRICS
@@ -203,17 +218,17 @@ def score_cell(task: TaskSpec, data: TaskData, val_pred: np.ndarray, test_pred: 
               "test": metrics.score(kind, y_test, p_test, threshold=threshold)}
     ci: dict[str, list[float]] = {}
     main = None
+    weights = metrics.bootstrap_indices(patients, n_resamples=n_resamples, seed=seed) if n_resamples else None
     for name in names:
-        summary = metrics.summarise(kind, name, y_test, p_test, data.patients[test], n_resamples=n_resamples,
-                                    seed=seed, threshold=threshold)
+        summary = metrics.summarise(kind, name, y_test, p_test, patients, n_resamples=n_resamples,
+                                    seed=seed, threshold=threshold, weights=weights)
         ci[name] = [summary["ci_low"], summary["ci_high"]]
-        if name == task.metric:
+        if name == metric:
             main = summary
     assert main is not None
     return {
-        "metric": task.metric, "value": main["value"], "ci": ci, "scores": scores,
-        "n": {"test": len(test), "test_patients": len(set(data.patients[test])),
-              "val": len(val)},
+        "metric": metric, "value": main["value"], "ci": ci, "scores": scores,
+        "n": {"test": len(y_test), "test_patients": len(set(patients)), "val": len(y_val)},
         "thresholds": [_float(t) for t in thresholds],
         "bootstrap": {"n_resamples": n_resamples, "seed": seed,
                       "values": [round(float(v), 6) for v in np.asarray(main["values"])]},

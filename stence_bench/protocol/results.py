@@ -68,6 +68,8 @@ class CellResult(BaseModel):
     inputs: dict[str, JsonValue] = {}
     #: Set when a run kept this result although its inputs changed (``--reuse-stale``): what changed.
     stale: str | None = None
+    #: Evaluation cells: the file of per-record predictions (ids, patients, labels, scores) the numbers come from.
+    predictions: str | None = None
     versions: dict[str, str] = {}
     git_commit: str | None = None
     device: str = ""
@@ -80,6 +82,32 @@ def now() -> str:
 
 def result_path(root: Path, key: str) -> Path:
     return Path(root) / RESULT_DIR / f"{key}.json"
+
+
+def predictions_path(root: Path, key: str) -> Path:
+    """The per-record predictions an evaluation result was scored from, beside its JSON."""
+    return Path(root) / RESULT_DIR / f"{key}.predictions.npz"
+
+
+def write_predictions(root: Path, key: str, predictions: dict[str, Any]) -> Path:
+    """Arrays (no pickled objects) as a compressed ``.npz``, written whole or not at all."""
+    import io
+
+    import numpy as np
+
+    path = predictions_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in predictions.items()})
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def read_predictions(path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def write_result(root: Path, result: CellResult) -> Path:
@@ -133,6 +161,58 @@ def load_results(folders: Iterable[Path]) -> list[CellResult]:
             except ValueError as exc:
                 raise StenceBenchError(f"{path}: not a stence-bench result: {str(exc).splitlines()[0]}") from None
     return out
+
+
+def rescore(folder: Path, *, write: bool = False) -> tuple[int, list[str], list[str]]:
+    """Recompute every number of each finished evaluation result under ``folder`` from its saved predictions and
+    compare with the stored ones. Returns ``(checked, disagreements, without predictions)``, one line each.
+    ``write``: store the recomputed numbers (after a fix in the scoring code), mark them scored by today's code
+    and recompute the paired differences."""
+    import math
+
+    from .evaluate import score_predictions
+    from .inputs import CODE_VERSIONS
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        if isinstance(a, float | int | None) and isinstance(b, float | int | None):
+            fa = math.nan if a is None else float(a)
+            fb = math.nan if b is None else float(b)
+            return (math.isnan(fa) and math.isnan(fb)) or math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+        return a == b
+
+    folder = Path(folder)
+    base = folder / RESULT_DIR if (folder / RESULT_DIR).is_dir() else folder
+    checked, disagree, missing = 0, [], []
+    results = load_results([folder])
+    for r in results:
+        if r.status != "done" or r.cell.stage == "pretrain":
+            continue
+        path = base / r.predictions if r.predictions else None
+        if path is None or not path.is_file():
+            missing.append(f"{r.key} ({r.cell.label}): no predictions file")
+            continue
+        n_resamples, seed = int(r.bootstrap.get("n_resamples") or 0), int(r.bootstrap.get("seed") or 0)
+        new = score_predictions(read_predictions(path), n_resamples, seed)
+        new = json.loads(json.dumps(new, default=float, allow_nan=True))  # as it would be stored
+        checked += 1
+        fields = [k for k in ("metric", "value", "ci", "scores", "n", "thresholds", "bootstrap")
+                  if not same(getattr(r, k), new[k])]
+        if fields:
+            disagree.append(f"{r.key} ({r.cell.label}): {', '.join(fields)} differ")
+            if write:
+                for k in fields:
+                    setattr(r, k, new[k])
+                if isinstance(r.inputs.get("code"), dict):
+                    r.inputs["code"] = {**r.inputs["code"], "scoring": CODE_VERSIONS["scoring"]}
+                write_result(folder if base != folder else folder.parent, r)
+    if write and disagree:
+        for changed in paired_differences(load_results([folder])):
+            write_result(folder if base != folder else folder.parent, changed)
+    return checked, disagree, missing
 
 
 def git_commit() -> str | None:

@@ -145,6 +145,9 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
             cell_inputs = inputs.of(cell) if not error else {}
         except Exception:  # noqa: BLE001 - a result without inputs is stale on the next run: it runs again
             cell_inputs = {}
+        predictions = payload.pop("predictions", None)
+        if predictions is not None and not error:
+            payload["predictions"] = res.write_predictions(root, cell.key, predictions).name
         result = res.CellResult(key=cell.key, cell=cell, status="failed" if error else "done", started=stamp,
                                 finished=res.now(), wall_s=round(wall, 3), error=error, inputs=cell_inputs,
                                 dataset_fingerprint=dataset.fingerprint if dataset else None, **common, **payload)
