@@ -26,6 +26,13 @@ def test_readme_has_two_setup_commands_and_ci_runs_both():
     assert "export STENCE_BENCH_STRICT=1" in "\n".join(ci_lines)
 
 
+def test_ci_checks_the_installed_wheel_after_the_tests():
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    tests = ci_lines.index(readme_commands()[1])
+    assert "bash .ci/wheel" in ci_lines[tests + 1:], ".ci/run does not run .ci/wheel after the tests"
+    assert (REPO / ".ci" / "wheel").is_file()
+
+
 def test_readme_plugin_example_registers_an_encoder():
     readme = (REPO / "README.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "register_encoders" in block)
