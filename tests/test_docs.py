@@ -26,6 +26,16 @@ def test_readme_has_two_setup_commands_and_ci_runs_both():
     assert "export STENCE_BENCH_STRICT=1" in "\n".join(ci_lines)
 
 
+def test_ci_checks_the_installed_wheel_after_the_tests_and_the_readme_says_how_to_install_a_release():
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    tests = ci_lines.index(readme_commands()[1])
+    assert "bash .ci/wheel" in ci_lines[tests + 1:], ".ci/run does not run .ci/wheel after the tests"
+    assert (REPO / ".ci" / "wheel").is_file()
+    readme = (REPO / "README.md").read_text()
+    release = next(block for block in re.findall(r"```bash\n(.*?)```", readme, re.S) if "pip install stence-bench" in block)
+    assert release.index("pip install torch==") < release.index("pip install stence-bench")
+
+
 def test_readme_plugin_example_registers_an_encoder():
     readme = (REPO / "README.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "register_encoders" in block)
