@@ -522,3 +522,82 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
     from stence_bench.protocol.results import read_result
 
     assert read_result(result_path(tmp_path, tampered.key)).value == original
+
+
+# -- honest summaries: intervals over draws and seeds, multiplicity, rank uncertainty ---------------------------
+
+
+def test_holm_adjusts_by_hand():
+    from stence_bench.protocol.tables import holm
+
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> monotone: 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_two_level_bootstrap_and_p_values_by_hand():
+    from stence_bench.protocol.tables import bootstrap_p_value, two_level
+
+    one = np.array([[0.1, 0.2, 0.3]])
+    assert np.array_equal(two_level(one, seed=0), one[0])
+    cells = np.array([[1.0] * 4000, [3.0] * 4000])  # two draws that disagree, no patient noise
+    boot = two_level(cells, seed=0)
+    assert set(np.unique(boot)) == {1.0, 2.0, 3.0}  # both, or the same draw twice
+    assert np.mean(boot == 2.0) == pytest.approx(0.5, abs=0.03) and np.mean(boot == 1.0) == pytest.approx(0.25, abs=0.03)
+    # the draw-averaged patient bootstrap would be 2.0 on every resample: no between-draw variation at all
+    assert bootstrap_p_value(np.array([-1.0, 1.0, 2.0, 3.0])) == pytest.approx(0.5)  # 2 * min(1/4, 3/4)
+    assert bootstrap_p_value(np.array([1.0, 2.0])) == 0.0
+
+
+def _result(task: str, objective: str, draw: int, value: float, values: list[float], fraction: float = 0.1):
+    from stence_bench.protocol.results import CellResult
+    from stence_bench.suite import Cell
+
+    cell = Cell(stage="linear_probe", task=task, encoder="e", objective=objective, seed=0, fraction=fraction, draw=draw)
+    return CellResult(key=f"{objective}{draw}{fraction}", cell=cell, status="done", started="", finished="", wall_s=0.0,
+                      metric="auroc", value=value, bootstrap={"values": values})
+
+
+def test_rows_with_several_draws_get_a_two_level_interval_holm_marks_and_the_chance_of_being_best():
+    from stence_bench.protocol.tables import aggregate
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.01, 500)
+    results = [
+        _result("t", "none", 0, 0.60, list(0.60 + noise)), _result("t", "none", 1, 0.70, list(0.70 + noise)),
+        _result("t", "good", 0, 0.80, list(0.80 + noise)), _result("t", "good", 1, 0.90, list(0.90 + noise)),
+        _result("t", "same", 0, 0.60, list(0.60 + noise)), _result("t", "same", 1, 0.70, list(0.70 + noise)),
+    ]
+    rows = {r.objective: r for r in aggregate(results)}
+    good, same, control = rows["good"], rows["same"], rows["none"]
+    assert good.ci_kind == "cells+patients" and good.mean == pytest.approx(0.85)
+    # the draws disagree by 0.1: the two-level interval holds that; the patient-only one (noise 0.01) does not
+    assert good.ci_high - good.ci_low > 0.08 and good.ci_patients_high - good.ci_patients_low < 0.05
+    assert good.diff == pytest.approx(0.2, abs=1e-9) and good.significant and good.p_holm == 0.0
+    assert same.diff == pytest.approx(0.0, abs=1e-9) and not same.significant and same.p_holm == 1.0
+    assert good.p_best == pytest.approx(1.0) and control.p_best == pytest.approx(0.0, abs=1e-9)
+    assert same.p_best + control.p_best + good.p_best == pytest.approx(1.0)
+
+
+def test_the_leaderboard_flags_rows_whose_pretraining_kept_test_records_and_marks_stale_cells(registry):
+    """A pretraining allowed to keep a task's held-out records (test_overlap = "allow") flags its rows on that
+    task's page as contaminated; a cell kept by --reuse-stale is shown stale."""
+    from stence_bench.leaderboard import build
+    from stence_bench.leaderboard.build import SuiteResults
+    from stence_bench.protocol.results import CellResult
+    from stence_bench.suite import Cell
+
+    pre = Cell(stage="pretrain", encoder="resnet1d_wang", objective="metric_learning", seed=0)
+    pretraining = CellResult(key="p", cell=pre, status="done", started="", finished="", wall_s=1.0,
+                             pretrain={"test_overlap": {"stenosis.70": 3}, "test_overlap_kept": True})
+    cells = [_result("stenosis.70", objective, 0, value, [value] * 20, fraction=1.0)
+             for objective, value in (("none", 0.6), ("metric_learning", 0.7))]
+    cells = [c.model_copy(update={"cell": c.cell.model_copy(update={"encoder": "resnet1d_wang"})}) for c in cells]
+    cells[1].stale = "labels changed"
+    site = build([SuiteResults(name="s", results=[pretraining, *cells])], registry)
+    (page,) = site.suites[0].tasks
+    rows = {r.objective: r for r in page.rows}
+    assert rows["metric_learning"].contamination.status == "overlap"
+    assert "kept 3 record(s)" in rows["metric_learning"].contamination.note
+    assert rows["none"].contamination.status != "overlap"
+    assert rows["metric_learning"].cells[0].n_stale == 1 and any("stale" in note for note in page.notes)

@@ -90,6 +90,13 @@ class TableCell(_Model):
     diff_low: float | None = None
     diff_high: float | None = None
     diff_excludes_zero: bool = False
+    #: the paired difference's Holm-adjusted p-value (per task and stage) is at most 0.05: marked ``*``
+    significant: bool = False
+    p_holm: float | None = None
+    #: share of bootstrap resamples in which this entry is the best of its column
+    p_best: float | None = None
+    #: cells kept by ``run --reuse-stale`` although their inputs changed
+    n_stale: int = 0
     #: 1 = best in the column (ties share a rank); ``None`` when the cell has no value.
     rank: int | None = None
     title: str
@@ -130,6 +137,8 @@ class ProvenanceCell(_Model):
     versions: dict[str, str]
     config: dict[str, Any]
     error: str | None
+    #: what changed since the cell ran, when a run kept it with ``--reuse-stale``
+    stale: str | None = None
 
 
 class TaskPage(_Model):
@@ -328,7 +337,7 @@ def _provenance(r: CellResult) -> ProvenanceCell:
         fraction=c.fraction, draw=c.draw, seed=c.seed, leads=c.leads, status=r.status, metric=r.metric,
         value=r.value, wall_s=r.wall_s, started=r.started, finished=r.finished,
         dataset_fingerprint=r.dataset_fingerprint, git_commit=r.git_commit, device=r.device,
-        versions=dict(r.versions), config=c.model_dump(mode="json"), error=r.error,
+        versions=dict(r.versions), config=c.model_dump(mode="json"), error=r.error, stale=r.stale,
     )
 
 
@@ -431,6 +440,13 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
     rows_by_task: dict[str, list[Row]] = defaultdict(list)
     for row in aggregate(evaluations, control=CONTROL, labels=labels):
         rows_by_task[row.task].append(row)
+    # pretrainings that kept a task's validation or test records (protocol.pretrain.test_overlap = "allow")
+    overlaps: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for r in pretraining:
+        if r.status == "done" and r.pretrain.get("test_overlap_kept") and isinstance(r.pretrain.get("test_overlap"), dict):
+            for task, n in r.pretrain["test_overlap"].items():  # type: ignore[union-attr]
+                row_key = (labels.encoder_of(r.cell), labels.objective_of(r.cell))
+                overlaps[row_key][str(task)] = overlaps[row_key].get(str(task), 0) + int(n)  # type: ignore[arg-type]
     cells_by_task: dict[str, list[CellResult]] = defaultdict(list)
     for r in evaluations:
         cells_by_task[r.cell.task].append(r)  # type: ignore[index]
@@ -441,7 +457,7 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
     taken: set[str] = set()
     tasks = [
         _build_task(t, rows_by_task[t], cells_by_task[t], enc_order, obj_order, encoders, objectives,
-                    zero_shot_objectives, protocol, registry, slugify(t, taken), labels)
+                    zero_shot_objectives, protocol, registry, slugify(t, taken), labels, overlaps)
         for t in task_order
     ]
     n_expected = sum(t.n_expected for t in tasks)
@@ -472,7 +488,8 @@ def _cell_order(r: CellResult) -> tuple[Any, ...]:
 
 def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: list[str], obj_order: list[str],
                 encoders: dict[str, EncoderInfo], objectives: dict[str, ObjectiveInfo], zero_shot_objectives: set[str],
-                protocol: dict[str, Any], registry: Any, slug: str, labels: Labels) -> TaskPage:
+                protocol: dict[str, Any], registry: Any, slug: str, labels: Labels,
+                overlaps: dict[tuple[str, str], dict[str, int]] | None = None) -> TaskPage:
     notes: list[str] = []
     spec = _registry_lookup(registry, "task", task)
     if registry is not None and spec is None:
@@ -525,8 +542,16 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
     dataset = spec.dataset if spec is not None else None
     rows: list[TableRow] = []
     for enc in enc_order:
-        contamination = _contamination(encoders[enc], dataset, registry is not None and spec is not None)
+        declared = _contamination(encoders[enc], dataset, registry is not None and spec is not None)
         for obj in obj_order:
+            contamination = declared
+            kept = (overlaps or {}).get((enc, obj), {}).get(task, 0)
+            if kept:
+                contamination = Contamination(
+                    status="overlap", datasets=sorted({*declared.datasets, *([dataset] if dataset else [])}),
+                    note=(f"its pretraining kept {kept} record(s) that are validation or test records of this task "
+                          "(protocol.pretrain.test_overlap = allow)" + (f"; {declared.note}" if declared.status ==
+                                                                        "overlap" else "")))
             table_cells = []
             for col in columns:
                 n_expected = col.expected
@@ -557,7 +582,13 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
     n_done = sum(r.status == "done" for r in cells)
     n_failed = sum(r.status == "failed" for r in cells)
     if any(r.contamination.status == "overlap" for r in rows):
-        notes.append(f"contamination: some encoders' declared pretraining data include this task's dataset ({dataset})")
+        notes.append(f"contamination: some rows' pretraining data include this task's dataset ({dataset}): the "
+                     "encoder's declared pretraining data, or records the suite's pretraining kept "
+                     "(protocol.pretrain.test_overlap = allow)")
+    n_stale = sum(r.stale is not None for r in cells)
+    if n_stale:
+        notes.append(f"{n_stale} cell(s) are stale: kept by run --reuse-stale although their data, labels, "
+                     "pretraining or scoring code changed since they ran (see their provenance)")
     return TaskPage(
         name=task, slug=slug, registered=spec is not None, description=spec.description if spec else "",
         dataset=dataset, metric=metric, lower_is_better=lower, columns=columns, stages=groups, rows=rows,
@@ -602,19 +633,26 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
     if n_missing:
         title.append(f"{n_missing} missing (not averaged in)")
     if row.ci_low is not None:
-        title.append(f"95% CI [{_num(row.ci_low)}, {_num(row.ci_high)}]")
+        over = "draws, seeds and test patients" if row.ci_kind != "patients" else "test patients"
+        title.append(f"95% CI [{_num(row.ci_low)}, {_num(row.ci_high)}] (bootstrap over {over})")
     if row.spread is not None:
         title.append(f"sd over draws {_num(row.spread)}")
+    if row.p_best is not None:
+        title.append(f"best of its column in {100 * row.p_best:.0f}% of resamples")
+    if row.n_stale:
+        title.append(f"{row.n_stale} stale (kept by --reuse-stale)")
     if not is_control:
         if row.diff is not None:
             interval = f"[{_num(row.diff_low, True)}, {_num(row.diff_high, True)}]"
-            title.append(f"vs {CONTROL} {_num(row.diff, True)} {interval}"
-                         + (", the interval excludes zero" if row.diff_excludes_zero else ""))
+            holm = f", Holm-adjusted p {row.p_holm:.3g}" if row.p_holm is not None else ""
+            title.append(f"vs {CONTROL} {_num(row.diff, True)} {interval}{holm}"
+                         + (" (significant)" if row.significant else ""))
         else:
             title.append(f"no paired difference to {CONTROL} (its cells are missing)")
     return TableCell(status=status, n_done=n_done, n_failed=n_failed, n_expected=n_expected, mean=row.mean,
                      ci_low=row.ci_low, ci_high=row.ci_high, spread=row.spread, diff=row.diff, diff_low=row.diff_low,
-                     diff_high=row.diff_high, diff_excludes_zero=row.diff_excludes_zero, title="; ".join(title))
+                     diff_high=row.diff_high, diff_excludes_zero=row.diff_excludes_zero, significant=row.significant,
+                     p_holm=row.p_holm, p_best=row.p_best, n_stale=row.n_stale, title="; ".join(title))
 
 
 # --- downloads ----------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def _blend(t: float) -> str:
 
 def heatmap(task: TaskPage, stage_index: int, encoders: Sequence[str], objectives: Sequence[str], uid: str) -> Markup:
     """Encoder x objective at the stage's smallest fraction: the mean, coloured (darker is better), ``*`` where the
-    paired difference to the control excludes zero; missing and failed cells grey with a dash."""
+    paired difference to the control is significant (Holm-adjusted p <= 0.05); missing and failed cells grey with a dash."""
     group = task.stages[stage_index]
     j = next(i for i, c in enumerate(task.columns) if c.id == group.heatmap_column)
     column = task.columns[j]
@@ -186,8 +186,8 @@ def heatmap(task: TaskPage, stage_index: int, encoders: Sequence[str], objective
     where = column.label if column.stage != "zero_shot" else "no training labels"
     title = f"{task.name}: {group.label} at {where}: {task.metric} by encoder and objective"
     desc = (f"Mean {task.metric} per encoder (rows) and objective (columns); darker is better; an asterisk marks a "
-            f"paired difference to the {CONTROL} control whose 95% interval excludes zero; a dash is a missing or "
-            "failed cell.")
+            f"paired difference to the {CONTROL} control that is significant after Holm's correction; a dash is a "
+            "missing or failed cell.")
     values = [c.mean for c in cells.values() if c.mean is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     out = [f'<svg class="chart heat" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
@@ -216,7 +216,7 @@ def heatmap(task: TaskPage, stage_index: int, encoders: Sequence[str], objective
                 t = 1 - t
             fill = _blend(t)
             ink = "light" if t > 0.5 else "dark"
-            mark = "*" if cell.diff_excludes_zero else ""
+            mark = "*" if cell.significant else ""
             partial = "†" if cell.status == "partial" else ""
             out.append(f'<g><title>{escape(tip)}</title><rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" '
                        f'fill="{fill}"/><text x="{x + cw / 2 - 1}" y="{y + ch / 2 + 4}" text-anchor="middle" '
