@@ -192,7 +192,8 @@ def test_mimic_iv_ecg_layout(tmp_path):
     assert store.summary()["patients"] == 2
     row = store.manifest.set_index("record_id").loc["44458630"]
     assert (row["patient_id"], row["time"]) == ("10000032", "2180-07-23T08:44:00")
-    assert store.meta("44458630") == {"report": "Sinus rhythm Normal ECG", "rr_interval": 659.0, "qrs_onset": 40.0}
+    assert store.meta("44458630") == {"report": "Sinus rhythm Normal ECG", "statements": ["Sinus rhythm", "Normal ECG"],
+                                      "rr_interval": 659.0, "qrs_onset": 40.0}
     assert set(store.tables()) == {"record_list", "machine_measurements"}
     # without record_list.csv, ids come from the folder names
     (source / "record_list.csv").unlink()

@@ -27,6 +27,7 @@ def register_datasets(register):
     ))
     register(DatasetSpec(
         name="mimic-iv-ecg", reader=f"{_LAYOUTS}.mimic_iv_ecg:MimicIvEcgLayout", formats=("wfdb-16",),
+        version="2",  # 2: the report's statements kept as a list (meta "statements")
         modalities=("ecg", "patient_id", "text"),
         description="MIMIC-IV-ECG: files/pNNNN/pX/sY/Y.hea, record_list.csv, machine_measurements.csv",
         citation="Gow et al., PhysioNet 2023",

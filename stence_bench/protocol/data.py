@@ -8,7 +8,6 @@ random crops for training, overlapping windows inside each record for evaluation
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from ..data.store import ECGStore
 from ..data.view_cache import build_view
 from ..data.views import Standardizer, contract_key
 from ..errors import StenceBenchError
+from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
 from ..suite import DataSource, Suite
@@ -293,9 +293,6 @@ class PretrainingRecords:
     #: whether those records were kept (``test_overlap = "allow"``)
     test_overlap_kept: bool
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256("\n".join(sorted(self.record_ids)).encode()).hexdigest()[:16]
-
 
 class Workspace:
     """The data side of one run folder: materialises what a suite needs, once, and caches it in memory."""
@@ -360,9 +357,11 @@ class Workspace:
             raise DataError(f"data.sources.{name}.path: {path}: no such file or folder")
         layout = build_layout(self.registry, source.layout or name, dict(source.options),
                               name_prefix=f"data.sources.{name}.layout: ")
-        # one store per source (path, layout, options): a changed source gets its own store, never a mixed one
-        identity = json.dumps([str(path.resolve()), source.layout or name, source.options], sort_keys=True)
-        store_root = self.root / "data" / "stores" / f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+        # one store per source (path, layout and its spec, options): a changed source or a new version of its
+        # layout (which may read other values or metadata) gets its own store, never a mixed or stale one
+        layout_name = source.layout or name
+        identity = [str(path.resolve()), layout_name, source.options, self.registry.fingerprint("dataset", layout_name)]
+        store_root = self.root / "data" / "stores" / f"{name}-{digest(identity, 8)}"
         report = ingest(path, layout, store_root)
         if report.ingested:
             self.echo(f"dataset {name}: {report.lines()[0]}")
@@ -509,16 +508,36 @@ def report_texts(dataset: Dataset) -> list[str | None]:
     return [meta.get("report") or None for meta in dataset.records["meta"]]
 
 
-def report_labels(texts: list[str | None], *, top: int = 32) -> tuple[np.ndarray, list[str]]:
-    """Multi-hot labels of the most frequent report statements (a report's sentences), for supervised
-    pretraining and soft targets."""
-    sentences = [[s.strip().lower() for s in text.replace(";", ".").split(".") if s.strip()] if text else []
-                 for text in texts]
-    counts = pd.Series([s for row in sentences for s in set(row)]).value_counts()
-    vocab = list(counts.index[:top])
+def report_statements(dataset: Dataset) -> list[list[str]]:
+    """The statements of each record's report: the layout's own list where it keeps one (MIMIC-IV-ECG: one
+    statement per ``report_N`` column), else the sentences of a free-text report (PTB-XL: split at ``.`` and
+    ``;``); normalised (lower case, spaces collapsed, no trailing punctuation)."""
+    out = []
+    for meta in dataset.records["meta"]:
+        listed = meta.get("statements")
+        if isinstance(listed, list):
+            parts = [str(p) for p in listed]
+        else:
+            text = meta.get("report") or ""
+            parts = text.replace(";", ".").split(".")
+        out.append([norm for p in parts if (norm := _statement(p))])
+    return out
+
+
+def _statement(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .;,:")
+
+
+def report_labels(statements: list[list[str]], *, top: int = 32) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot labels of the ``top`` most frequent statements (by the number of records that have them; ties by
+    the statement's text), for supervised pretraining and soft targets. ``statements``: each record's, as
+    :func:`report_statements` gives them; pass the pretraining records' only (the vocabulary is learned from them)."""
+    counts = pd.Series([s for row in statements for s in set(row)], dtype=object).value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    vocab = [s for s, _ in ranked[:top]]
     position = {s: i for i, s in enumerate(vocab)}
-    out = np.zeros((len(texts), len(vocab)), dtype=np.float32)
-    for i, row in enumerate(sentences):
+    out = np.zeros((len(statements), len(vocab)), dtype=np.float32)
+    for i, row in enumerate(statements):
         for s in row:
             if s in position:
                 out[i, position[s]] = 1.0

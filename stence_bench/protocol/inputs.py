@@ -96,7 +96,7 @@ class Inputs:
             out: dict[str, Any] = {"records": _frame_digest(records), "code": code_versions("pretrain")}
             modalities = set(self.registry.objectives.get(cell.objective).modalities)
             if modalities & {"text", "labels"}:  # reports
-                out["reports"] = digest([str(m.get("report", "")) for m in dataset.records["meta"]])
+                out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])
             if modalities & {"metadata", "angiography"}:
                 out["tables"] = digest({name: _frame_digest(table) for name, table in sorted(dataset.tables.items())})
             self._cache[key] = out

@@ -30,6 +30,7 @@ from .data import (
     metadata_frame,
     patient_codes,
     report_labels,
+    report_statements,
     report_texts,
 )
 
@@ -170,12 +171,14 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         if hasattr(module, "fit"):
             module.fit(items["text"])
         modality_encoders["text"] = module
-    labels = None
+    labels, vocab = None, []
     if "labels" in obj_spec.modalities:
-        all_labels, vocab = report_labels(report_texts(dataset))
+        said = report_statements(dataset)
+        # the vocabulary of statements is learned from the pretraining records only
+        pretraining_labels, vocab = report_labels([said[r] for r in data_rows])
         if not vocab:
             raise StenceBenchError(f"objective {cell.objective!r} needs labels; dataset {dataset_name!r} has no reports")
-        labels = torch.from_numpy(all_labels[data_rows])
+        labels = torch.from_numpy(pretraining_labels)
     metadata = risk = None
     if "metadata" in obj_spec.modalities:
         frame = metadata_frame(dataset)
@@ -261,6 +264,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
             "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
+            "label_vocabulary": vocab if labels is not None else None,
             "wall_s": time.perf_counter() - started}
     if ctx.main:
         save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)

@@ -22,13 +22,20 @@ _PATH = re.compile(r"p(\d+)/s(\d+)/[^/]+\.hea$")
 MEASUREMENTS = ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis")
 
 
-def _report(row: pd.Series) -> str:
-    parts = [str(row[c]).strip() for c in row.index if c.startswith("report_") and isinstance(row[c], str)]
-    return " ".join(p for p in parts if p)
+_REPORT_COLUMN = re.compile(r"^report_(\d+)$")
+
+
+def statements(row: pd.Series) -> list[str]:
+    """A study's machine statements, one per ``report_N`` column in column-number order, empty ones left out:
+    each is one statement ("Sinus rhythm", "Normal ECG"), kept apart (never joined and split again)."""
+    numbered = sorted((int(m.group(1)), c) for c in row.index if (m := _REPORT_COLUMN.match(str(c))))
+    parts = [str(row[c]).strip() for _, c in numbered if isinstance(row[c], str)]
+    return [p for p in parts if p]
 
 
 class MimicIvEcgLayout(Layout):
-    """MIMIC-IV-ECG. A study's machine report and intervals go into its record's meta."""
+    """MIMIC-IV-ECG. A study's machine report (``report``: its statements joined by spaces, for text encoders;
+    ``statements``: the list, for labels) and intervals go into its record's meta."""
 
     name: ClassVar[str] = "mimic-iv-ecg"
 
@@ -54,7 +61,8 @@ class MimicIvEcgLayout(Layout):
             require_columns(mm, ("subject_id", "study_id"), mm_path)
             tables["machine_measurements"] = mm
             for _, row in mm.iterrows():
-                entry: dict[str, Any] = {"report": _report(row)}
+                said = statements(row)
+                entry: dict[str, Any] = {"report": " ".join(said), "statements": said}
                 for col in MEASUREMENTS:
                     if col in row and row[col] == row[col]:
                         entry[col] = float(row[col])

@@ -1,0 +1,84 @@
+"""Statement labels (supervised pretraining, SigLIP soft targets, supervised metric learning) are the report's
+statements, kept as a list from the layout on: never whole reports joined and split again."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import BUILTINS_ONLY
+
+from stence_bench.data.layouts.mimic_iv_ecg import statements
+from stence_bench.protocol.data import report_labels, report_statements
+from stence_bench.registry import Registry
+
+
+def test_mimic_statements_are_the_report_columns_in_number_order():
+    row = pd.Series({"subject_id": 1, "study_id": 2, "report_0": "Sinus rhythm", "report_1": " Possible LAE ",
+                     "report_2": np.nan, "report_10": "Abnormal ECG", "report_3": "", "bandwidth": "0.005-150 Hz"})
+    assert statements(row) == ["Sinus rhythm", "Possible LAE", "Abnormal ECG"]
+
+
+def test_statements_of_mimic_style_and_ptbxl_style_reports():
+    dataset = SimpleNamespace(records=pd.DataFrame({"meta": [
+        {"report": "Sinus rhythm Normal ECG", "statements": ["Sinus rhythm", "Normal ECG"]},  # MIMIC-IV-ECG
+        {"report": "sinusrhythmus linkstyp. qrs(t) abnorm; inferiorer infarkt moeglich."},  # PTB-XL free text
+        {},  # no report
+    ]}))
+    assert report_statements(dataset) == [["sinus rhythm", "normal ecg"],
+                                          ["sinusrhythmus linkstyp", "qrs(t) abnorm", "inferiorer infarkt moeglich"],
+                                          []]
+
+
+def test_labels_are_the_most_frequent_statements_by_record():
+    said = [["sinus rhythm", "normal ecg"], ["sinus rhythm", "abnormal ecg", "lvh"], ["sinus rhythm", "normal ecg"],
+            ["atrial fibrillation", "abnormal ecg", "abnormal ecg"]]
+    labels, vocab = report_labels(said, top=3)
+    # records: sinus rhythm 3, abnormal ecg 2 (counted once in record 4), normal ecg 2, lvh 1, af 1; ties by text
+    assert vocab == ["sinus rhythm", "abnormal ecg", "normal ecg"]
+    assert labels.tolist() == [[1, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 0]]
+
+
+def test_supervised_pretraining_learns_statements_of_the_pretraining_records(tmp_path):
+    """On the synthetic cohort (MIMIC's one-statement-per-column layout) the label vocabulary is statements such as
+    'sinus rhythm' and 'normal ecg', learned from the pretraining records only; before, it was 32 whole reports
+    ('sinus rhythm normal ecg', ...) counted over every record, test records included."""
+    from stence_bench.protocol.data import Workspace
+    from stence_bench.protocol.results import load_results
+    from stence_bench.protocol.runner import run_suite
+    from stence_bench.suite import parse_suite, plan
+
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    suite = parse_suite("""
+name = "labels"
+tasks = ["stenosis.70"]
+encoders = [{name = "resnet1d_wang", preset = "tiny"}]
+objectives = ["supervised"]
+controls = false
+[protocol]
+pretrain = {epochs = 1, batch_size = 32}
+[data]
+synthetic = {patients = 60, seed = 4, angiograms = false}
+""")
+    cells = [c for c in plan(suite, registry) if c.stage == "pretrain"]
+    (outcome,) = run_suite(suite, registry, tmp_path, echo=lambda line: None, cells=cells)
+    assert outcome.status == "done", outcome.error
+    (result,) = load_results([tmp_path])
+    vocab = result.pretrain["label_vocabulary"]
+    assert "sinus rhythm" in vocab and ("normal ecg" in vocab or "abnormal ecg" in vocab)
+    assert not any(s.endswith(" normal ecg") or s.endswith(" abnormal ecg") for s in vocab)  # no whole reports
+    ws = Workspace(suite, registry, tmp_path, echo=lambda line: None)
+    dataset = ws.dataset("mimic-iv-ecg")
+    said = dict(zip(dataset.records["record_id"], report_statements(dataset)))
+    by_hand = report_labels([said[rid] for rid in ws.pretraining_records().record_ids])[1]
+    assert sorted(vocab) == sorted(by_hand)
+    assert result.pretrain["n_labels"] == len(vocab)
+
+
+@pytest.mark.parametrize("top", [1, 32])
+def test_every_record_with_a_frequent_statement_has_a_label(top):
+    said = [["sinus rhythm", "normal ecg"]] * 5 + [["sinus rhythm"]]
+    labels, vocab = report_labels(said, top=top)
+    assert labels[:, vocab.index("sinus rhythm")].sum() == 6
