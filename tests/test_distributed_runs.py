@@ -69,8 +69,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def files(root: Path, folder: str) -> list[str]:
-    return sorted(p.name for p in (root / folder).iterdir())
+def files(root: Path, folder: str, suffix: str = "") -> list[str]:
+    return sorted(p.name for p in (root / folder).iterdir() if p.name.endswith(suffix))
 
 
 def single(root: Path, folder: str, suffix: str) -> Path:
@@ -87,14 +87,15 @@ def test_two_processes_train_as_one_on_the_same_global_batch(runs):
     # exactly one checkpoint and one result per cell: rank 1 wrote nothing, no training state left behind
     assert files(runs["two"], "checkpoints") == files(runs["one"], "checkpoints")
     assert len(files(runs["two"], "checkpoints")) == 1 and files(runs["two"], "checkpoints")[0].endswith(".safetensors")
-    assert files(runs["two"], "results") == files(runs["one"], "results") and len(files(runs["two"], "results")) == 3
-    for name in files(runs["two"], "results"):
+    assert files(runs["two"], "results") == files(runs["one"], "results")  # results and rank 0's predictions
+    assert len(files(runs["two"], "results", ".json")) == 3 and len(files(runs["two"], "results", ".npz")) == 2
+    for name in files(runs["two"], "results", ".json"):
         a = json.loads((runs["one"] / "results" / name).read_text())
         b = json.loads((runs["two"] / "results" / name).read_text())
         assert a["status"] == b["status"] == "done"
         if a["value"] is not None:  # the probe reads the checkpoint; finetuning runs on both processes (DDP)
             assert b["value"] == pytest.approx(a["value"], abs=1e-3), name
-    results = [json.loads((runs["two"] / "results" / n).read_text()) for n in files(runs["two"], "results")]
+    results = [json.loads((runs["two"] / "results" / n).read_text()) for n in files(runs["two"], "results", ".json")]
     pretrain = next(r for r in results if r["cell"]["stage"] == "pretrain")
     assert pretrain["pretrain"]["processes"] == 2 and "2 processes (gloo)" in pretrain["device"]
 
