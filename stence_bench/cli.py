@@ -298,7 +298,7 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
             raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
         from .protocol.slurm import launch
 
-        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device)
+        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device, overrides=set(cluster))
     else:
         if workers is None:
             workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
