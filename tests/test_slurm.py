@@ -18,11 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from click.testing import CliRunner
 from conftest import BUILTINS_ONLY, cli_env, make_distribution, need
 from test_distributed_runs import SUITE as DDP_SUITE
 from test_launchers import SUITE as LAUNCH_SUITE
 from test_launchers import FakeExecutor, assert_same, comparable
 
+from stence_bench.cli import cli
 from stence_bench.errors import StenceBenchError
 from stence_bench.protocol.pretrain import read_log
 from stence_bench.protocol.runner import run_suite
@@ -297,7 +299,11 @@ def test_slurm_sizes_and_gres_are_read_as_sinfo_writes_them():
         [0, 4, 8, 4]
 
 
-def test_a_job_on_gpus_runs_one_process_per_gpu():
+def test_a_job_on_gpus_runs_one_process_per_gpu_and_cpu_jobs_as_many_as_asked(registry, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE + "\n[cluster]\ngpus_per_job = 0\ntasks_per_job = 2\n")
+    result = CliRunner().invoke(cli, ["run", str(suite), "--plan", "--launcher", "slurm"], obj=registry)
+    assert result.exit_code == 0 and "2 pretraining (no GPU, 2 process(es) each)" in result.output, result.output
     with pytest.raises(StenceBenchError, match=r"\[cluster\] tasks_per_job = 4 with gpus_per_job = 2: a job on GPUs "
                                                r"runs one process per GPU"):
         job_plan(list(cells()), parse_suite(SUITE + "\n[cluster]\ngpus_per_job = 2\ntasks_per_job = 4\n").cluster)
