@@ -276,12 +276,14 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
                                 rows))
         click.echo(f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation).")
         if launcher == "slurm":
-            from .protocol.slurm import job_plan
+            from .protocol.slurm import job_plan, pretraining_tasks
 
             jobs = job_plan(cells, parsed.cluster)
             n_jobs = sum(j.cells[0].stage == "pretrain" for j in jobs)
+            size = (f"{parsed.cluster.gpus_per_job} GPU(s)" if parsed.cluster.gpus_per_job
+                    else f"no GPU, {pretraining_tasks(parsed.cluster)} process(es)")
             click.echo(f"--launcher slurm: {len(jobs)} jobs if nothing is finished yet: {n_jobs} pretraining "
-                       f"({parsed.cluster.gpus_per_job} GPU(s) each), {len(jobs) - n_jobs} evaluation (at most "
+                       f"({size} each), {len(jobs) - n_jobs} evaluation (at most "
                        f"{parsed.cluster.cells_per_job} cells each), partition {parsed.cluster.partition or 'default'}, "
                        f"{parsed.cluster.time_min} min each.")
         return
@@ -302,7 +304,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
             raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
         from .protocol.slurm import launch
 
-        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device, reuse_stale=reuse_stale)
+        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device, overrides=set(cluster),
+                          reuse_stale=reuse_stale)
     else:
         if workers is None:
             workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))

@@ -158,6 +158,9 @@ class Cluster(_Model):
     time_min: Annotated[int, Field(ge=1)] = 240
     #: GPUs of a pretraining job: one process per GPU, DDP over them. Evaluation jobs take one (none with 0).
     gpus_per_job: Annotated[int, Field(ge=0)] = 1
+    #: Processes (SLURM tasks) of a pretraining job, DDP over them: one per GPU (leave it out), or with
+    #: ``gpus_per_job = 0`` that many CPU processes (gloo). Default: ``gpus_per_job``, at least 1.
+    tasks_per_job: Annotated[int, Field(ge=1)] | None = None
     cpus_per_task: Annotated[int, Field(ge=1)] = 8
     mem_gb: Annotated[int, Field(ge=1)] | None = None
     #: Evaluation cells per job (cells that share a pretraining checkpoint share a job, and its embeddings).

@@ -9,6 +9,7 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -105,14 +106,20 @@ def test_submitit_local_jobs_give_the_same_results_and_a_rerun_submits_nothing(s
 
 
 class FakeJob:
-    def __init__(self, job_id: str):
+    """A submitit job that ended at once without running (no result file), as a killed job would."""
+
+    num_tasks = 1
+    state = "CANCELLED"
+
+    def __init__(self, job_id: str, folder: Path):
         self.job_id = job_id
+        self.paths = SimpleNamespace(result_pickle=folder / f"{job_id}_0_result.pkl")
+
+    def task(self, index: int) -> FakeJob:
+        return self
 
     def done(self) -> bool:
         return True
-
-    def result(self):
-        raise RuntimeError("this job was never run")
 
 
 class FakeExecutor:
@@ -128,7 +135,7 @@ class FakeExecutor:
 
     def submit(self, fn, suite, root, cells, device):
         self.submitted.append((dict(self.params), [c.key for c in cells]))
-        return FakeJob(str(next(self.ids)))
+        return FakeJob(str(next(self.ids)), Path(root))
 
 
 def test_slurm_jobs_pretrain_first_and_evaluation_jobs_depend_on_their_pretraining(registry, tmp_path):
@@ -158,7 +165,7 @@ def test_slurm_jobs_pretrain_first_and_evaluation_jobs_depend_on_their_pretraini
     assert sorted(k for _, keys in executor.submitted for k in keys) == sorted(by_key)
     # the fake jobs never ran: every cell is reported failed with its job, none silently dropped
     assert len(outcomes) == len(cells) and {o.status for o in outcomes} == {"failed"}
-    assert all("ended without finishing" in o.error for o in outcomes)
+    assert all("ended without finishing: CANCELLED (log: " in o.error for o in outcomes)
 
 
 def test_the_command_line_overrides_the_suites_cluster_settings(registry, tmp_path, monkeypatch):
