@@ -172,9 +172,9 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     ws = Workspace(suite, registry, root, echo=echo)
     outcomes = finished_earlier(cells, root, hook, Inputs.of_workspace(ws, registry), reuse_stale, echo)
     todo = [cell for cell in cells if cell.key not in outcomes]
-    refusal = pretraining_refusal(todo, ws)
-    if refusal:
-        raise DataError(refusal)
+    overlap = pretraining_refusal(todo, ws)
+    if overlap:
+        raise DataError(overlap)
     echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run as SLURM jobs")
     jobs = job_plan(todo, settings)
     if todo:
