@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .errors import PluginError, StenceBenchError, SuiteError
+from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
 from .suite import find_suites, load_suite, plan, resolved_objectives, validate_suite
 
@@ -249,7 +250,9 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     each once. A re-run skips finished cells (and resumes a pretraining from its last epoch); a failing cell is
     recorded and the others go on (exit status 1 at the end when any failed). Under torchrun
     (torchrun --nproc_per_node N -m stence_bench run SUITE) pretraining and finetuning use DDP over the
-    processes. See docs/cluster.md."""
+    processes. Ctrl-C or SIGTERM stops the run (exit 130 / 143), keeping finished cells and each pretraining's
+    last epoch, and prints the command to resume; one run at a time writes a run folder (run.lock). See
+    docs/protocol.md and docs/cluster.md."""
     registry = get_registry(ctx)
     parsed, path = validate_suite(suite, registry)
     cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
@@ -293,20 +296,33 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
     echo = lambda line: say(line, err=True)
-    if launcher == "slurm":
-        if dist.distributed:
-            raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
-        from .protocol.slurm import launch
-
-        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device)
-    else:
+    if launcher == "slurm" and dist.distributed:
+        raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
+    if launcher == "local":
         if workers is None:
             workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
         elif workers > 1 and dist.device.type == "cuda":
             raise StenceBenchError("--workers runs cells in forked CPU processes; on GPUs use one process per GPU "
                                    "with torchrun (docs/cluster.md)")
-        outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers)
-        distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
+    again = resume_command(path, root, launcher=launcher, workers=workers, device=device, extra=cluster)
+    lock = FolderLock(root / RUN_LOCK, what="this run folder", command=again, echo=echo)
+    with stop_on_signals(on_second=lock.release):
+        try:
+            if dist.main:  # one writer per run folder (under torchrun: rank 0 speaks for all)
+                lock.acquire()
+            if launcher == "slurm":
+                from .protocol.slurm import launch
+
+                outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device)
+            else:
+                outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers)
+                distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (a SLURM job's end): workers stopped, work kept
+            lock.release()
+            say(f"to resume: {again}", err=True)
+            sys.exit(exit_code(exc))
+        finally:
+            lock.release()
     failed = any(o.status == "failed" for o in outcomes)
     if not dist.main:
         sys.exit(1 if failed else 0)
@@ -322,6 +338,27 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     click.echo(f"leaderboard: {index}")
     if failed:
         sys.exit(1)
+
+
+#: The lock file of a run folder: the pid and host of the `stence-bench run` writing it.
+RUN_LOCK = "run.lock"
+
+
+def resume_command(suite: Path, root: Path, *, launcher: str, workers: int | None, device: str | None,
+                   extra: dict[str, Any]) -> str:
+    """The command that goes on with a run: the same suite, folder and options."""
+    import shlex
+
+    words = ["stence-bench", "run", str(suite), "--out", str(root)]
+    if launcher != "local":
+        words += ["--launcher", launcher]
+    if workers is not None:
+        words += ["--workers", str(workers)]
+    if device is not None:
+        words += ["--device", device]
+    for name, value in extra.items():
+        words += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(words)
 
 
 @cli.group("results")

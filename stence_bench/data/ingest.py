@@ -8,17 +8,17 @@ Each chunk of records becomes one shard, committed atomically, so a kill loses a
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from ..processes import WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
 from .store import QUARANTINE_COLUMNS, SHARD_DIR, TABLE_DIR, ECGStore, ShardWriter, StoreError, create_store, fingerprint, new_store_info, write_atomic
@@ -152,8 +152,8 @@ def ingest(
             if progress:
                 progress(ok + bad)
     else:
-        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        start = "fork" if sys.platform.startswith("linux") else "spawn"
+        with WorkerPool(workers, start=start) as pool:  # readers die with this process
             pending: set[Future[tuple[int, int]]] = {
                 pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs) for shard_no, refs, probs in jobs
             }
@@ -166,8 +166,7 @@ def ingest(
                         if progress:
                             progress(ok + bad)
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                pool.kill()  # at once: a shard in flight is never committed, and the next ingest reads it again
                 raise
 
     final = ECGStore(root)
