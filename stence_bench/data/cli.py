@@ -83,14 +83,22 @@ def ingest_command(ctx: click.Context, source: Path, layout_name: str, store: Pa
     """Read SOURCE into the store: in parallel, resumable, bad records quarantined with a reason.
 
     Running it again skips records already in the store whose files have not changed, so an interrupted ingest
-    resumes where it stopped.
+    resumes where it stopped. One ingest writes a store at a time (STORE/ingest.lock); reader processes end with
+    this command, however it ends.
     """
+    from ..processes import exit_code, stop_on_signals
     from .ingest import ingest
 
     layout = make_layout(ctx, layout_name, parse_options(options))
-    with ProgressBar("ingesting") as bar:
-        report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size, on_start=bar.start,
-                        progress=bar.update)
+    with stop_on_signals():
+        try:
+            with ProgressBar("ingesting") as bar:
+                report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size, on_start=bar.start,
+                                progress=bar.update, wait_s=0, echo=lambda line: click.echo(line, err=True))
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the readers are stopped, committed chunks kept
+            click.echo(f"interrupted: the records committed so far are kept in {store}; run the same command to "
+                       "resume", err=True)
+            sys.exit(exit_code(exc))
     for line in report.lines():
         click.echo(line)
 
@@ -134,8 +142,9 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
     import pandas as pd
 
     from .store import TABLE_DIR, ECGStore, write_atomic
-    from .tables import join_labels, read_label_table
+    from .tables import check_table_name, join_labels, read_label_table
 
+    name = check_table_name(name if name is not None else table.stem)
     if within and not time_column:
         raise StenceBenchError("--within needs --time-column")
     if within:
@@ -147,7 +156,7 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
     labels = read_label_table(table, key=key, key_column=key_column, time_column=time_column)  # type: ignore[arg-type]
     joined = join_labels(opened.manifest, labels, key=key, key_column=key_column, time_column=time_column,  # type: ignore[arg-type]
                          within=within, direction=direction)  # type: ignore[arg-type]
-    target = store / TABLE_DIR / f"{name or table.stem}.csv"
+    target = store / TABLE_DIR / f"{name}.csv"
     write_atomic(target, joined.to_csv(index=False))
     click.echo(f"{target}: {len(joined)} of {len(opened)} records labelled")
 

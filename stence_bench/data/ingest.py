@@ -9,6 +9,7 @@ Each chunk of records becomes one shard, committed atomically, so a kill loses a
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -18,10 +19,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..processes import WorkerPool
+from ..processes import FolderLock, WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
-from .store import QUARANTINE_COLUMNS, SHARD_DIR, TABLE_DIR, ECGStore, ShardWriter, StoreError, create_store, fingerprint, new_store_info, write_atomic
+from .store import (
+    QUARANTINE_COLUMNS,
+    SHARD_DIR,
+    STORE_LOCK,
+    TABLE_DIR,
+    ECGStore,
+    ShardWriter,
+    StoreError,
+    check_store,
+    create_store,
+    fingerprint,
+    new_store_info,
+    write_atomic,
+)
 
 
 @dataclass
@@ -80,6 +94,11 @@ def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
     return n_ok, n_bad
 
 
+#: How long an ingest called from code (a run's data preparation, several processes sharing one store) waits
+#: for another ingest of the same store before it gives up.
+STORE_WAIT_S = 3600.0
+
+
 def _clean_temporaries(root: Path) -> None:
     for tmp in (root / SHARD_DIR).glob("*.tmp"):
         tmp.unlink(missing_ok=True)
@@ -102,15 +121,61 @@ def ingest(
     chunk_size: int = 256,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    wait_s: float = STORE_WAIT_S,
+    echo: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest ``source`` read by ``layout`` into the store at ``store`` (created if needed)."""
-    started = time.perf_counter()
+    """Ingest ``source`` read by ``layout`` into the store at ``store`` (created if needed).
+
+    One ingest writes a store at a time: another one under way (its pid in ``STORE/ingest.lock``) is waited for
+    up to ``wait_s`` seconds (0: refused at once, as ``stence-bench data ingest`` does), then refused in one line
+    naming its pid; a lock left by a killed ingest is taken over. ``echo`` (default: stderr) gets those notes.
+    Until a record is committed nothing is left behind: an ingest refused or failing before that removes what it
+    wrote."""
     source, root = Path(source), Path(store)
     if not source.exists():
         raise StoreError(f"{source}: no such file or folder")
-    create_store(root, new_store_info(layout.name, source, layout.model_dump(mode="json")))
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: is a file, not a store folder; choose an empty or new folder")
+    created = not root.exists()
+    say = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
+    lock = FolderLock(root / STORE_LOCK, what="this store", wait_s=wait_s, echo=say,
+                      command=f"ingest of {source} ({layout.name})")
+    lock.acquire()
+    try:
+        return _ingest(source, layout, root, workers=workers, chunk_size=chunk_size, progress=progress,
+                       on_start=on_start)
+    except BaseException:
+        _remove_if_uncommitted(root, created)
+        raise
+    finally:
+        lock.release()
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def _remove_if_uncommitted(root: Path, created: bool) -> None:
+    """What an ingest that failed before committing any record wrote (store.json, empty folders)."""
+    if not root.is_dir() or list((root / SHARD_DIR).glob("shard-*.csv")):
+        return
+    (root / "store.json").unlink(missing_ok=True)
+    for folder in (root / SHARD_DIR, root / TABLE_DIR):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    (root / "quarantine.csv").unlink(missing_ok=True)
+
+
+def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_size: int,
+            progress: Callable[[int], None] | None, on_start: Callable[[int], None] | None) -> IngestReport:
+    started = time.perf_counter()
+    info = new_store_info(layout.name, source, layout.model_dump(mode="json"))
+    exists = check_store(root, info)  # before anything is written
+    try:
+        scan = layout.scan(source)
+    except NotADirectoryError:
+        raise StoreError(f"{source}: not a folder; the {layout.name} layout reads a folder of records") from None
+    if not exists:
+        create_store(root, info)
     _clean_temporaries(root)
-    scan = layout.scan(source)
 
     existing = ECGStore(root)
     done = dict(zip(existing.manifest["record_id"], zip(existing.manifest["files"], existing.manifest["fingerprint"])))

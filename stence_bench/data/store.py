@@ -84,9 +84,19 @@ def _floats_of_bytes(raw: bytes) -> str:  # records of one dataset share a few c
     return ",".join(repr(float(v)) for v in np.frombuffer(raw, dtype=np.float32))
 
 
+def encode_leads(leads: Iterable[str]) -> str:
+    """Lead names as the manifest keeps them: ``I,II,V1``, or a JSON list when a name holds a comma (or starts
+    with ``[``), so that any name reads back as it was."""
+    names = list(leads)
+    if any("," in name or name.startswith("[") for name in names):
+        return json.dumps(names, ensure_ascii=False)
+    return ",".join(names)
+
+
 @functools.lru_cache(maxsize=1024)
 def _split_leads(text: str) -> tuple[str, ...]:
-    return tuple(text.split(","))
+    """The inverse of :func:`encode_leads`."""
+    return tuple(json.loads(text)) if text.startswith("[") else tuple(text.split(","))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -146,7 +156,7 @@ class ShardWriter:
         files = record.files or (record.source,)
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
-            "fs": record.fs, "leads": ",".join(record.leads), "n_leads": samples.shape[0],
+            "fs": record.fs, "leads": encode_leads(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
             "shard": self.shard, "offset": self._offset[encoding], "source": record.source,
             "files": ";".join(files), "fingerprint": fingerprint(files),
@@ -285,8 +295,14 @@ class ECGStore:
         }
 
 
-def create_store(root: Path, info: StoreInfo) -> None:
-    """Create an empty store, or check that an existing one was made from the same layout and source."""
+#: The lock file of a store while an ingest writes it (the writer's pid and host).
+STORE_LOCK = "ingest.lock"
+
+
+def check_store(root: Path, info: StoreInfo) -> bool:
+    """Whether ``root`` is a store made from the same layout, source and options as ``info`` (True) or a folder
+    that may become one (False: absent, or empty but for the ingest lock); anything else is a
+    :class:`StoreError`. Writes nothing."""
     meta_path = root / "store.json"
     if meta_path.exists():
         existing = ECGStore(root).info
@@ -297,12 +313,21 @@ def create_store(root: Path, info: StoreInfo) -> None:
             )
         if existing.options != info.options:
             raise StoreError(f"{root}: this store was ingested with options {existing.options}, not {info.options}")
-        return
-    if root.exists() and any(root.iterdir()):
+        return True
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: is a file, not a store folder; choose an empty or new folder")
+    if root.exists() and any(p.name != STORE_LOCK for p in root.iterdir()):
         raise StoreError(f"{root}: exists and is not an ECG store; choose an empty or new folder")
+    return False
+
+
+def create_store(root: Path, info: StoreInfo) -> None:
+    """Create an empty store, or check that an existing one was made from the same layout and source."""
+    if check_store(root, info):
+        return
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     (root / TABLE_DIR).mkdir(exist_ok=True)
-    write_atomic(meta_path, json.dumps(info.__dict__, indent=2))
+    write_atomic(root / "store.json", json.dumps(info.__dict__, indent=2))
 
 
 def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:

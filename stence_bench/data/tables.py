@@ -18,6 +18,15 @@ Key = Literal["record", "patient", "study"]
 _KEY_COLUMN = {"record": "record_id", "patient": "patient_id", "study": "study_id"}
 
 
+def check_table_name(name: str) -> str:
+    """A table's name in a store is a plain file name (``tables/NAME.csv``): never a path, so nothing is written
+    outside the store's tables."""
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise StenceBenchError(f"--name {name!r}: a table name is a plain name (letters, digits, '-', '_', '.'), "
+                               "not a path")
+    return name
+
+
 def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str | None = None,
                      time_column: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a label CSV; a missing column is an error naming the file and the columns it has."""

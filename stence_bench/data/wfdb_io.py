@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ SUPPORTED_FORMATS = (*_SIMPLE_FORMATS, "212", "24")
 _BYTES = {"16": 2.0, "61": 2.0, "80": 1.0, "160": 2.0, "32": 4.0, "212": 1.5, "24": 3.0}
 #: the WFDB "invalid sample" value of each format (decoded)
 _INVALID = {"16": -32768, "61": -32768, "80": -128, "160": -32768, "32": -(2**31), "212": -2048, "24": -(2**23)}
+#: a signal file name as wfdb's header grammar has it (``rx_signal``): no folder, so never outside the record's
+_FILE_NAME = re.compile(r"~?[-\w]*\.?[\w]*")
 _UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 #: formats whose decoded samples always fit int16, so the record keeps its digital samples
 _INT16_FORMATS = frozenset({"16", "61", "80", "160", "212"})
@@ -162,6 +165,9 @@ def parse_header(text: str, source: str) -> WfdbHeader:
     if rec["n_seg"]:
         raise BadRecord(source, "unsupported header", "multi-segment records are not supported")
     n_sig = int(rec["n_sig"])
+    fields = body[0].split()
+    if len(fields) > 2 and fields[2].startswith("-"):  # wfdb's grammar would read it as the counter frequency
+        raise BadRecord(source, "bad sampling rate", f"{fields[2].split('/')[0]} Hz in the record line")
     fs = float(rec["fs"]) if rec["fs"] else 250.0
     signal_lines = body[1 : 1 + n_sig]
     if len(signal_lines) != n_sig:
@@ -170,6 +176,9 @@ def parse_header(text: str, source: str) -> WfdbHeader:
     for i, (template, file_name, _) in enumerate(split):
         if file_name is None:
             raise BadRecord(source, "bad header", f"cannot parse signal line {i + 1}: {template!r}")
+        if not _FILE_NAME.fullmatch(file_name):  # wfdb's grammar: a plain name, in the header's folder
+            raise BadRecord(source, "bad header", f"signal {i + 1}: file name {file_name!r} is not a plain file "
+                            "name in the record's folder")
     block = _signal_block(tuple(template for template, _, _ in split))
     if isinstance(block, tuple):
         raise BadRecord(source, *block)

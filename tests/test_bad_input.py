@@ -1,0 +1,260 @@
+"""The data layer under hostile input and interruptions: each defect a user can bring, what happens, what is said.
+
+docs/data.md's table "What happens to bad input" is checked against these tests (the last test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import BUILTINS_ONLY, cli_env, make_distribution
+
+from stence_bench.cli import cli
+from stence_bench.data.ingest import ingest
+from stence_bench.data.layouts.wfdb_folder import WfdbLayout
+from stence_bench.data.store import SHARD_DIR, STORE_LOCK, ECGStore
+from stence_bench.data.wfdb_io import write_wfdb
+from stence_bench.processes import FolderLock, LockedError
+from stence_bench.registry import Registry
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.load(environ=BUILTINS_ONLY)
+
+
+def wfdb_folder(folder: Path, n: int, *, seconds: float = 1.0, fs: float = 100.0, leads: tuple[str, ...] = ("I", "II"),
+                seed: int = 0) -> Path:
+    """``n`` small WFDB records r00, r01, ... in ``folder``."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        write_wfdb(folder / f"r{i:02d}", rng.normal(0, 0.3, (len(leads), int(fs * seconds))), fs, leads)
+    return folder
+
+
+def data_cli(registry, *args: str):
+    return CliRunner().invoke(cli, ["data", *args], obj=registry)
+
+
+def one_error(result) -> str:
+    """The single ``Error:`` line of a refused command (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0][len("Error: "):]
+
+
+# -- bug 1: a killed multi-worker ingest, and a second writer -------------------------------------------------------
+
+#: A layout that stops reading at the records named in HOLD_IDS (in the worker reading them) and says so with a
+#: file named by the worker's pid: the moment to kill the ingest.
+HELD_LAYOUT = """
+import os, time
+from pathlib import Path
+from typing import ClassVar
+from stence_bench import hookimpl
+from stence_bench.specs import DatasetSpec
+from stence_bench.data.layouts.wfdb_folder import WfdbLayout
+
+class HeldLayout(WfdbLayout):
+    name: ClassVar[str] = "held-wfdb"
+
+    def read(self, ref):
+        if ref.record_id in os.environ.get("HOLD_IDS", "").split(","):
+            Path(os.environ["HOLD_DIR"], f"held-{os.getpid()}").write_text(ref.record_id)
+            time.sleep(600)
+        return super().read(ref)
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetSpec(name="held-wfdb", reader="stence_bench_heldlayout:HeldLayout"))
+"""
+
+
+@pytest.fixture(scope="module")
+def held_site(tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("held-site")
+    make_distribution(site, "stence-bench-heldlayout", "stence_bench_heldlayout", HELD_LAYOUT)
+    return site
+
+
+def start_ingest(source: Path, store: Path, site: Path, hold: Path, ids: str) -> subprocess.Popen:
+    hold.mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "stence_bench", "data", "ingest", str(source), "--layout",
+                             "held-wfdb", "--store", str(store), "--workers", "2", "--chunk-size", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(site, HOLD_IDS=ids, HOLD_DIR=str(hold)))
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the ingest ended before {what}: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"never reached: {what}")
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@linux_only
+def test_a_killed_multi_worker_ingest_leaves_no_reader_and_a_rerun_stores_every_record_once(tmp_path, held_site):
+    source, store, hold = wfdb_folder(tmp_path / "src", 10), tmp_path / "store", tmp_path / "hold"
+    # chunks of two: [r00 r01] is committed, the two workers stop inside [r02 r03] and [r04 r05]
+    proc = start_ingest(source, store, held_site, hold, "r03,r05")
+    wait_for(lambda: len(list(hold.glob("held-*"))) == 2 and (store / SHARD_DIR / "shard-00000.csv").exists(),
+             proc, "both readers held")
+    readers = [int(p.name.split("-")[1]) for p in hold.glob("held-*")]
+    assert sorted(readers) == sorted(child_pids(proc.pid))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in readers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in readers), "reader processes outlived their killed parent"
+
+    again = start_ingest(source, store, held_site, hold, "")  # the same command at once, nothing held
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert f"taking over the lock of pid {proc.pid}" in stderr
+    assert "10 records found, 8 ingested, 2 already in the store, 0 quarantined" in stdout
+    stored = ECGStore(store)
+    ok_rows = sum(1 for p in (store / SHARD_DIR).glob("*.csv") for line in p.read_text().splitlines()[1:]
+                  if line.startswith("ok,"))
+    assert ok_rows == len(stored) == 10 and sorted(stored.manifest["record_id"]) == [f"r{i:02d}" for i in range(10)]
+    assert not list((store / SHARD_DIR).glob("*.tmp")) and not (store / STORE_LOCK).exists()
+
+
+@linux_only
+def test_a_second_ingest_into_a_store_being_written_is_refused_in_one_line_naming_the_writer(tmp_path, held_site,
+                                                                                            registry):
+    source, store, hold = wfdb_folder(tmp_path / "src", 4), tmp_path / "store", tmp_path / "hold"
+    proc = start_ingest(source, store, held_site, hold, "r01")
+    try:
+        wait_for(lambda: list(hold.glob("held-*")), proc, "a reader held")
+        message = one_error(data_cli(registry, "ingest", str(source), "--layout", "wfdb", "--store", str(store)))
+        assert message.startswith(f"{store}: this store is in use by pid {proc.pid} on host ")
+        assert f"ingest of {source} (held-wfdb)" in message
+        with pytest.raises(LockedError, match=f"pid {proc.pid}"):  # code that may wait, waits, then says the same
+            ingest(source, WfdbLayout(), store, wait_s=0.5, echo=lambda line: None)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_store_lock_of_a_process_that_ended_is_taken_over(tmp_path):
+    source, store = wfdb_folder(tmp_path / "src", 2), tmp_path / "store"
+    store.mkdir()
+    (store / STORE_LOCK).write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    notes: list[str] = []
+    report = ingest(source, WfdbLayout(), store, echo=notes.append)
+    assert report.ingested == 2 and len(notes) == 1 and "no longer running" in notes[0]
+    with FolderLock(store / STORE_LOCK, what="this store"):
+        with pytest.raises(LockedError, match=f"this store is in use by pid {os.getpid()}"):
+            ingest(source, WfdbLayout(), store, wait_s=0)
+
+
+# -- bug 6: a file given as SOURCE ---------------------------------------------------------------------------------
+
+
+def test_a_file_given_as_source_is_one_line_and_leaves_no_store(tmp_path, registry):
+    wfdb_folder(tmp_path / "src", 1)
+    message = one_error(data_cli(registry, "ingest", str(tmp_path / "src" / "r00.hea"), "--layout", "wfdb",
+                                 "--store", str(tmp_path / "store")))
+    assert message == f"{tmp_path / 'src' / 'r00.hea'}: not a folder; the wfdb layout reads a folder of records"
+    assert not (tmp_path / "store").exists()
+
+
+# -- bug 2: a table name that is a path ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../shards/shard-00000", "../../elsewhere", ".hidden", "a/b", ""])
+def test_a_label_table_name_is_a_plain_name_and_nothing_is_written_outside_the_tables(tmp_path, registry, name):
+    source, store = wfdb_folder(tmp_path / "src", 2), tmp_path / "store"
+    ingest(source, WfdbLayout(), store)
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    labels = tmp_path / "labels.csv"
+    labels.write_text("record_id,y\nr00,1\nr01,0\n")
+    message = one_error(data_cli(registry, "labels", str(store), str(labels), "--key", "record", "--name", name))
+    assert message.startswith(f"--name {name!r}: a table name is a plain name")
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    assert len(ECGStore(store)) == 2
+
+
+# -- bugs 3, 4, 5: a negative sampling rate, a signal file outside the source, a comma in a lead name ---------------
+
+
+def quarantined(store: Path) -> dict[str, tuple[str, str]]:
+    from stence_bench.data.ingest import read_quarantine
+
+    return {r.record_id: (r.what, r.why) for r in read_quarantine(store).itertuples()}
+
+
+def test_a_negative_sampling_rate_is_a_bad_sampling_rate_not_250_hz(tmp_path):
+    source = wfdb_folder(tmp_path / "src", 2)
+    hea = source / "r01.hea"
+    hea.write_text(hea.read_text().replace("r01 2 100 100", "r01 2 -500 100"))
+    ingest(source, WfdbLayout(), tmp_path / "store")
+    assert list(ECGStore(tmp_path / "store").manifest["record_id"]) == ["r00"]
+    assert quarantined(tmp_path / "store") == {"r01": ("bad sampling rate", "-500 Hz in the record line")}
+
+
+def test_a_header_naming_a_signal_file_outside_its_folder_is_refused(tmp_path):
+    wfdb_folder(tmp_path / "other", 1)  # a real signal file, outside the source
+    source = wfdb_folder(tmp_path / "src", 2)
+    hea = source / "r01.hea"
+    hea.write_text(hea.read_text().replace("r01.dat 16", "../other/r00.dat 16"))
+    ingest(source, WfdbLayout(), tmp_path / "store")
+    assert list(ECGStore(tmp_path / "store").manifest["record_id"]) == ["r00"]
+    assert quarantined(tmp_path / "store") == {"r01": (
+        "bad header", "signal 1: file name '../other/r00.dat' is not a plain file name in the record's folder")}
+
+
+def test_lead_names_round_trip_whatever_they_hold(tmp_path):
+    from stence_bench.data.views import prepare
+    from stence_bench.specs import EncoderSpec
+
+    source = tmp_path / "src"
+    write_wfdb(source / "odd", np.full((2, 100), 0.5), 100, ("I,filtered", "II"))
+    write_wfdb(source / "plain", np.full((2, 100), 0.5), 100, ("I", "II"))
+    ingest(source, WfdbLayout(), tmp_path / "store")
+    store = ECGStore(tmp_path / "store")
+    assert store.leads("odd") == ("I,filtered", "II") and store.leads("plain") == ("I", "II")
+    assert store.manifest.set_index("record_id").loc["plain", "leads"] == "I,II"  # the common case reads as before
+    spec = EncoderSpec(name="two", factory="m:f", sampling_rate=100, window_s=1, leads=("I,filtered", "II"),
+                       embed_dim=4, normalization="none")
+    assert prepare(store.signal("odd"), 100.0, store.leads("odd"), spec).shape == (2, 100)
+    assert json.loads(CliRunner().invoke(cli, ["data", "info", str(tmp_path / "store"), "--json"],
+                                         obj=Registry.load(environ=BUILTINS_ONLY)).output)["leads"] == \
+        {'["I,filtered", "II"]': 1, "I,II": 1}
