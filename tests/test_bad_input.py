@@ -258,3 +258,177 @@ def test_lead_names_round_trip_whatever_they_hold(tmp_path):
     assert json.loads(CliRunner().invoke(cli, ["data", "info", str(tmp_path / "store"), "--json"],
                                          obj=Registry.load(environ=BUILTINS_ONLY)).output)["leads"] == \
         {'["I,filtered", "II"]': 1, "I,II": 1}
+
+
+# -- silent or unclear outcomes ------------------------------------------------------------------------------------
+
+
+def test_a_layout_that_finds_no_record_is_an_error_and_writes_nothing_so_the_right_one_then_works(tmp_path, registry):
+    source, store = wfdb_folder(tmp_path / "src", 3), tmp_path / "store"
+    message = one_error(data_cli(registry, "ingest", str(source), "--layout", "dicom", "--store", str(store)))
+    assert message == f"{source}: the dicom layout found no record (it holds 3 .dat, 3 .hea files)"
+    assert not store.exists()
+    right = data_cli(registry, "ingest", str(source), "--layout", "wfdb", "--store", str(store))
+    assert right.exit_code == 0, right.output
+    assert "3 records found, 3 ingested" in right.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert one_error(data_cli(registry, "ingest", str(empty), "--layout", "wfdb", "--store", str(tmp_path / "s2"))) \
+        == f"{empty}: the wfdb layout found no record (the folder is empty)"
+
+
+def test_a_signal_file_without_its_header_is_found_and_quarantined(tmp_path, realdata):
+    import shutil
+
+    source = wfdb_folder(tmp_path / "src", 1)
+    shutil.copy(realdata / "cinc2021" / "E07500.mat", source / "E07500.mat")  # a real .mat, its .hea left behind
+    # a record whose header names a file of another name is not an orphan
+    write_wfdb(source / "multi", np.zeros((2, 50)), 100, ("I", "II"))
+    (source / "multi.dat").rename(source / "multi_1.dat")
+    (source / "multi.hea").write_text((source / "multi.hea").read_text().replace("multi.dat", "multi_1.dat"))
+    report = ingest(source, WfdbLayout(), tmp_path / "store")
+    assert (report.found, report.ingested, report.quarantined_now) == (3, 2, 1)
+    assert quarantined(tmp_path / "store") == {"E07500": (
+        "no header", "no E07500.hea beside it, and no header names it: a WFDB record is read from its header")}
+
+
+def test_data_labels_says_what_matched_and_refuses_ragged_rows_missing_patients_and_silent_replacement(tmp_path,
+                                                                                                      registry):
+    from stence_bench.data.fake import write_ptbxl_layout
+    from stence_bench.data.layouts.ptbxl import PtbxlLayout
+
+    wfdb_store = tmp_path / "wfdb"
+    ingest(wfdb_folder(tmp_path / "src", 4), WfdbLayout(), wfdb_store)
+    labels = tmp_path / "y.csv"
+    labels.write_text("record_id,y\nr00,1\nr01,0\nr99,1\nzz,0\n")
+    done = data_cli(registry, "labels", str(wfdb_store), str(labels), "--key", "record")
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == (f"{wfdb_store / 'tables' / 'y.csv'}: 2 of 4 records labelled, 2 without a label; "
+                                   f"2 row(s) of {labels} match no record of the store (e.g. 'r99', 'zz')")
+    again = one_error(data_cli(registry, "labels", str(wfdb_store), str(labels), "--key", "record"))
+    assert again == (f"{wfdb_store / 'tables' / 'y.csv'}: a label table of that name exists (joined from {labels}); "
+                     "add --replace to replace it, or choose another --name")
+    assert data_cli(registry, "labels", str(wfdb_store), str(labels), "--key", "record", "--replace").exit_code == 0
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("record_id,y,z\nr00,1,2\nr01,0\nr02,1,1\n")
+    assert one_error(data_cli(registry, "labels", str(wfdb_store), str(ragged), "--key", "record")) == (
+        f"{ragged}: line 3 has 2 field(s), the header has 3; a missing value is an empty field (two commas)")
+    assert one_error(data_cli(registry, "labels", str(wfdb_store), str(labels), "--key", "patient",
+                              "--key-column", "record_id", "--name", "p")) == (
+        f"{wfdb_store}: its records have no patient ids (layout wfdb); join by --key record or --key study")
+
+    write_ptbxl_layout(tmp_path / "ptbxl", 2, rates=(100,), seconds=1)
+    ptbxl_store = tmp_path / "ptbxl-store"
+    ingest(tmp_path / "ptbxl", PtbxlLayout(rate=100), ptbxl_store)
+    before = (ptbxl_store / "tables" / "ptbxl_database.csv").read_bytes()
+    ecg_labels = tmp_path / "e.csv"
+    ecg_labels.write_text("record_id,y\n1,1\n")
+    assert one_error(data_cli(registry, "labels", str(ptbxl_store), str(ecg_labels), "--key", "record", "--name",
+                              "ptbxl_database", "--replace")) == (
+        f"{ptbxl_store / 'tables' / 'ptbxl_database.csv'}: a table of the ptbxl layout has that name; choose "
+        "another --name")
+    assert (ptbxl_store / "tables" / "ptbxl_database.csv").read_bytes() == before
+
+
+def test_a_store_keeps_paths_relative_to_its_source_so_it_works_from_anywhere_and_can_move(tmp_path, realdata,
+                                                                                            monkeypatch):
+    import shutil
+
+    from stence_bench.data.dicom import read_angiography
+    from stence_bench.data.layouts.dicom_folder import DicomLayout
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    wfdb_folder(work / "src", 3)
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    first = ingest(Path("src"), WfdbLayout(), Path("store"))
+    assert first.ingested == 3
+    assert ECGStore(work / "store").manifest["files"].tolist() == [f"r{i:02d}.hea;r{i:02d}.dat" for i in range(3)]
+    monkeypatch.chdir(elsewhere)
+    again = ingest(Path("../work/src"), WfdbLayout(), Path("../work/store"))
+    assert (again.ingested, again.skipped) == (0, 3)  # the same records, not new ones
+    shutil.move(str(work / "store"), str(tmp_path / "moved"))
+    moved = ECGStore(tmp_path / "moved")
+    assert all(p.is_file() for p in moved.files("r01")) and len(moved) == 3
+
+    shutil.copytree(realdata / "dicom", work / "dicom")
+    monkeypatch.chdir(work)
+    ingest(Path("dicom"), DicomLayout(), Path("dicom-store"))
+    monkeypatch.chdir(elsewhere)
+    store = ECGStore(work / "dicom-store")
+    path = store.tables()["angiography"]["path"].iloc[0]
+    assert read_angiography(store.path(path)).frames.shape == (1, 1024, 1024)
+
+
+def test_a_record_with_non_ecg_channels_keeps_its_ecg_leads_and_says_what_it_left_out(tmp_path, registry):
+    import wfdb
+
+    source = tmp_path / "src"
+    source.mkdir()
+    rng = np.random.default_rng(3)
+    n = 500
+    signals = np.column_stack([rng.normal(0, 0.4, n), rng.normal(0, 0.4, n), rng.uniform(0, 1, n),
+                               rng.normal(90, 15, n)])
+    # as PhysioNet's ICU alarm records (a103l): two ECG leads beside a pleth and an arterial pressure
+    wfdb.wrsamp("a103l", fs=250, units=["mV", "mV", "NU", "mmHg"], sig_name=["II", "V", "PLETH", "ABP"],
+                p_signal=signals, fmt=["16"] * 4, write_dir=str(source))
+    write_wfdb(source / "plain", rng.normal(0, 0.3, (2, 250)), 250, ("I", "II"))
+    result = data_cli(registry, "ingest", str(source), "--layout", "wfdb", "--store", str(tmp_path / "store"))
+    assert result.exit_code == 0, result.output
+    assert "2 records found, 2 ingested, 0 already in the store, 0 quarantined" in result.output
+    assert "records keep their ECG leads only; channels left out (records): ABP (1), PLETH (1)" in result.output
+    store = ECGStore(tmp_path / "store")
+    assert store.leads("a103l") == ("II", "V") and store.meta("a103l")["dropped_channels"] == ["PLETH", "ABP"]
+    expected = wfdb.rdrecord(str(source / "a103l"), channels=[0, 1]).p_signal.T.astype(np.float32)
+    np.testing.assert_array_max_ulp(store.signal("a103l"), expected, maxulp=1)
+    assert "dropped_channels" not in store.meta("plain")
+
+
+def test_unreadable_files_are_explained_in_our_words_and_pydicom_stays_quiet(tmp_path, realdata, capfd):
+    from stence_bench.data.layouts.cinc2021 import Cinc2021Layout
+    from stence_bench.data.layouts.dicom_folder import DicomLayout
+
+    source = tmp_path / "cinc"
+    source.mkdir()
+    for name in ("E07500", "E07501"):
+        (source / f"{name}.hea").write_bytes((realdata / "cinc2021" / f"{name}.hea").read_bytes())
+    (source / "E07500.mat").write_bytes(b"")  # a zero-byte .mat
+    (source / "E07501.mat").write_bytes((realdata / "cinc2021" / "E07501.mat").read_bytes()[:20])  # cut in its header
+    ingest(source, Cinc2021Layout(), tmp_path / "cinc-store")
+    assert quarantined(tmp_path / "cinc-store") == {
+        "E07500": ("empty signal file", f"0 bytes (named by {source / 'E07500.hea'})"),
+        "E07501": ("truncated signal file", "20 bytes; the header puts the first sample at byte 24"),
+    }
+
+    data = (realdata / "dicom" / "waveform_ecg.dcm").read_bytes()
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    for n in (200, 400, 20000):
+        (dicom / f"cut{n}.dcm").write_bytes(data[:n])
+    (dicom / "good.dcm").write_bytes(data)
+    capfd.readouterr()
+    ingest(dicom, DicomLayout(), tmp_path / "dicom-store")
+    assert quarantined(tmp_path / "dicom-store") == {
+        "cut200": ("corrupt DICOM", "truncated: no data elements after the file meta information"),
+        "cut400": ("corrupt DICOM", "truncated: the file ends inside element (0008,0016) (24 of 30 bytes)"),
+        "cut20000": ("corrupt DICOM", "truncated: the file (20000 bytes) ends inside a data element"),
+    }
+    assert capfd.readouterr().err == ""  # no pydicom warning reaches the terminal
+
+
+def test_rerunning_with_quarantined_records_does_not_pile_up_shard_parts(tmp_path):
+    source = wfdb_folder(tmp_path / "src", 3)
+    (source / "r01.dat").write_bytes(b"\0" * 10)  # truncated: quarantined on every run
+    store = tmp_path / "store"
+    for run in range(4):
+        report = ingest(source, WfdbLayout(), store)
+        assert report.quarantined_total == 1
+        parts = sorted(p.name for p in (store / SHARD_DIR).glob("*.csv"))
+        # the first run writes one part; each re-run one of quarantine rows, replacing the last run's
+        assert len(parts) == (1 if run == 0 else 2), parts
+    assert quarantined(store) == {"r01": ("truncated signal file", "header says 100 samples per signal, the file holds 2")}
+    assert len(ECGStore(store)) == 2
+    write_wfdb(source / "r01", np.zeros((2, 100)), 100, ("I", "II"))  # fixed: ingested, and no longer quarantined
+    assert ingest(source, WfdbLayout(), store).quarantined_total == 0
+    assert len(ECGStore(store)) == 3 and len(list((store / SHARD_DIR).glob("*.csv"))) == 2

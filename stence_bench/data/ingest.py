@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +48,9 @@ class IngestReport:
     quarantined_total: int
     report: Path
     seconds: float
+    #: channels that are not ECG leads (a blood pressure, a pleth), left out of the records ingested now: how many
+    #: records had each
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [
@@ -55,16 +58,21 @@ class IngestReport:
             f"{self.skipped} already in the store, {self.quarantined_now} quarantined "
             f"({self.seconds:.1f} s)",
         ]
+        if self.dropped:
+            channels = ", ".join(f"{name} ({n})" for name, n in sorted(self.dropped.items()))
+            out.append(f"records keep their ECG leads only; channels left out (records): {channels}")
         if self.quarantined_total:
             out.append(f"{self.quarantined_total} record(s) quarantined in all; reasons in {self.report}")
         return out
 
 
 def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
-                  problems: list[tuple[RecordRef, BadRecord]]) -> tuple[int, int]:
-    """Read ``refs`` into one shard (runs in a worker process). Returns (ingested, quarantined)."""
-    writer = ShardWriter(Path(root), shard)
+                  problems: list[tuple[RecordRef, BadRecord]], base: str = "") -> tuple[int, int, dict[str, int]]:
+    """Read ``refs`` into one shard (runs in a worker process); paths are kept relative to ``base`` (the
+    source's folder). Returns (ingested, quarantined, channels left out: records per channel)."""
+    writer = ShardWriter(Path(root), shard, base=base)
     n_ok = n_bad = 0
+    dropped: dict[str, int] = {}
     try:
         for ref, bad in problems:
             writer.quarantine(ref.record_id, ref.path, bad)
@@ -80,6 +88,8 @@ def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
                     record.meta = {**ref.meta, **record.meta}
                 writer.add(record.check())
                 n_ok += 1
+                for channel in record.meta.get("dropped_channels", ()):
+                    dropped[channel] = dropped.get(channel, 0) + 1
             except BadRecord as bad:
                 writer.quarantine(ref.record_id, ref.path, bad)
                 n_bad += 1
@@ -91,7 +101,7 @@ def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
     except BaseException:
         writer.abort()
         raise
-    return n_ok, n_bad
+    return n_ok, n_bad, dropped
 
 
 #: How long an ingest called from code (a run's data preparation, several processes sharing one store) waits
@@ -170,14 +180,17 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
     info = new_store_info(layout.name, source, layout.model_dump(mode="json"))
     exists = check_store(root, info)  # before anything is written
     try:
-        scan = layout.scan(source)
+        scan = layout.scan(Path(os.path.abspath(source)))  # paths kept relative to the source (store.json: root)
     except NotADirectoryError:
         raise StoreError(f"{source}: not a folder; the {layout.name} layout reads a folder of records") from None
+    if not scan.refs and not scan.problems:
+        raise StoreError(f"{source}: the {layout.name} layout found no record{_what_is_there(source)}")
     if not exists:
         create_store(root, info)
     _clean_temporaries(root)
 
     existing = ECGStore(root)
+    base = os.path.abspath(existing.info.root) if existing.info.root else ""
     done = dict(zip(existing.manifest["record_id"], zip(existing.manifest["files"], existing.manifest["fingerprint"])))
     todo: list[RecordRef] = []
     problems: list[tuple[RecordRef, BadRecord]] = []
@@ -189,7 +202,7 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
         seen.add(ref.record_id)
         if ref.record_id in done:
             files, fp = done[ref.record_id]
-            if fingerprint(files.split(";")) == fp:
+            if fingerprint(existing.path(f) for f in files.split(";")) == fp:
                 continue
         todo.append(ref)
     problems += scan.problems
@@ -210,38 +223,78 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
     if on_start:
         on_start(len(todo) + len(problems))
     n_ok = n_bad = 0
+    dropped: dict[str, int] = {}
+
+    def tally(ok: int, bad: int, channels: dict[str, int]) -> None:
+        nonlocal n_ok, n_bad
+        n_ok, n_bad = n_ok + ok, n_bad + bad
+        for channel, n in channels.items():
+            dropped[channel] = dropped.get(channel, 0) + n
+        if progress:
+            progress(ok + bad)
+
     if workers <= 1 or len(jobs) <= 1:
         for shard_no, refs, probs in jobs:
-            ok, bad = _ingest_chunk(layout, str(root), shard_no, refs, probs)
-            n_ok, n_bad = n_ok + ok, n_bad + bad
-            if progress:
-                progress(ok + bad)
+            tally(*_ingest_chunk(layout, str(root), shard_no, refs, probs, base))
     else:
         start = "fork" if sys.platform.startswith("linux") else "spawn"
         with WorkerPool(workers, start=start) as pool:  # readers die with this process
-            pending: set[Future[tuple[int, int]]] = {
-                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs) for shard_no, refs, probs in jobs
+            pending: set[Future[tuple[int, int, dict[str, int]]]] = {
+                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs, base)
+                for shard_no, refs, probs in jobs
             }
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        ok, bad = future.result()
-                        n_ok, n_bad = n_ok + ok, n_bad + bad
-                        if progress:
-                            progress(ok + bad)
+                        tally(*future.result())
             except BaseException:
                 pool.kill()  # at once: a shard in flight is never committed, and the next ingest reads it again
                 raise
 
+    _compact_quarantine(root, before=shard)
     final = ECGStore(root)
     report = root / "quarantine.csv"
     write_atomic(report, final.quarantine[QUARANTINE_COLUMNS].to_csv(index=False))
     return IngestReport(
         store=root, found=len(scan.refs) + len(scan.problems), ingested=n_ok, skipped=skipped,
         quarantined_now=n_bad, quarantined_total=len(final.quarantine), report=report,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, dropped=dropped,
     )
+
+
+def _compact_quarantine(root: Path, before: int) -> None:
+    """Drop the quarantine rows of the parts written before shard ``before``: every ingest tries quarantined
+    records again and writes its own rows, so older ones are out of date. A part left with no row goes (it has
+    no data file: quarantined records have no samples), so re-runs do not pile up parts of quarantine rows."""
+    for part in sorted((root / SHARD_DIR).glob("shard-*.csv")):
+        if int(part.stem.split("-")[1]) >= before:
+            continue
+        rows = pd.read_csv(part, dtype=str, keep_default_na=False)
+        if not (rows["status"] == "quarantined").any():
+            continue
+        kept = rows[rows["status"] != "quarantined"]
+        if len(kept):
+            write_atomic(part, kept.to_csv(index=False))
+        else:
+            part.unlink()
+
+
+def _what_is_there(source: Path) -> str:
+    """What a folder holds, for an ingest that found no record in it: `` (it holds 25 .hea, 25 .mat files)``."""
+    if not source.is_dir():
+        return ""
+    counts: dict[str, int] = {}
+    for i, path in enumerate(source.rglob("*")):
+        if i >= 100_000:
+            break
+        if path.is_file():
+            suffix = path.suffix.lower() or "(no suffix)"
+            counts[suffix] = counts.get(suffix, 0) + 1
+    if not counts:
+        return " (the folder is empty)"
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return " (it holds " + ", ".join(f"{n} {suffix}" for suffix, n in top) + " files)"
 
 
 def read_quarantine(store: str | os.PathLike[str]) -> pd.DataFrame:

@@ -124,13 +124,18 @@ class StoreInfo:
     options: dict[str, Any]
     created: str
     format: int = FORMAT_VERSION
+    #: the folder the manifest's paths (``source``, ``files``) and the layout's tables' paths are relative to:
+    #: the source folder (a file's folder when the source is one file). Empty in stores made before it existed,
+    #: whose paths are as the ingest was given them.
+    root: str = ""
 
 
 class ShardWriter:
     """Writes one shard: samples appended to temporary files, committed by :meth:`commit`."""
 
-    def __init__(self, root: Path, shard: int):
+    def __init__(self, root: Path, shard: int, base: str = ""):
         self.shard = shard
+        self.base = base
         self.folder = root / SHARD_DIR
         self.part_path = self.folder / f"shard-{shard:05d}.csv"
         self._files: dict[str, Any] = {}
@@ -154,16 +159,25 @@ class ShardWriter:
             baseline = gain = ""
         samples.tofile(self._file(encoding))
         files = record.files or (record.source,)
+        fingerprint_now = fingerprint(files)
+        source, files = self._relative(record.source), [self._relative(f) for f in files]
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
             "fs": record.fs, "leads": encode_leads(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
-            "shard": self.shard, "offset": self._offset[encoding], "source": record.source,
-            "files": ";".join(files), "fingerprint": fingerprint(files),
+            "shard": self.shard, "offset": self._offset[encoding], "source": source,
+            "files": ";".join(files), "fingerprint": fingerprint_now,
             "checksum": signal_checksum(samples, baseline + ";" + gain),
             "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
         })
         self._offset[encoding] += samples.size
+
+    def _relative(self, path: str) -> str:
+        """``path`` relative to the source folder, when it lies inside it."""
+        if not self.base or not os.path.isabs(path):
+            return path
+        relative = os.path.relpath(path, self.base)
+        return path if relative.startswith("..") else relative
 
     def quarantine(self, record_id: str, source: str, bad: BadRecord) -> None:
         self.rows.append({"status": "quarantined", "record_id": record_id, "source": source,
@@ -216,8 +230,12 @@ class ECGStore:
         self._gain = self.manifest["gain"].tolist()
 
     def _read_parts(self) -> pd.DataFrame:
-        files = sorted((self.root / SHARD_DIR).glob("shard-*.csv"))
-        frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
+        frames = []
+        for path in sorted((self.root / SHARD_DIR).glob("shard-*.csv")):
+            try:
+                frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+            except FileNotFoundError:  # a part of old quarantine rows, removed by an ingest meanwhile
+                continue
         if not frames:
             return pd.DataFrame(columns=PART_COLUMNS)
         parts = pd.concat(frames, ignore_index=True)
@@ -264,6 +282,17 @@ class ECGStore:
     def leads(self, item: int | str) -> tuple[str, ...]:
         i = self.index_of(item) if isinstance(item, str) else int(item)
         return _split_leads(self.manifest["leads"].iat[i])
+
+    def path(self, relative: str | os.PathLike[str]) -> Path:
+        """A path the store keeps (a record's ``source`` or ``files``, a path in a layout's table such as the
+        DICOM ``angiography`` table) as a path to open: relative ones are in the source folder."""
+        path = Path(relative)
+        return path if path.is_absolute() or not self.info.root else Path(self.info.root) / path
+
+    def files(self, item: int | str) -> list[Path]:
+        """The files a record was read from."""
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        return [self.path(f) for f in self.manifest["files"].iat[i].split(";")]
 
     def meta(self, item: int | str) -> dict[str, Any]:
         i = self.index_of(item) if isinstance(item, str) else int(item)
@@ -331,5 +360,7 @@ def create_store(root: Path, info: StoreInfo) -> None:
 
 
 def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:
-    return StoreInfo(layout=layout, source=str(source.resolve()), options=options,
-                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    resolved = source.resolve()
+    return StoreInfo(layout=layout, source=str(resolved), options=options,
+                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     root=str(resolved if resolved.is_dir() else resolved.parent))
