@@ -60,6 +60,8 @@ class StenceGroup(click.Group):
         return sorted({*super().list_commands(ctx), *self.plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "plugins":  # the command that diagnoses plugin conflicts runs whatever the plugins register
+            return super().get_command(ctx, cmd_name)
         plugin_commands = self.plugin_commands(ctx)
         return super().get_command(ctx, cmd_name) or plugin_commands.get(cmd_name)
 
@@ -83,8 +85,13 @@ def cli(ctx: click.Context) -> None:
     Set STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins, and
     STENCE_BENCH_BLOCK_PLUGINS=name,name to skip plugins, for reproducible runs.
     """
-    # Every command sees the whole registry, so a broken or conflicting plugin fails every command alike.
-    get_registry(ctx).check()
+    registry = get_registry(ctx)
+    for warning in registry.plugins.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    # Every command sees the whole registry, so a broken or conflicting plugin fails every command alike; but for
+    # `plugins`, the command that diagnoses a conflict (it lists the plugins and marks the clash).
+    if ctx.invoked_subcommand != "plugins":
+        registry.check()
 
 
 # --- list ---------------------------------------------------------------------------------------------------
@@ -179,17 +186,28 @@ def list_suites(ctx: click.Context, pattern: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
-    """List the loaded plugins: distribution, version, module and the hooks each implements."""
-    loaded = get_registry(ctx).plugins
+    """List the loaded plugins: distribution, version, module and the hooks each implements. Names registered by
+    two plugins (which every other command refuses) are marked, with what to do."""
+    from .plugin_loader import ENV_BLOCK
+
+    registry = get_registry(ctx)
+    loaded = registry.plugins
     pm = loaded.manager
+    clashes = registry.clashes()
+    marks: dict[str, list[str]] = {}
+    for kind, name, infos in clashes:
+        for info in infos:
+            marks.setdefault(info.name, []).append(f"{kind} {name}")
     rows = []
     for info in loaded.plugins:
         hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(info.name)) or [])
+        status = "built-in" if info.builtin else "loaded"
         rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "status": "built-in" if info.builtin else "loaded", "hooks": hooks})
+                     "module": info.module, "status": status + (" CLASH" if info.name in marks else ""),
+                     "hooks": hooks, "clashes": marks.get(info.name, [])})
     for info in loaded.blocked:
         rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "status": "blocked", "hooks": []})
+                     "module": info.module, "status": "blocked", "hooks": [], "clashes": []})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -197,6 +215,9 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
         ["plugin", "distribution", "version", "status", "hooks"],
         [[r["plugin"], r["distribution"], r["version"], r["status"], ",".join(r["hooks"]) or "-"] for r in rows],
     ))
+    for kind, name, infos in clashes:
+        click.echo(f"clash: {kind} {name!r} is registered by {' and by '.join(i.origin for i in infos)}; uninstall "
+                   f"one, or block one with {ENV_BLOCK}={infos[-1].distribution}")
 
 
 # --- suites -------------------------------------------------------------------------------------------------
