@@ -286,7 +286,7 @@ def test_a_signal_file_without_its_header_is_found_and_quarantined(tmp_path, rea
     write_wfdb(source / "multi", np.zeros((2, 50)), 100, ("I", "II"))
     (source / "multi.dat").rename(source / "multi_1.dat")
     (source / "multi.hea").write_text((source / "multi.hea").read_text().replace("multi.dat", "multi_1.dat"))
-    report = ingest(source, WfdbLayout(), tmp_path / "store")
+    report = ingest(source, WfdbLayout(), tmp_path / "store", workers=2, chunk_size=1)  # problems go to workers too
     assert (report.found, report.ingested, report.quarantined_now) == (3, 2, 1)
     assert quarantined(tmp_path / "store") == {"E07500": (
         "no header", "no E07500.hea beside it, and no header names it: a WFDB record is read from its header")}
@@ -432,3 +432,157 @@ def test_rerunning_with_quarantined_records_does_not_pile_up_shard_parts(tmp_pat
     write_wfdb(source / "r01", np.zeros((2, 100)), 100, ("I", "II"))  # fixed: ingested, and no longer quarantined
     assert ingest(source, WfdbLayout(), store).quarantined_total == 0
     assert len(ECGStore(store)) == 3 and len(list((store / SHARD_DIR).glob("*.csv"))) == 2
+
+
+# -- docs/data.md: "What happens to bad input" is what the code does -------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "data.md"
+TABLE_START = "<!-- bad-input table: checked by tests/test_bad_input.py; STENCE_BENCH_WRITE_DOCS=1 rewrites it -->"
+TABLE_END = "<!-- end of bad-input table -->"
+QUARANTINED = "the record is quarantined; the others are ingested"
+REFUSED = "refused (exit 2); nothing is written"
+
+
+def _observe_bad_input(tmp: Path, realdata: Path, registry) -> list[tuple[str, str, str]]:
+    """Every defect of the table, made and met: (defect, outcome, message), paths as SRC, STORE, LABELS."""
+    import wfdb
+    from pydicom import dcmread
+    from pydicom.uid import CTImageStorage
+
+    from stence_bench.data.layouts.dicom_folder import DicomLayout
+
+    rows: list[tuple[str, str, str]] = []
+    src, store = tmp / "src", tmp / "store"
+
+    def clean(text: str) -> str:
+        for path, name in ((src, "SRC"), (store, "STORE"), (tmp / "labels.csv", "LABELS"), (tmp / "dcm", "SRC"),
+                           (tmp / "dcm-store", "STORE")):
+            text = text.replace(str(path), name)
+        return text
+
+    # WFDB records, one defect each, in one ingest
+    defects = {
+        "r01": ("a signal file shorter than its header says", lambda: (src / "r01.dat").write_bytes(b"\0" * 10)),
+        "r02": ("a signal file that is missing", lambda: (src / "r02.dat").unlink()),
+        "r03": ("a zero-byte signal file", lambda: (src / "r03.dat").write_bytes(b"")),
+        "r04": ("a format code no reader knows",
+                lambda: (src / "r04.hea").write_text((src / "r04.hea").read_text().replace(".dat 16 ", ".dat 311 "))),
+        "r05": ("a sample marked invalid (NaN)", lambda: _poke(src / "r05.dat", -32768)),
+        "r06": ("samples that do not match the header's checksum", lambda: _poke(src / "r06.dat", 1234)),
+        "r07": ("a negative sampling rate",
+                lambda: (src / "r07.hea").write_text((src / "r07.hea").read_text().replace("r07 2 100", "r07 2 -500"))),
+        "r08": ("a header naming a signal file outside its folder",
+                lambda: (src / "r08.hea").write_text((src / "r08.hea").read_text().replace("r08.dat 16", "../x.dat 16"))),
+        "r09": ("a signal file without a header", lambda: (src / "r09.hea").unlink()),
+        "r10": ("no signal in a voltage unit",
+                lambda: (src / "r10.hea").write_text((src / "r10.hea").read_text().replace("/mV", "/mmHg"))),
+    }
+    wfdb_folder(src, 11)
+    for damage in defects.values():
+        damage[1]()
+    wfdb.wrsamp("icu", fs=100, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=np.zeros((100, 2)) + 0.1,
+                fmt=["16", "16"], write_dir=str(src))
+    write_wfdb(src / "comma", np.zeros((2, 100)), 100, ("I,filtered", "II"))
+    result = data_cli(registry, "ingest", str(src), "--layout", "wfdb", "--store", str(store))
+    assert result.exit_code == 0, result.output
+    bad = quarantined(store)
+    assert set(bad) == set(defects), bad
+    rows += [(what, QUARANTINED, clean(f"{bad[rid][0]}: {bad[rid][1]}")) for rid, (what, _) in defects.items()]
+    dropped = next(line for line in result.output.splitlines() if "channels left out" in line)
+    rows.append(("channels that are not ECG leads (a pleth in NU, a pressure in mmHg) beside ECG leads",
+                 "the record keeps its ECG leads; the others are listed in its meta (dropped_channels)", dropped))
+    assert ECGStore(store).leads("comma") == ("I,filtered", "II")
+    rows.append(("a lead name holding a comma", "stored as it is (the manifest's leads become a JSON list)", "-"))
+
+    # DICOM files
+    dcm = tmp / "dcm"
+    dcm.mkdir()
+    data = (realdata / "dicom" / "waveform_ecg.dcm").read_bytes()
+    (dcm / "noise.dcm").write_bytes(bytes(range(256)) * 8)
+    (dcm / "cut.dcm").write_bytes(data[:20000])
+    (dcm / "empty.dcm").write_bytes(data[:200])
+    ct = dcmread(realdata / "dicom" / "XA1_RLE.dcm")
+    ct.Modality, ct.SOPClassUID = "CT", CTImageStorage
+    ct.save_as(dcm / "ct.dcm")
+    (dcm / "good.dcm").write_bytes(data)
+    ingest(dcm, DicomLayout(), tmp / "dcm-store")
+    found = quarantined(tmp / "dcm-store")
+    for rid, what in (("noise", "a file that is not DICOM"), ("cut", "a DICOM file cut short"),
+                      ("empty", "a DICOM file cut right after its header"),
+                      ("ct", "a DICOM file that is neither an ECG waveform nor an angiogram")):
+        rows.append((what, QUARANTINED, clean(f"{found[rid][0]}: {found[rid][1]}")))
+
+    # what stops an ingest before it writes anything
+    def refused(defect: str, *args: str, store_dir: Path) -> None:
+        existed = store_dir.exists() and sorted(p.name for p in store_dir.rglob("*"))
+        message = one_error(data_cli(registry, "ingest", *args, "--store", str(store_dir)))
+        assert (store_dir.exists() and sorted(p.name for p in store_dir.rglob("*"))) == existed
+        rows.append((defect, REFUSED, clean(message)))
+
+    refused("a layout that finds no record (here: dicom on a WFDB folder)", str(src), "--layout", "dicom",
+            store_dir=tmp / "new")
+    refused("a file given as SOURCE", str(src / "r00.hea"), "--layout", "wfdb", store_dir=tmp / "new")
+    refused("a store made from another layout or source", str(src), "--layout", "cinc2021", store_dir=store)
+    with FolderLock(store / STORE_LOCK, what="this store", command=f"ingest of {src} (wfdb)"):
+        message = one_error(data_cli(registry, "ingest", str(src), "--layout", "wfdb", "--store", str(store)))
+    rows.append(("a second ingest into a store being written", "refused (exit 2); the first goes on",
+                 _anonymous(clean(message))))
+    (store / STORE_LOCK).write_text(json.dumps({"pid": 2**22 + 1, "host": os.uname().nodename, "since": "T",
+                                                "command": f"ingest of {src} (wfdb)"}))
+    taken = data_cli(registry, "ingest", str(src), "--layout", "wfdb", "--store", str(store))
+    rows.append(("the lock of an ingest that was killed", "taken over; the ingest resumes",
+                 _anonymous(clean(taken.output.splitlines()[0]))))
+
+    # data labels
+    labels = tmp / "labels.csv"
+
+    def label_rows(defect: str, outcome: str, text: str, *args: str) -> None:
+        labels.write_text(text)
+        result = data_cli(registry, "labels", str(store), str(labels), *args)
+        message = one_error(result) if outcome.startswith("refused") else result.output.strip()
+        rows.append((defect, outcome, clean(message)))
+
+    label_rows("a table name that is a path", "refused (exit 2)", "record_id,y\nr00,1\n", "--key", "record", "--name",
+               "../shards/shard-00000")
+    label_rows("a row with fewer or more fields than the header", "refused (exit 2)", "record_id,y,z\nr00,1,2\nr11,0\n",
+               "--key", "record")
+    label_rows("rows whose key is in no record, records without a row", "joined; the counts are said",
+               "record_id,y\nr00,1\nr99,0\n", "--key", "record", "--name", "y")
+    label_rows("a table name taken by an earlier label table", "refused (exit 2) unless --replace",
+               "record_id,y\nr00,1\n", "--key", "record", "--name", "y")
+    label_rows("--key patient on a store without patient ids", "refused (exit 2)", "patient_id,y\np1,1\n", "--key",
+               "patient", "--name", "p")
+    return rows
+
+
+def _poke(path: Path, value: int) -> None:
+    data = np.fromfile(path, dtype="<i2")
+    data[5] = value
+    data.tofile(path)
+
+
+def _anonymous(text: str) -> str:
+    """Pids, host names and times as PID, HOST, TIME."""
+    import re
+
+    text = re.sub(r"pid \d+ on host \S+", "pid PID on host HOST", text)
+    return re.sub(r"since [^),]+", "since TIME", text)
+
+
+def render_table(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| defect | outcome | message |", "|---|---|---|"]
+    lines += [f"| {d} | {o} | " + ("-" if m == "-" else f"`{m}`") + " |" for d, o, m in rows]
+    return "\n".join(lines)
+
+
+def test_the_docs_table_of_bad_input_is_what_the_code_does(tmp_path, realdata, registry):
+    table = render_table(_observe_bad_input(tmp_path, realdata, registry))
+    text = DOCS.read_text()
+    assert TABLE_START in text and TABLE_END in text, f"{DOCS}: the bad-input table markers are missing"
+    head, rest = text.split(TABLE_START)
+    written, tail = rest.split(TABLE_END)
+    if os.environ.get("STENCE_BENCH_WRITE_DOCS") == "1":
+        DOCS.write_text(f"{head}{TABLE_START}\n{table}\n{TABLE_END}{tail}")
+        written = f"\n{table}\n"
+    assert written.strip() == table, ("docs/data.md's bad-input table differs from what the code does; run "
+                                      "STENCE_BENCH_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs_table")
