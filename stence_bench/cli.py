@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .errors import PluginError, StenceBenchError, SuiteError
+from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
 from .suite import find_suites, load_suite, plan, resolved_objectives, validate_suite
 
@@ -59,6 +60,8 @@ class StenceGroup(click.Group):
         return sorted({*super().list_commands(ctx), *self.plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "plugins":  # the command that diagnoses plugin conflicts runs whatever the plugins register
+            return super().get_command(ctx, cmd_name)
         plugin_commands = self.plugin_commands(ctx)
         return super().get_command(ctx, cmd_name) or plugin_commands.get(cmd_name)
 
@@ -82,8 +85,13 @@ def cli(ctx: click.Context) -> None:
     Set STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins, and
     STENCE_BENCH_BLOCK_PLUGINS=name,name to skip plugins, for reproducible runs.
     """
-    # Every command sees the whole registry, so a broken or conflicting plugin fails every command alike.
-    get_registry(ctx).check()
+    registry = get_registry(ctx)
+    for warning in registry.plugins.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    # Every command sees the whole registry, so a broken or conflicting plugin fails every command alike; but for
+    # `plugins`, the command that diagnoses a conflict (it lists the plugins and marks the clash).
+    if ctx.invoked_subcommand != "plugins":
+        registry.check()
 
 
 # --- list ---------------------------------------------------------------------------------------------------
@@ -178,17 +186,28 @@ def list_suites(ctx: click.Context, pattern: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
-    """List the loaded plugins: distribution, version, module and the hooks each implements."""
-    loaded = get_registry(ctx).plugins
+    """List the loaded plugins: distribution, version, module and the hooks each implements. Names registered by
+    two plugins (which every other command refuses) are marked, with what to do."""
+    from .plugin_loader import ENV_BLOCK
+
+    registry = get_registry(ctx)
+    loaded = registry.plugins
     pm = loaded.manager
+    clashes = registry.clashes()
+    marks: dict[str, list[str]] = {}
+    for kind, name, infos in clashes:
+        for info in infos:
+            marks.setdefault(info.name, []).append(f"{kind} {name}")
     rows = []
     for info in loaded.plugins:
         hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(info.name)) or [])
+        status = "built-in" if info.builtin else "loaded"
         rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "status": "built-in" if info.builtin else "loaded", "hooks": hooks})
+                     "module": info.module, "status": status + (" CLASH" if info.name in marks else ""),
+                     "hooks": hooks, "clashes": marks.get(info.name, [])})
     for info in loaded.blocked:
         rows.append({"plugin": info.name, "distribution": info.distribution, "version": info.version,
-                     "module": info.module, "status": "blocked", "hooks": []})
+                     "module": info.module, "status": "blocked", "hooks": [], "clashes": []})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -196,6 +215,9 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
         ["plugin", "distribution", "version", "status", "hooks"],
         [[r["plugin"], r["distribution"], r["version"], r["status"], ",".join(r["hooks"]) or "-"] for r in rows],
     ))
+    for kind, name, infos in clashes:
+        click.echo(f"clash: {kind} {name!r} is registered by {' and by '.join(i.origin for i in infos)}; uninstall "
+                   f"one, or block one with {ENV_BLOCK}={infos[-1].distribution}")
 
 
 # --- suites -------------------------------------------------------------------------------------------------
@@ -253,7 +275,9 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
     recorded and the others go on (exit status 1 at the end when any failed). Under torchrun
     (torchrun --nproc_per_node N -m stence_bench run SUITE) pretraining and finetuning use DDP over the
-    processes. See docs/cluster.md."""
+    processes. Ctrl-C or SIGTERM stops the run (exit 130 / 143), keeping finished cells and each pretraining's
+    last epoch, and prints the command to resume; one run at a time writes a run folder (run.lock). See
+    docs/protocol.md and docs/cluster.md."""
     registry = get_registry(ctx)
     parsed, path = validate_suite(suite, registry)
     cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
@@ -299,21 +323,37 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
     echo = lambda line: say(line, err=True)
-    if launcher == "slurm":
-        if dist.distributed:
-            raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
-        from .protocol.slurm import launch
-
-        outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device, overrides=set(cluster),
-                          reuse_stale=reuse_stale)
-    else:
+    if launcher == "slurm" and dist.distributed:
+        raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
+    if launcher == "local":
         if workers is None:
             workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
         elif workers > 1 and dist.device.type == "cuda":
             raise StenceBenchError("--workers runs cells in forked CPU processes; on GPUs use one process per GPU "
                                    "with torchrun (docs/cluster.md)")
-        outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers, reuse_stale=reuse_stale)
-        distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
+    again = resume_command(path, root, launcher=launcher, workers=workers, device=device, extra=cluster)
+    if reuse_stale:
+        again += " --reuse-stale"
+    lock = FolderLock(root / RUN_LOCK, what="this run folder", command=again, echo=echo)
+    with stop_on_signals(on_second=lock.release):
+        try:
+            if dist.main:  # one writer per run folder (under torchrun: rank 0 speaks for all)
+                lock.acquire()
+            if launcher == "slurm":
+                from .protocol.slurm import launch
+
+                outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device,
+                                  overrides=set(cluster), reuse_stale=reuse_stale)
+            else:
+                outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers,
+                                     reuse_stale=reuse_stale)
+                distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (a SLURM job's end): workers stopped, work kept
+            lock.release()
+            say(f"to resume: {again}", err=True)
+            sys.exit(exit_code(exc))
+        finally:
+            lock.release()
     failed = any(o.status == "failed" for o in outcomes)
     if not dist.main:
         sys.exit(1 if failed else 0)
@@ -329,6 +369,27 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     click.echo(f"leaderboard: {index}")
     if failed:
         sys.exit(1)
+
+
+#: The lock file of a run folder: the pid and host of the `stence-bench run` writing it.
+RUN_LOCK = "run.lock"
+
+
+def resume_command(suite: Path, root: Path, *, launcher: str, workers: int | None, device: str | None,
+                   extra: dict[str, Any]) -> str:
+    """The command that goes on with a run: the same suite, folder and options."""
+    import shlex
+
+    words = ["stence-bench", "run", str(suite), "--out", str(root)]
+    if launcher != "local":
+        words += ["--launcher", launcher]
+    if workers is not None:
+        words += ["--workers", str(workers)]
+    if device is not None:
+        words += ["--device", device]
+    for name, value in extra.items():
+        words += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(words)
 
 
 @cli.group("results")

@@ -20,7 +20,7 @@ from importlib import metadata
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, did_you_mean
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_plugins.encoders",
@@ -71,6 +71,9 @@ class LoadedPlugins:
     manager: pluggy.PluginManager
     plugins: list[PluginInfo] = field(default_factory=list)
     blocked: list[PluginInfo] = field(default_factory=list)
+    #: What the user should know but that stops nothing (a blocked name that matches no plugin); the CLI prints
+    #: them as ``Warning:`` lines.
+    warnings: list[str] = field(default_factory=list)
 
     def info(self, plugin: object) -> PluginInfo:
         name = self.manager.get_name(plugin)
@@ -133,6 +136,11 @@ def load_plugins(*, extra: Iterable[object] = (), environ: Mapping[str, str] | N
         module = getattr(plugin, "__name__", type(plugin).__name__)
         candidates.append((PluginInfo(module, module, "<in-process>", "", builtin=False), lambda p=plugin: p))
 
+    for name in block:  # a typo here would silently leave the plugin it meant in the run
+        if not any(info.matches([name]) for info, _ in candidates):
+            known = sorted({k for info, _ in candidates for k in (info.name, info.distribution)})
+            loaded.warnings.append(f"{ENV_BLOCK}: {name!r} matches no plugin{did_you_mean(name, known)} (plugins: "
+                                   f"{', '.join(known)})")
     for info, load in candidates:
         if info.matches(block):
             loaded.blocked.append(info)

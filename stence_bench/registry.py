@@ -181,6 +181,22 @@ class Registry:
             names[modality] = name
         return names
 
+    def clashes(self) -> list[tuple[str, str, list[PluginInfo]]]:
+        """Every name registered by more than one plugin: ``(kind, name, plugins)``. Collects what the plugins
+        register without stopping at the first duplicate, for ``stence-bench plugins`` to show them all."""
+        found: list[tuple[str, str, list[PluginInfo]]] = []
+        for kind, (hook_name, _) in [*KINDS.items(), ("command", ("register_commands", None))]:
+            seen: dict[str, list[PluginInfo]] = {}
+
+            def add(spec: Any, info: PluginInfo, _seen: dict[str, list[PluginInfo]] = seen) -> None:
+                name = getattr(spec, "name", None)
+                if isinstance(name, str):
+                    _seen.setdefault(name, []).append(info)
+
+            self._call_registration(hook_name, add)
+            found += [(kind, name, infos) for name, infos in seen.items() if len(infos) > 1]
+        return found
+
     def check(self) -> None:
         """Collect every kind, so an invalid spec or a duplicate name anywhere fails now."""
         for kind in KINDS:

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SuiteError, UnknownNameError, did_you_mean
+from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean
 from .hashing import digest
 from .registry import Registry
 from .specs import Name
@@ -370,12 +370,101 @@ def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
 
 
 def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
-    """Load a suite and check its names; any problem raises :class:`SuiteError` listing all of them."""
+    """Load a suite and check its names, then the code they name (:func:`check_code`); any problem raises
+    :class:`SuiteError` listing all of them."""
     suite, path = load_suite(arg)
     problems = check_names(suite, registry, str(path))
     if problems:
         raise SuiteError(problems)
+    problems = check_code(suite, registry, str(path))
+    if problems:
+        raise SuiteError(problems)
     return suite, path
+
+
+#: What the harness passes an objective's factory itself: not options a suite may set.
+_OBJECTIVE_ARGUMENTS = frozenset({"encoder", "leads", "modality_encoders", "n_labels", "name"})
+
+
+def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
+    """What a run would fail on in every cell, found before it starts: a factory or label function that does not
+    import, and an encoder's or objective's ``options`` that its factory does not take (with a did-you-mean).
+    Imports the factories (and so torch); names must have passed :func:`check_names`."""
+    from .errors import PluginError
+    from .protocol.pretrain import RUNNER_OPTIONS, modality_encoder_names
+    from .specs import import_object
+
+    problems: list[str] = []
+
+    def load(where: str, ref: str, what: str) -> Any:
+        try:
+            return import_object(ref, what=what)
+        except PluginError as exc:
+            problems.append(f"{source}: {where}: {exc}")
+            return None
+
+    def options(where: str, what: str, factory: Any, given: Iterable[str], provided: Iterable[str],
+                extra: Iterable[str] = ()) -> None:
+        takes = _keyword_parameters(factory)
+        if takes is None:  # **kwargs, or no signature to read: the factory decides at run time
+            return
+        known = sorted((set(takes) - set(provided)) | set(extra))
+        for key in given:
+            if key not in known:
+                problems.append(f"{source}: {where}.{key}: {what} takes no option {key!r}{did_you_mean(key, known)} "
+                                f"(options: {', '.join(known) or 'none'})")
+
+    for i, task in enumerate(suite.tasks):
+        spec = registry.tasks.get(task)
+        load(f"tasks[{i}]", spec.labels, f"task {task!r}: label function")
+    for i, choice in enumerate(suite.encoders):
+        spec = registry.encoders.get(choice.name)
+        factory = load(f"encoders[{i}].name", spec.factory, f"encoder {choice.name!r}")
+        if factory is not None:
+            options(f"encoders[{i}].options", f"encoder {choice.name!r} ({spec.factory})", factory, choice.options,
+                    provided=("n_leads",))
+    for i, choice in enumerate(suite.objectives):
+        spec = registry.objectives.get(choice.name)
+        if spec.factory is None:
+            if choice.options:
+                problems.append(f"{source}: objectives[{i}].options: objective {choice.name!r} does not pretrain; "
+                                "it takes no options")
+            continue
+        factory = load(f"objectives[{i}].name", spec.factory, f"objective {choice.name!r}")
+        if factory is not None:
+            options(f"objectives[{i}].options", f"objective {choice.name!r} ({spec.factory})", factory,
+                    choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=RUNNER_OPTIONS)
+        try:
+            chosen = modality_encoder_names(spec, choice.options, registry)
+        except StenceBenchError as exc:
+            problems.append(f"{source}: objectives[{i}].options.modality_encoders: {exc}")
+            continue
+        sizes = choice.options.get("modality_options") or {}
+        for modality, given in (sizes.items() if isinstance(sizes, dict) else ()):
+            if modality not in chosen:
+                problems.append(f"{source}: objectives[{i}].options.modality_options.{modality}: objective "
+                                f"{choice.name!r} pairs no {modality} encoder (it pairs: {', '.join(chosen) or 'none'})")
+                continue
+            modality_spec = registry.modalities.get(chosen[modality])
+            built = load(f"objectives[{i}].options.modality_options.{modality}", modality_spec.factory,
+                         f"modality encoder {modality_spec.name!r}")
+            if built is not None and isinstance(given, dict):
+                options(f"objectives[{i}].options.modality_options.{modality}",
+                        f"modality encoder {modality_spec.name!r} ({modality_spec.factory})", built, given, provided=())
+    return problems
+
+
+def _keyword_parameters(factory: Any) -> list[str] | None:
+    """The keyword arguments ``factory`` (a function or a class) takes; None if it takes any (``**kwargs``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 # --- cells --------------------------------------------------------------------------------------------------

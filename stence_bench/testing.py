@@ -75,7 +75,14 @@ def assert_encoder_contract(
     x_before = x.clone()
     module.eval()
     with torch.no_grad():
-        y = module(x)
+        try:
+            y = module(x)
+        except Exception as exc:  # a factory at odds with the declared contract: say which, and what it was fed
+            raise AssertionError(
+                f"{where}: forward failed on input {tuple(x.shape)} built from the declared contract ({len(spec.leads)} "
+                f"leads {','.join(spec.leads)}, {spec.sampling_rate:g} Hz x {spec.window_s:g} s = {spec.n_samples} "
+                f"samples; factory {spec.factory}): {type(exc).__name__}: {exc}"
+            ) from exc
         again = module(x)
         first_alone = module(x[:1])
     assert torch.equal(x, x_before), f"{where}: forward modified its input in place"

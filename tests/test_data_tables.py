@@ -123,7 +123,9 @@ def test_cli_labels_joins_a_table_into_the_store(store, tmp_path):
     result = CliRunner().invoke(cli, ["data", "labels", str(store.root), str(labs), "--key", "patient",
                                       "--time-column", "drawn", "--within", "6h"], obj=Registry.load(environ=BUILTINS_ONLY))
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("potassium.csv: 2 of 6 records labelled")  # patient 1 has records 1 and 2
+    # patient 1 has records 1 and 2; patient 2's lab is two days away; patient 9 is not in the store
+    assert result.output.strip().endswith(f"potassium.csv: 2 of 6 records labelled, 4 without a label; 1 row(s) of "
+                                          f"{labs} match no patient of the store (e.g. '9')")
     joined = pd.read_csv(store.root / "tables" / "potassium.csv", dtype={"record_id": str})
     assert joined["record_id"].tolist() == ["1", "2"] and joined["gap_hours"].tolist() == [3.0, 3.0]
     bad = CliRunner().invoke(cli, ["data", "labels", str(store.root), str(labs), "--key", "patient", "--within", "6h"],

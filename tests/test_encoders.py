@@ -47,6 +47,25 @@ def batch_mixing_encoder(*, n_leads: int) -> torch.nn.Module:
     return _BatchMixing(n_leads)
 
 
+def twelve_lead_encoder(*, n_leads: int) -> torch.nn.Module:
+    """Wrong on purpose: built for 12 leads whatever the contract says (as a factory of another plugin of the
+    same name would be)."""
+    del n_leads
+    return _BatchMixing(12)
+
+
+def test_a_factory_at_odds_with_the_declared_leads_is_named_with_the_contract_and_the_input_shape():
+    spec = REGISTRY.encoders.get("resnet1d_wang").model_copy(update={
+        "name": "eight_leads", "factory": "test_encoders:twelve_lead_encoder", "presets": {}, "default_preset": None,
+        "embed_dim": 4, "leads": ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")})
+    with pytest.raises(AssertionError) as failed:
+        assert_encoder_contract(spec)
+    assert str(failed.value).startswith(
+        "encoder 'eight_leads': forward failed on input (3, 8, 250) built from the declared contract (8 leads "
+        "I,II,V1,V2,V3,V4,V5,V6, 100 Hz x 2.5 s = 250 samples; factory test_encoders:twelve_lead_encoder): "
+        "RuntimeError: ")
+
+
 def test_resnet1d_wang_matches_the_ptbxl_benchmark_shape():
     spec = REGISTRY.encoders.get("resnet1d_wang")
     model = spec.build("base")

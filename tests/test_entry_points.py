@@ -61,19 +61,33 @@ def test_example_plugin_own_tests_pass(example_site):
     assert "2 passed" in proc.stdout
 
 
-def test_same_encoder_from_two_distributions_fails_every_command(tmp_path):
+def test_same_encoder_from_two_distributions_fails_every_command_but_the_one_that_diagnoses_it(tmp_path):
     make_distribution(tmp_path, "acme-ecg", "acme_plugin", ENCODER_PLUGIN.format(name="shared_net"), version="2.0")
     make_distribution(tmp_path, "other-ecg", "other_plugin", ENCODER_PLUGIN.format(name="shared_net"))
-    for args in COMMANDS:
+    for args in [c for c in COMMANDS if c != ["plugins"]]:
         proc = run_cli(*args, pythonpath=tmp_path)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         lines = proc.stderr.splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert "encoder 'shared_net' is registered twice" in lines[0], (args, lines[0])
         assert "acme-ecg 2.0 (acme_plugin)" in lines[0] and "other-ecg 1.0 (other_plugin)" in lines[0]
+    # `stence-bench plugins` lists the plugins and marks the clash
+    listing = run_cli("plugins", pythonpath=tmp_path)
+    assert listing.returncode == 0 and listing.stderr == "", listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[2:] if not line.startswith("clash:")}
+    assert "loaded CLASH" in rows["acme_plugin"] and "loaded CLASH" in rows["other_plugin"]
+    assert "CLASH" not in rows["stence_bench_plugins.encoders"]
+    assert listing.stdout.splitlines()[-1] == (
+        "clash: encoder 'shared_net' is registered by acme-ecg 2.0 (acme_plugin) and by other-ecg 1.0 (other_plugin); "
+        "uninstall one, or block one with STENCE_BENCH_BLOCK_PLUGINS=other-ecg")
     # blocking one of them is the fix the message suggests
     fixed = run_cli("list", "encoders", pythonpath=tmp_path, STENCE_BENCH_BLOCK_PLUGINS="other-ecg")
     assert listed_encoders(fixed)["shared_net"] == "acme-ecg 2.0"
+    assert fixed.stderr == ""
+    # a blocked name that matches nothing is a warning, not silence
+    typo = run_cli("list", "encoders", pythonpath=tmp_path, STENCE_BENCH_BLOCK_PLUGINS="other-ekg")
+    assert typo.returncode == 2 and typo.stderr.splitlines()[0].startswith(
+        "Warning: STENCE_BENCH_BLOCK_PLUGINS: 'other-ekg' matches no plugin; did you mean 'other-ecg'? (plugins: ")
 
 
 def test_plugin_that_fails_to_import_is_named_with_its_distribution(tmp_path):

@@ -10,6 +10,7 @@ from stence_bench.errors import SuiteError
 from stence_bench.registry import Registry
 from stence_bench.suite import (
     Cell,
+    check_code,
     check_names,
     find_suites,
     load_suite,
@@ -139,7 +140,82 @@ def test_suites_are_found_by_name_and_shipped_suites_validate(registry, monkeypa
     for name in suites:
         suite, _ = load_suite(name)
         assert check_names(suite, registry, name) == []
+        assert check_code(suite, registry, name) == []
     with pytest.raises(SuiteError, match="did you mean 'quickstart'"):
         load_suite("quickstrat")
     with pytest.raises(SuiteError, match="nope.toml: no such file"):
         load_suite("nope.toml")
+
+
+# -- validate catches what a run would fail on in every cell ------------------------------------------------------
+
+CODE = """
+name = "c"
+tasks = ["stenosis.70"]
+objectives = [{name = "clip", options = {temprature = 0.1, temperature = 0.2}}, {name = "none", options = {a = 1}}]
+encoders = [{name = "resnet1d_wang", preset = "tiny", options = {widht = 8}}]
+controls = false
+"""
+
+
+def test_options_a_factory_does_not_take_are_named_with_a_suggestion_at_validate(registry):
+    suite = parse_suite(CODE, "c.toml")
+    assert check_names(suite, registry, "c.toml") == []  # the names are fine: the options are not
+    assert check_code(suite, registry, "c.toml") == [
+        "c.toml: encoders[0].options.widht: encoder 'resnet1d_wang' (stence_bench_plugins.encoders.resnet1d:"
+        "resnet1d_wang) takes no option 'widht'; did you mean 'width'? (options: width)",
+        "c.toml: objectives[0].options.temprature: objective 'clip' (stence_bench_plugins.objectives.contrastive:Clip) "
+        "takes no option 'temprature'; did you mean 'temperature'? (options: aux_stenosis_weight, learn_temperature, "
+        "modality_encoders, modality_options, paired, proj_dim, temperature, weight_ecg_to_paired, "
+        "weight_paired_to_ecg)",
+        "c.toml: objectives[1].options: objective 'none' does not pretrain; it takes no options",
+    ]
+
+
+class _Sized:
+    def __init__(self, *, width: int = 8, depth: int = 2):
+        self.width, self.depth = width, depth
+
+
+def test_modality_options_and_code_that_does_not_import_are_found_at_validate(tmp_path):
+    from plugin_fixtures import encoder, task
+
+    from stence_bench import ModalitySpec
+    from stence_bench.cli import cli
+
+    plugin = Plugin(
+        "broken",
+        encoders=[encoder("ghost_net", factory="no_such_module_xyz:build")],
+        objectives=[objective("paired", modalities=("ecg", "angiography"), modality_encoders={"angiography": "sized"})],
+        modalities=[ModalitySpec(name="sized", modality="angiography", factory="test_suite:_Sized", embed_dim=4)],
+        tasks=[task("ghost.task", labels="stence_bench_tasks.ptbxl:no_such_function")],
+    )
+    registry = Registry.load(extra=[plugin], environ=BUILTINS_ONLY)
+    text = """
+name = "g"
+tasks = ["ghost.task"]
+objectives = [{name = "paired", options = {modality_options = {angiography = {widht = 4}, text = {x = 1}}}}]
+encoders = ["ghost_net"]
+controls = false
+[data]
+synthetic = {patients = 40}
+"""
+    found = check_code(parse_suite(text, "g.toml"), registry, "g.toml")
+    assert found == [
+        "g.toml: tasks[0]: task 'ghost.task': label function: cannot import 'stence_bench_tasks.ptbxl:no_such_function'"
+        ": AttributeError: module 'stence_bench_tasks.ptbxl' has no attribute 'no_such_function'",
+        "g.toml: encoders[0].name: encoder 'ghost_net': cannot import 'no_such_module_xyz:build': ModuleNotFoundError: "
+        "No module named 'no_such_module_xyz'",
+        "g.toml: objectives[0].options.modality_options.angiography.widht: modality encoder 'sized' (test_suite:_Sized)"
+        " takes no option 'widht'; did you mean 'width'? (options: depth, width)",
+        "g.toml: objectives[0].options.modality_options.text: objective 'paired' pairs no text encoder (it pairs: "
+        "angiography)",
+    ]
+    suite_file = tmp_path / "g.toml"
+    suite_file.write_text(text)
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["validate", str(suite_file)], obj=registry)
+    assert result.exit_code == 2
+    assert [line for line in result.output.splitlines() if line.startswith("Error: ")] == [
+        f"Error: {line.replace('g.toml', str(suite_file), 1)}" for line in found]

@@ -103,7 +103,7 @@ def test_generated_records_read_back_by_wfdb_and_by_us(tmp_path):
     (lambda p: p.with_suffix(".dat").unlink(), "missing signal file"),
     (lambda p: p.with_suffix(".hea").write_text(p.with_suffix(".hea").read_text().replace(".dat 16 ", ".dat 311 ")), "unknown format code"),
     (lambda p: p.with_suffix(".hea").write_text("garbage here\n"), "bad header"),
-    (lambda p: p.with_suffix(".hea").write_text(p.with_suffix(".hea").read_text().replace("/mV", "/furlong")), "unsupported units"),
+    (lambda p: p.with_suffix(".hea").write_text(p.with_suffix(".hea").read_text().replace("/mV", "/furlong")), "no ECG signal"),
     (lambda p: _flip_a_sample(p), "checksum mismatch"),
     (lambda p: _mark_invalid(p), "invalid samples"),
     (lambda p: p.with_suffix(".hea").write_text("\n".join(p.with_suffix(".hea").read_text().splitlines()[:-3])), "bad header"),

@@ -83,14 +83,22 @@ def ingest_command(ctx: click.Context, source: Path, layout_name: str, store: Pa
     """Read SOURCE into the store: in parallel, resumable, bad records quarantined with a reason.
 
     Running it again skips records already in the store whose files have not changed, so an interrupted ingest
-    resumes where it stopped.
+    resumes where it stopped. One ingest writes a store at a time (STORE/ingest.lock); reader processes end with
+    this command, however it ends.
     """
+    from ..processes import exit_code, stop_on_signals
     from .ingest import ingest
 
     layout = make_layout(ctx, layout_name, parse_options(options))
-    with ProgressBar("ingesting") as bar:
-        report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size, on_start=bar.start,
-                        progress=bar.update)
+    with stop_on_signals():
+        try:
+            with ProgressBar("ingesting") as bar:
+                report = ingest(source, layout, store, workers=workers, chunk_size=chunk_size, on_start=bar.start,
+                                progress=bar.update, wait_s=0, echo=lambda line: click.echo(line, err=True))
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the readers are stopped, committed chunks kept
+            click.echo(f"interrupted: the records committed so far are kept in {store}; run the same command to "
+                       "resume", err=True)
+            sys.exit(exit_code(exc))
     for line in report.lines():
         click.echo(line)
 
@@ -133,14 +141,17 @@ def info_command(store: Path, as_json: bool) -> None:
 @click.option("--direction", type=click.Choice(["nearest", "backward", "forward"]), default="nearest",
               show_default=True, help="With --time-column: the nearest row, the latest before, or the first after.")
 @click.option("--name", help="The joined table's name in the store (default: the CSV's file name).")
+@click.option("--replace", is_flag=True, help="Replace a label table of that name joined earlier.")
 def labels_command(store: Path, table: Path, key: str, key_column: str | None, time_column: str | None,
-                   within: str | None, direction: str, name: str | None) -> None:
-    """Join a CSV label table to the store's records and keep it in the store (tables/NAME.csv)."""
+                   within: str | None, direction: str, name: str | None, replace: bool) -> None:
+    """Join a CSV label table to the store's records and keep it in the store (tables/NAME.csv). Says how many
+    records got a label, how many did not, and how many of the table's rows match no record."""
     import pandas as pd
 
     from .store import TABLE_DIR, ECGStore, write_atomic
-    from .tables import join_labels, read_label_table
+    from .tables import check_table_name, join_labels, join_summary, read_label_table
 
+    name = check_table_name(name if name is not None else table.stem)
     if within and not time_column:
         raise StenceBenchError("--within needs --time-column")
     if within:
@@ -149,12 +160,29 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
         except ValueError:
             raise StenceBenchError(f"--within {within!r}: not a duration (examples: 12h, 30min, 3D)") from None
     opened = ECGStore(store)
+    target = store / TABLE_DIR / f"{name}.csv"
+    about = target.with_name(f"{name}.labels.json")  # what `data labels` joined; a table without one is the layout's
+    if target.exists() and not about.exists():
+        raise StenceBenchError(f"{target}: a table of the {opened.info.layout} layout has that name; choose another "
+                               "--name")
+    if target.exists() and not replace:
+        earlier = json.loads(about.read_text()).get("table", "?")
+        raise StenceBenchError(f"{target}: a label table of that name exists (joined from {earlier}); add --replace "
+                               "to replace it, or choose another --name")
+    if key == "patient" and not (opened.manifest["patient_id"].astype(str).str.strip() != "").any():
+        raise StenceBenchError(f"{store}: its records have no patient ids (layout {opened.info.layout}); join by "
+                               "--key record or --key study")
     labels = read_label_table(table, key=key, key_column=key_column, time_column=time_column)  # type: ignore[arg-type]
     joined = join_labels(opened.manifest, labels, key=key, key_column=key_column, time_column=time_column,  # type: ignore[arg-type]
                          within=within, direction=direction)  # type: ignore[arg-type]
-    target = store / TABLE_DIR / f"{name or table.stem}.csv"
+    counts = join_summary(opened.manifest, labels, joined, key=key, key_column=key_column)  # type: ignore[arg-type]
     write_atomic(target, joined.to_csv(index=False))
-    click.echo(f"{target}: {len(joined)} of {len(opened)} records labelled")
+    write_atomic(about, json.dumps({"table": str(table), "key": key, "key_column": key_column,
+                                    "time_column": time_column, "within": within, "direction": direction,
+                                    **counts}, indent=2, default=str))
+    click.echo(f"{target}: {counts['labelled']} of {counts['records']} records labelled, {counts['unlabelled']} "
+               f"without a label; {counts['unknown_rows']} row(s) of {table} match no {key} of the store"
+               + (f" (e.g. {', '.join(map(repr, counts['unknown_examples']))})" if counts["unknown_rows"] else ""))
 
 
 @data_group.command("synth")

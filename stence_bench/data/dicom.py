@@ -465,13 +465,35 @@ def _positioner(ds: Dataset, keyword: str) -> float | None:
 
 @contextmanager
 def _no_raw_errors(path: Path) -> Iterator[None]:
-    """Turn any error that is not already a :class:`BadRecord` (a bad value pydicom meets late) into one."""
+    """Turn any error that is not already a :class:`BadRecord` (a bad value pydicom meets late) into one; pydicom's
+    warnings about odd values stay quiet (what is wrong is said in the record's quarantine reason)."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     except BadRecord:
         raise
     except Exception as exc:  # noqa: BLE001 - readers quarantine, they never crash an ingestion run
         raise BadRecord(str(path), "corrupt DICOM", f"{type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def file_problem(path: str | Path) -> BadRecord | None:
+    """What is wrong with a DICOM file that a quick look could not classify (a short header read failed, or it
+    names no Modality and no SOP class), in our words: the full reader's diagnosis (cut short, no DICOM marker),
+    or None when the file reads whole."""
+    try:
+        with _no_raw_errors(Path(path)):
+            _read(Path(path))
+    except BadRecord as bad:
+        return bad
+    return None
+
+
+def not_an_ecg(path: str, modality: str, sop: str) -> BadRecord:
+    """A whole DICOM file that is neither an ECG waveform nor an angiogram."""
+    if not modality and not sop:
+        return BadRecord(path, "not an ECG", "the file names no Modality and no SOP Class UID")
+    return BadRecord(path, "not an ECG", f"Modality {modality or 'absent'}, {_uid_name(sop)}")
 
 
 def _read(path: Path) -> Dataset:
@@ -489,7 +511,12 @@ def _read(path: Path) -> Dataset:
         pass  # no preamble and 'DICM' marker: perhaps a bare data set, tried below
     except PermissionError as exc:
         raise BadRecord(src, "unreadable file", exc.strerror or "permission denied") from None
-    except Exception as exc:  # noqa: BLE001 - pydicom raises OSError, ValueError, ... on damaged files
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, EOFError) or "No tag to read" in str(exc):  # pydicom's words for a file cut short
+            raise BadRecord(src, "corrupt DICOM", f"truncated: the file ({path.stat().st_size} bytes) ends inside "
+                            "a data element") from None
+        raise BadRecord(src, "corrupt DICOM", f"truncated or damaged: {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises ValueError, ... on damaged files
         raise BadRecord(src, "corrupt DICOM", f"truncated or damaged: {_one_line(exc)}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -8,20 +8,34 @@ Each chunk of records becomes one shard, committed atomically, so a kill loses a
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ..processes import FolderLock, WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
-from .store import QUARANTINE_COLUMNS, SHARD_DIR, TABLE_DIR, ECGStore, ShardWriter, StoreError, create_store, fingerprint, new_store_info, write_atomic
+from .store import (
+    QUARANTINE_COLUMNS,
+    SHARD_DIR,
+    STORE_LOCK,
+    TABLE_DIR,
+    ECGStore,
+    ShardWriter,
+    StoreError,
+    check_store,
+    create_store,
+    fingerprint,
+    new_store_info,
+    write_atomic,
+)
 
 
 @dataclass
@@ -34,6 +48,9 @@ class IngestReport:
     quarantined_total: int
     report: Path
     seconds: float
+    #: channels that are not ECG leads (a blood pressure, a pleth), left out of the records ingested now: how many
+    #: records had each
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [
@@ -41,16 +58,21 @@ class IngestReport:
             f"{self.skipped} already in the store, {self.quarantined_now} quarantined "
             f"({self.seconds:.1f} s)",
         ]
+        if self.dropped:
+            channels = ", ".join(f"{name} ({n})" for name, n in sorted(self.dropped.items()))
+            out.append(f"records keep their ECG leads only; channels left out (records): {channels}")
         if self.quarantined_total:
             out.append(f"{self.quarantined_total} record(s) quarantined in all; reasons in {self.report}")
         return out
 
 
 def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
-                  problems: list[tuple[RecordRef, BadRecord]]) -> tuple[int, int]:
-    """Read ``refs`` into one shard (runs in a worker process). Returns (ingested, quarantined)."""
-    writer = ShardWriter(Path(root), shard)
+                  problems: list[tuple[RecordRef, BadRecord]], base: str = "") -> tuple[int, int, dict[str, int]]:
+    """Read ``refs`` into one shard (runs in a worker process); paths are kept relative to ``base`` (the
+    source's folder). Returns (ingested, quarantined, channels left out: records per channel)."""
+    writer = ShardWriter(Path(root), shard, base=base)
     n_ok = n_bad = 0
+    dropped: dict[str, int] = {}
     try:
         for ref, bad in problems:
             writer.quarantine(ref.record_id, ref.path, bad)
@@ -66,6 +88,8 @@ def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
                     record.meta = {**ref.meta, **record.meta}
                 writer.add(record.check())
                 n_ok += 1
+                for channel in record.meta.get("dropped_channels", ()):
+                    dropped[channel] = dropped.get(channel, 0) + 1
             except BadRecord as bad:
                 writer.quarantine(ref.record_id, ref.path, bad)
                 n_bad += 1
@@ -77,7 +101,12 @@ def _ingest_chunk(layout: Layout, root: str, shard: int, refs: list[RecordRef],
     except BaseException:
         writer.abort()
         raise
-    return n_ok, n_bad
+    return n_ok, n_bad, dropped
+
+
+#: How long an ingest called from code (a run's data preparation, several processes sharing one store) waits
+#: for another ingest of the same store before it gives up.
+STORE_WAIT_S = 3600.0
 
 
 def _clean_temporaries(root: Path) -> None:
@@ -102,17 +131,66 @@ def ingest(
     chunk_size: int = 256,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    wait_s: float = STORE_WAIT_S,
+    echo: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest ``source`` read by ``layout`` into the store at ``store`` (created if needed)."""
-    started = time.perf_counter()
+    """Ingest ``source`` read by ``layout`` into the store at ``store`` (created if needed).
+
+    One ingest writes a store at a time: another one under way (its pid in ``STORE/ingest.lock``) is waited for
+    up to ``wait_s`` seconds (0: refused at once, as ``stence-bench data ingest`` does), then refused in one line
+    naming its pid; a lock left by a killed ingest is taken over. ``echo`` (default: stderr) gets those notes.
+    Until a record is committed nothing is left behind: an ingest refused or failing before that removes what it
+    wrote."""
     source, root = Path(source), Path(store)
     if not source.exists():
         raise StoreError(f"{source}: no such file or folder")
-    create_store(root, new_store_info(layout.name, source, layout.model_dump(mode="json")))
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: is a file, not a store folder; choose an empty or new folder")
+    created = not root.exists()
+    say = echo if echo is not None else (lambda line: print(line, file=sys.stderr, flush=True))
+    lock = FolderLock(root / STORE_LOCK, what="this store", wait_s=wait_s, echo=say,
+                      command=f"ingest of {source} ({layout.name})")
+    lock.acquire()
+    try:
+        return _ingest(source, layout, root, workers=workers, chunk_size=chunk_size, progress=progress,
+                       on_start=on_start)
+    except BaseException:
+        _remove_if_uncommitted(root, created)
+        raise
+    finally:
+        lock.release()
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+
+
+def _remove_if_uncommitted(root: Path, created: bool) -> None:
+    """What an ingest that failed before committing any record wrote (store.json, empty folders)."""
+    if not root.is_dir() or list((root / SHARD_DIR).glob("shard-*.csv")):
+        return
+    (root / "store.json").unlink(missing_ok=True)
+    for folder in (root / SHARD_DIR, root / TABLE_DIR):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    (root / "quarantine.csv").unlink(missing_ok=True)
+
+
+def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_size: int,
+            progress: Callable[[int], None] | None, on_start: Callable[[int], None] | None) -> IngestReport:
+    started = time.perf_counter()
+    info = new_store_info(layout.name, source, layout.model_dump(mode="json"))
+    exists = check_store(root, info)  # before anything is written
+    try:
+        scan = layout.scan(Path(os.path.abspath(source)))  # paths kept relative to the source (store.json: root)
+    except NotADirectoryError:
+        raise StoreError(f"{source}: not a folder; the {layout.name} layout reads a folder of records") from None
+    if not scan.refs and not scan.problems:
+        raise StoreError(f"{source}: the {layout.name} layout found no record{_what_is_there(source)}")
+    if not exists:
+        create_store(root, info)
     _clean_temporaries(root)
-    scan = layout.scan(source)
 
     existing = ECGStore(root)
+    base = os.path.abspath(existing.info.root) if existing.info.root else ""
     done = dict(zip(existing.manifest["record_id"], zip(existing.manifest["files"], existing.manifest["fingerprint"])))
     todo: list[RecordRef] = []
     problems: list[tuple[RecordRef, BadRecord]] = []
@@ -124,7 +202,7 @@ def ingest(
         seen.add(ref.record_id)
         if ref.record_id in done:
             files, fp = done[ref.record_id]
-            if fingerprint(files.split(";")) == fp:
+            if fingerprint(existing.path(f) for f in files.split(";")) == fp:
                 continue
         todo.append(ref)
     problems += scan.problems
@@ -145,39 +223,78 @@ def ingest(
     if on_start:
         on_start(len(todo) + len(problems))
     n_ok = n_bad = 0
+    dropped: dict[str, int] = {}
+
+    def tally(ok: int, bad: int, channels: dict[str, int]) -> None:
+        nonlocal n_ok, n_bad
+        n_ok, n_bad = n_ok + ok, n_bad + bad
+        for channel, n in channels.items():
+            dropped[channel] = dropped.get(channel, 0) + n
+        if progress:
+            progress(ok + bad)
+
     if workers <= 1 or len(jobs) <= 1:
         for shard_no, refs, probs in jobs:
-            ok, bad = _ingest_chunk(layout, str(root), shard_no, refs, probs)
-            n_ok, n_bad = n_ok + ok, n_bad + bad
-            if progress:
-                progress(ok + bad)
+            tally(*_ingest_chunk(layout, str(root), shard_no, refs, probs, base))
     else:
-        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            pending: set[Future[tuple[int, int]]] = {
-                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs) for shard_no, refs, probs in jobs
+        start = "fork" if sys.platform.startswith("linux") else "spawn"
+        with WorkerPool(workers, start=start) as pool:  # readers die with this process
+            pending: set[Future[tuple[int, int, dict[str, int]]]] = {
+                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs, base)
+                for shard_no, refs, probs in jobs
             }
             try:
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        ok, bad = future.result()
-                        n_ok, n_bad = n_ok + ok, n_bad + bad
-                        if progress:
-                            progress(ok + bad)
+                        tally(*future.result())
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                pool.kill()  # at once: a shard in flight is never committed, and the next ingest reads it again
                 raise
 
+    _compact_quarantine(root, before=shard)
     final = ECGStore(root)
     report = root / "quarantine.csv"
     write_atomic(report, final.quarantine[QUARANTINE_COLUMNS].to_csv(index=False))
     return IngestReport(
         store=root, found=len(scan.refs) + len(scan.problems), ingested=n_ok, skipped=skipped,
         quarantined_now=n_bad, quarantined_total=len(final.quarantine), report=report,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, dropped=dropped,
     )
+
+
+def _compact_quarantine(root: Path, before: int) -> None:
+    """Drop the quarantine rows of the parts written before shard ``before``: every ingest tries quarantined
+    records again and writes its own rows, so older ones are out of date. A part left with no row goes (it has
+    no data file: quarantined records have no samples), so re-runs do not pile up parts of quarantine rows."""
+    for part in sorted((root / SHARD_DIR).glob("shard-*.csv")):
+        if int(part.stem.split("-")[1]) >= before:
+            continue
+        rows = pd.read_csv(part, dtype=str, keep_default_na=False)
+        if not (rows["status"] == "quarantined").any():
+            continue
+        kept = rows[rows["status"] != "quarantined"]
+        if len(kept):
+            write_atomic(part, kept.to_csv(index=False))
+        else:
+            part.unlink()
+
+
+def _what_is_there(source: Path) -> str:
+    """What a folder holds, for an ingest that found no record in it: `` (it holds 25 .hea, 25 .mat files)``."""
+    if not source.is_dir():
+        return ""
+    counts: dict[str, int] = {}
+    for i, path in enumerate(source.rglob("*")):
+        if i >= 100_000:
+            break
+        if path.is_file():
+            suffix = path.suffix.lower() or "(no suffix)"
+            counts[suffix] = counts.get(suffix, 0) + 1
+    if not counts:
+        return " (the folder is empty)"
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return " (it holds " + ", ".join(f"{n} {suffix}" for suffix, n in top) + " files)"
 
 
 def read_quarantine(store: str | os.PathLike[str]) -> pd.DataFrame:

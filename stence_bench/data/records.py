@@ -19,6 +19,9 @@ class BadRecord(Exception):
         self.file, self.what, self.why = str(file), what, why
         super().__init__(f"{self.file}: {what}: {why}")
 
+    def __reduce__(self) -> tuple[type[BadRecord], tuple[str, str, str]]:  # to and from reader processes
+        return (type(self), (self.file, self.what, self.why))
+
 
 def to_physical(digital: np.ndarray, baseline: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """``(digital - baseline) / gain`` per lead, in float32 millivolts (``gain``: digital units per mV)."""

@@ -84,9 +84,19 @@ def _floats_of_bytes(raw: bytes) -> str:  # records of one dataset share a few c
     return ",".join(repr(float(v)) for v in np.frombuffer(raw, dtype=np.float32))
 
 
+def encode_leads(leads: Iterable[str]) -> str:
+    """Lead names as the manifest keeps them: ``I,II,V1``, or a JSON list when a name holds a comma (or starts
+    with ``[``), so that any name reads back as it was."""
+    names = list(leads)
+    if any("," in name or name.startswith("[") for name in names):
+        return json.dumps(names, ensure_ascii=False)
+    return ",".join(names)
+
+
 @functools.lru_cache(maxsize=1024)
 def _split_leads(text: str) -> tuple[str, ...]:
-    return tuple(text.split(","))
+    """The inverse of :func:`encode_leads`."""
+    return tuple(json.loads(text)) if text.startswith("[") else tuple(text.split(","))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,13 +124,18 @@ class StoreInfo:
     options: dict[str, Any]
     created: str
     format: int = FORMAT_VERSION
+    #: the folder the manifest's paths (``source``, ``files``) and the layout's tables' paths are relative to:
+    #: the source folder (a file's folder when the source is one file). Empty in stores made before it existed,
+    #: whose paths are as the ingest was given them.
+    root: str = ""
 
 
 class ShardWriter:
     """Writes one shard: samples appended to temporary files, committed by :meth:`commit`."""
 
-    def __init__(self, root: Path, shard: int):
+    def __init__(self, root: Path, shard: int, base: str = ""):
         self.shard = shard
+        self.base = base
         self.folder = root / SHARD_DIR
         self.part_path = self.folder / f"shard-{shard:05d}.csv"
         self._files: dict[str, Any] = {}
@@ -144,16 +159,25 @@ class ShardWriter:
             baseline = gain = ""
         samples.tofile(self._file(encoding))
         files = record.files or (record.source,)
+        fingerprint_now = fingerprint(files)
+        source, files = self._relative(record.source), [self._relative(f) for f in files]
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
-            "fs": record.fs, "leads": ",".join(record.leads), "n_leads": samples.shape[0],
+            "fs": record.fs, "leads": encode_leads(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
-            "shard": self.shard, "offset": self._offset[encoding], "source": record.source,
-            "files": ";".join(files), "fingerprint": fingerprint(files),
+            "shard": self.shard, "offset": self._offset[encoding], "source": source,
+            "files": ";".join(files), "fingerprint": fingerprint_now,
             "checksum": signal_checksum(samples, baseline + ";" + gain),
             "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
         })
         self._offset[encoding] += samples.size
+
+    def _relative(self, path: str) -> str:
+        """``path`` relative to the source folder, when it lies inside it."""
+        if not self.base or not os.path.isabs(path):
+            return path
+        relative = os.path.relpath(path, self.base)
+        return path if relative.startswith("..") else relative
 
     def quarantine(self, record_id: str, source: str, bad: BadRecord) -> None:
         self.rows.append({"status": "quarantined", "record_id": record_id, "source": source,
@@ -206,8 +230,12 @@ class ECGStore:
         self._gain = self.manifest["gain"].tolist()
 
     def _read_parts(self) -> pd.DataFrame:
-        files = sorted((self.root / SHARD_DIR).glob("shard-*.csv"))
-        frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in files]
+        frames = []
+        for path in sorted((self.root / SHARD_DIR).glob("shard-*.csv")):
+            try:
+                frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+            except FileNotFoundError:  # a part of old quarantine rows, removed by an ingest meanwhile
+                continue
         if not frames:
             return pd.DataFrame(columns=PART_COLUMNS)
         parts = pd.concat(frames, ignore_index=True)
@@ -255,6 +283,17 @@ class ECGStore:
         i = self.index_of(item) if isinstance(item, str) else int(item)
         return _split_leads(self.manifest["leads"].iat[i])
 
+    def path(self, relative: str | os.PathLike[str]) -> Path:
+        """A path the store keeps (a record's ``source`` or ``files``, a path in a layout's table such as the
+        DICOM ``angiography`` table) as a path to open: relative ones are in the source folder."""
+        path = Path(relative)
+        return path if path.is_absolute() or not self.info.root else Path(self.info.root) / path
+
+    def files(self, item: int | str) -> list[Path]:
+        """The files a record was read from."""
+        i = self.index_of(item) if isinstance(item, str) else int(item)
+        return [self.path(f) for f in self.manifest["files"].iat[i].split(";")]
+
     def meta(self, item: int | str) -> dict[str, Any]:
         i = self.index_of(item) if isinstance(item, str) else int(item)
         text = self.manifest.iloc[i]["meta"]
@@ -294,8 +333,14 @@ class ECGStore:
         return duplicate_groups(pd.Series(m["checksum"].to_numpy(), index=m["record_id"].astype(str).to_numpy()))
 
 
-def create_store(root: Path, info: StoreInfo) -> None:
-    """Create an empty store, or check that an existing one was made from the same layout and source."""
+#: The lock file of a store while an ingest writes it (the writer's pid and host).
+STORE_LOCK = "ingest.lock"
+
+
+def check_store(root: Path, info: StoreInfo) -> bool:
+    """Whether ``root`` is a store made from the same layout, source and options as ``info`` (True) or a folder
+    that may become one (False: absent, or empty but for the ingest lock); anything else is a
+    :class:`StoreError`. Writes nothing."""
     meta_path = root / "store.json"
     if meta_path.exists():
         existing = ECGStore(root).info
@@ -306,14 +351,25 @@ def create_store(root: Path, info: StoreInfo) -> None:
             )
         if existing.options != info.options:
             raise StoreError(f"{root}: this store was ingested with options {existing.options}, not {info.options}")
-        return
-    if root.exists() and any(root.iterdir()):
+        return True
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: is a file, not a store folder; choose an empty or new folder")
+    if root.exists() and any(p.name != STORE_LOCK for p in root.iterdir()):
         raise StoreError(f"{root}: exists and is not an ECG store; choose an empty or new folder")
+    return False
+
+
+def create_store(root: Path, info: StoreInfo) -> None:
+    """Create an empty store, or check that an existing one was made from the same layout and source."""
+    if check_store(root, info):
+        return
     (root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     (root / TABLE_DIR).mkdir(exist_ok=True)
-    write_atomic(meta_path, json.dumps(info.__dict__, indent=2))
+    write_atomic(root / "store.json", json.dumps(info.__dict__, indent=2))
 
 
 def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:
-    return StoreInfo(layout=layout, source=str(source.resolve()), options=options,
-                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    resolved = source.resolve()
+    return StoreInfo(layout=layout, source=str(resolved), options=options,
+                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     root=str(resolved if resolved.is_dir() else resolved.parent))

@@ -7,6 +7,7 @@ before, or the first after), and only inside the window; a record without one ge
 
 from __future__ import annotations
 
+import csv
 import os
 from typing import Literal
 
@@ -18,14 +19,25 @@ Key = Literal["record", "patient", "study"]
 _KEY_COLUMN = {"record": "record_id", "patient": "patient_id", "study": "study_id"}
 
 
+def check_table_name(name: str) -> str:
+    """A table's name in a store is a plain file name (``tables/NAME.csv``): never a path, so nothing is written
+    outside the store's tables."""
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise StenceBenchError(f"--name {name!r}: a table name is a plain name (letters, digits, '-', '_', '.'), "
+                               "not a path")
+    return name
+
+
 def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str | None = None,
                      time_column: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a label CSV; a missing column is an error naming the file and the columns it has."""
+    """Read a label CSV; a missing column, or a row whose fields do not match the header's, is an error naming
+    the file (and the line, or the columns it has)."""
     try:
+        _check_rows(path)
         table = pd.read_csv(path, dtype={key_column or _KEY_COLUMN[key]: str})
     except FileNotFoundError:
         raise StenceBenchError(f"{path}: no such file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, csv.Error) as exc:
         raise StenceBenchError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
     needed = [key_column or _KEY_COLUMN[key], *([time_column] if time_column else []), *(columns or [])]
     missing = [c for c in needed if c not in table.columns]
@@ -38,6 +50,35 @@ def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str 
             raise StenceBenchError(f"{path}: {time_column} row {int(bad[0]) + 2}: cannot read {table.loc[bad[0], time_column]!r} as a time")
         table[time_column] = times
     return table
+
+
+def _check_rows(path: str | os.PathLike[str]) -> None:
+    """Every row has the header's number of fields: pandas fills a short row with empty values silently."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            if row and len(row) != len(header):
+                raise StenceBenchError(f"{path}: line {reader.line_num} has {len(row)} field(s), the header has "
+                                       f"{len(header)}; a missing value is an empty field (two commas)")
+
+
+def join_summary(manifest: pd.DataFrame, table: pd.DataFrame, joined: pd.DataFrame, *, key: Key,
+                 key_column: str | None = None, study_column: str = "study_id") -> dict[str, object]:
+    """How a join went: records labelled and not, and the table's rows whose key names no record (or patient, or
+    study) of the store, with a few of those keys."""
+    key_column = key_column or _KEY_COLUMN[key]
+    left_key = {"record": "record_id", "patient": "patient_id", "study": study_column}[key]
+    if key == "study" and left_key not in manifest.columns:
+        left_key = "record_id"
+    known = set(manifest[left_key].astype(str))
+    keys = table[key_column].astype("string")
+    unknown = keys[~keys.isin(known)].dropna()
+    labelled = int(joined["record_id"].nunique())
+    return {"records": len(manifest), "labelled": labelled, "unlabelled": len(manifest) - labelled,
+            "unknown_rows": len(unknown), "unknown_examples": list(dict.fromkeys(unknown))[:3]}
 
 
 def join_labels(manifest: pd.DataFrame, table: pd.DataFrame, *, key: Key, key_column: str | None = None,

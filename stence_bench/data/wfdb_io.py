@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ SUPPORTED_FORMATS = (*_SIMPLE_FORMATS, "212", "24")
 _BYTES = {"16": 2.0, "61": 2.0, "80": 1.0, "160": 2.0, "32": 4.0, "212": 1.5, "24": 3.0}
 #: the WFDB "invalid sample" value of each format (decoded)
 _INVALID = {"16": -32768, "61": -32768, "80": -128, "160": -32768, "32": -(2**31), "212": -2048, "24": -(2**23)}
+#: a signal file name as wfdb's header grammar has it (``rx_signal``): no folder, so never outside the record's
+_FILE_NAME = re.compile(r"~?[-\w]*\.?[\w]*")
 _UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 #: formats whose decoded samples always fit int16, so the record keeps its digital samples
 _INT16_FORMATS = frozenset({"16", "61", "80", "160", "212"})
@@ -100,13 +103,18 @@ def _split_signal_line(line: str) -> tuple[str, str | None, int | None]:
 
 @dataclass(frozen=True)
 class _SignalBlock:
-    """The parsed signal lines of a header, with what reading needs, shared by every header of that shape."""
+    """The parsed signal lines of a header, with what reading needs, shared by every header of that shape.
+
+    Signals in a voltage unit are the ECG leads the record keeps (``keep``); the others (a blood pressure in
+    mmHg, a pleth in NU, as beside the ECG of PhysioNet's ICU records) are left out, by name (``dropped``)."""
 
     signals: tuple[SignalSpec, ...]
-    leads: tuple[str, ...]
-    baseline: np.ndarray  # float32 [n_sig]
-    gain: np.ndarray  # float32 [n_sig], digital units per millivolt (exactly adc_gain for signals in mV)
-    int16: bool  # every format's samples fit int16
+    leads: tuple[str, ...]  # of the kept signals, as are baseline, gain and int16
+    baseline: np.ndarray  # float32 [n_kept]
+    gain: np.ndarray  # float32 [n_kept], digital units per millivolt (exactly adc_gain for signals in mV)
+    int16: bool  # every kept format's samples fit int16
+    keep: tuple[int, ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -117,14 +125,17 @@ def _signal_block(templates: tuple[str, ...]) -> _SignalBlock | tuple[str, str]:
         if isinstance(parsed, tuple):
             return parsed
         signals.append(parsed)
-    for sig in signals:
-        if sig.units.lower() not in _UNITS_TO_MV:
-            return ("unsupported units", f"signal {sig.name!r} is in {sig.units!r}")
-    baseline = np.array([s.baseline for s in signals], dtype=np.float32)
-    gain = np.array([s.adc_gain / _UNITS_TO_MV[s.units.lower()] for s in signals], dtype=np.float32)
+    keep = tuple(i for i, s in enumerate(signals) if s.units.lower() in _UNITS_TO_MV)
+    if not keep:
+        units = ", ".join(f"{s.name!r} in {s.units!r}" for s in signals)
+        return ("no ECG signal", f"no signal in a voltage unit (mV, uV, V): {units}")
+    kept = [signals[i] for i in keep]
+    baseline = np.array([s.baseline for s in kept], dtype=np.float32)
+    gain = np.array([s.adc_gain / _UNITS_TO_MV[s.units.lower()] for s in kept], dtype=np.float32)
     baseline.flags.writeable = gain.flags.writeable = False
-    return _SignalBlock(tuple(signals), tuple(canonical_lead(s.name) for s in signals), baseline, gain,
-                        all(s.fmt in _INT16_FORMATS for s in signals))
+    return _SignalBlock(tuple(signals), tuple(canonical_lead(s.name) for s in kept), baseline, gain,
+                        all(s.fmt in _INT16_FORMATS for s in kept), keep,
+                        tuple(s.name for i, s in enumerate(signals) if i not in keep))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -162,6 +173,9 @@ def parse_header(text: str, source: str) -> WfdbHeader:
     if rec["n_seg"]:
         raise BadRecord(source, "unsupported header", "multi-segment records are not supported")
     n_sig = int(rec["n_sig"])
+    fields = body[0].split()
+    if len(fields) > 2 and fields[2].startswith("-"):  # wfdb's grammar would read it as the counter frequency
+        raise BadRecord(source, "bad sampling rate", f"{fields[2].split('/')[0]} Hz in the record line")
     fs = float(rec["fs"]) if rec["fs"] else 250.0
     signal_lines = body[1 : 1 + n_sig]
     if len(signal_lines) != n_sig:
@@ -170,6 +184,9 @@ def parse_header(text: str, source: str) -> WfdbHeader:
     for i, (template, file_name, _) in enumerate(split):
         if file_name is None:
             raise BadRecord(source, "bad header", f"cannot parse signal line {i + 1}: {template!r}")
+        if not _FILE_NAME.fullmatch(file_name):  # wfdb's grammar: a plain name, in the header's folder
+            raise BadRecord(source, "bad header", f"signal {i + 1}: file name {file_name!r} is not a plain file "
+                            "name in the record's folder")
     block = _signal_block(tuple(template for template, _, _ in split))
     if isinstance(block, tuple):
         raise BadRecord(source, *block)
@@ -235,6 +252,12 @@ def read_digital(header: WfdbHeader, directory: str, source: str) -> list[tuple[
         fmt, offset = fmts.pop(), offsets.pop()
         path = os.path.join(directory, file_name)
         try:
+            size = os.path.getsize(path)
+            if size == 0:
+                raise BadRecord(str(path), "empty signal file", f"0 bytes (named by {source})")
+            if size <= offset:  # numpy would say "negative dimensions are not allowed"
+                raise BadRecord(str(path), "truncated signal file",
+                                f"{size} bytes; the header puts the first sample at byte {offset}")
             raw = np.fromfile(path, dtype=np.uint8, offset=offset)
         except FileNotFoundError:
             raise BadRecord(str(path), "missing signal file", f"named by {source}") from None
@@ -261,8 +284,8 @@ def read_digital(header: WfdbHeader, directory: str, source: str) -> list[tuple[
 
 
 def read_samples(header: WfdbHeader, directory: str, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The record's digital samples ``[n_sig, n_samples]`` (int16 when the formats allow, else int32) with the
-    per-signal baseline and gain (digital units per mV), checksums verified.
+    """The record's digital samples ``[n_leads, n_samples]`` of its ECG signals (int16 when the formats allow,
+    else int32) with the per-lead baseline and gain (digital units per mV), checksums verified on every signal.
 
     ``(digital - baseline) / gain`` in float32 (:func:`stence_bench.data.records.to_physical`) gives the same values
     as ``wfdb.rdrecord`` gives in float64, to float32 precision (bit-identical on the real records tested).
@@ -270,14 +293,18 @@ def read_samples(header: WfdbHeader, directory: str, source: str) -> tuple[np.nd
     block = header.block
     assert block is not None, "headers come from parse_header"
     parts = read_digital(header, directory, source)
-    dtype = np.int16 if block.int16 else np.int32
-    digital = np.empty((header.n_sig, parts[0][1].shape[0]), dtype=dtype)
+    every16 = all(s.fmt in _INT16_FORMATS for s in header.signals)
+    digital = np.empty((header.n_sig, parts[0][1].shape[0]), dtype=np.int16 if every16 else np.int32)
     for idx, frames in parts:
         if len(parts) == 1:
             digital[:] = frames.T
         else:
             digital[idx] = frames.T
     _verify_checksums(header, digital, source)
+    if len(block.keep) != header.n_sig:  # the ECG leads only
+        digital = digital[list(block.keep)]
+        if block.int16 and digital.dtype != np.int16:
+            digital = digital.astype(np.int16)
     return digital, block.baseline, block.gain
 
 
@@ -312,6 +339,8 @@ def read_wfdb(path: str | os.PathLike[str], *, record_id: str | None = None) -> 
         time=header.time,
         meta={"comments": header.comments} if header.comments else {},
     )
+    if header.block is not None and header.block.dropped:
+        record.meta["dropped_channels"] = list(header.block.dropped)
     return record.check(), header
 
 

@@ -341,6 +341,18 @@ def load_training_state(path: Path, cell: Cell) -> dict[str, Any]:
     return state
 
 
+def saved_epoch(root: Path, cell: Cell) -> int | None:
+    """The last finished epoch an interrupted pretraining of ``cell`` saved (None: no state, or unreadable),
+    read without loading the weights into memory."""
+    path = training_state_path(root, cell)
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001 - the pretraining itself says what is wrong with the file
+        return None
+
+
 def log_path(root: Path, cell: Cell) -> Path:
     """The training log of a pretraining cell: one JSON line per step (epoch, step, loss, seconds)."""
     return Path(root) / "logs" / f"{cell.key}.jsonl"

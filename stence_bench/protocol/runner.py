@@ -15,15 +15,16 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
 from ..errors import StenceBenchError
+from ..processes import WorkerPool
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Suite, plan
 from . import distributed
@@ -82,7 +83,14 @@ def _worker_init() -> None:
 
 def _worker_execute(cell: Cell) -> tuple[dict[str, Any], str | None, float, str]:
     state = _WORKER_STATE
-    return execute(cell, state["ws"], state["registry"], state["root"], state["failed_pretrain"])
+    return execute(cell, state["ws"], state["registry"], state["root"], state["failed_pretrain"], _worker_echo)
+
+
+def _worker_echo(line: str) -> None:
+    """A worker's progress lines (a resumed or long pretraining), through the parent's echo, written at once."""
+    _WORKER_STATE["echo"](line)
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
@@ -131,6 +139,9 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
                 failed_pretrain[source.key] = reason
     echo(f"{len(cells)} cells: {len(cells) - len(todo)} finished earlier, {len(todo)} to run; results in "
          f"{root / res.RESULT_DIR}")
+    if ctx.main:
+        for line in resume_lines(cells, todo, root, suite.protocol.pretrain.epochs):
+            echo(line)
     if ctx.distributed:  # rank 0 writes the data (cohort, stores, views) once; the others then read it
         if ctx.main:
             prepare(todo, ws, registry)
@@ -182,7 +193,9 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
                 if error and cell.stage == "pretrain" and not ctx.main:  # (record() notes it on rank 0)
                     failed_pretrain[cell.key] = error.splitlines()[0]
     except KeyboardInterrupt:
-        echo("interrupted; finished cells are kept, run again to resume")
+        if ctx.main:
+            for line in interrupted_lines(cells, outcomes, root, suite.protocol.pretrain.epochs):
+                echo(line)
         raise
 
     ordered = [outcomes[c.key] for c in cells if c.key in outcomes]
@@ -255,6 +268,48 @@ def pretraining_refusal(todo: list[Cell], ws: Workspace) -> str | None:
     return None
 
 
+def resume_lines(cells: list[Cell], todo: list[Cell], root: Path, epochs: int) -> list[str]:
+    """What a re-run takes from the runs before it: the finished cells it reuses (by stage; each named when there
+    are few) and the pretraining cells that go on from a saved epoch."""
+    from .pretrain import saved_epoch
+
+    waiting = {cell.key for cell in todo}
+    reused = [cell for cell in cells if cell.key not in waiting]
+    lines = []
+    if reused:
+        stages: dict[str, int] = {}
+        for cell in reused:
+            stages[cell.stage] = stages.get(cell.stage, 0) + 1
+        lines.append(f"reusing {len(reused)} finished cell(s): " + ", ".join(f"{n} {s}" for s, n in stages.items()))
+        if len(reused) <= 8:
+            lines += [f"  {cell.label}" for cell in reused]
+    resumed = [(cell, saved_epoch(root, cell)) for cell in todo if cell.stage == "pretrain"]
+    resumed = [(cell, epoch) for cell, epoch in resumed if epoch is not None]
+    if resumed:
+        lines.append(f"resuming {len(resumed)} pretraining cell(s) from the last epoch an interrupted run finished:")
+        lines += [f"  {cell.label}: from epoch {epoch}/{epochs}" for cell, epoch in resumed]
+    return lines
+
+
+def interrupted_lines(cells: list[Cell], outcomes: dict[str, CellOutcome], root: Path, epochs: int) -> list[str]:
+    """What an interrupted run leaves: the finished cells (kept) and the training state of each pretraining that
+    was under way (it resumes from there)."""
+    from .pretrain import saved_epoch
+
+    earlier = sum(o.status == "cached" for o in outcomes.values())
+    now = sum(o.status == "done" for o in outcomes.values())
+    failed = sum(o.status == "failed" for o in outcomes.values())
+    left = len(cells) - earlier - now
+    lines = [f"interrupted: {earlier + now} of {len(cells)} cells finished ({now} in this run, {earlier} earlier"
+             + (f", {failed} failed" if failed else "") + f"), {left} left; results kept in {root / res.RESULT_DIR}"]
+    for cell in cells:
+        if cell.stage == "pretrain" and cell.key not in outcomes:
+            epoch = saved_epoch(root, cell)
+            if epoch is not None:
+                lines.append(f"  {cell.label}: training state kept at epoch {epoch}/{epochs}")
+    return lines
+
+
 def _pretraining_problem(root: Path, key: str) -> str | None:
     path = res.result_path(root, key)
     if not path.is_file():
@@ -299,12 +354,11 @@ def _run_parallel(group: list[Cell], ws: Workspace, registry: Registry, root: Pa
                 cached_embeddings(cell, ws, registry, root, registry.tasks.get(cell.task))
             except Exception:  # noqa: BLE001 - the cell fails with this error when it runs
                 pass
-    _WORKER_STATE.update(ws=ws, registry=registry, root=root, failed_pretrain=dict(failed_pretrain))
+    _WORKER_STATE.update(ws=ws, registry=registry, root=root, failed_pretrain=dict(failed_pretrain), echo=echo)
     kind = "pretraining" if group[0].stage == "pretrain" else "evaluation"
     echo(f"running {len(group)} {kind} cells in {workers} worker processes")
-    context = multiprocessing.get_context("fork")
     done = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+    with WorkerPool(workers, initializer=_worker_init) as pool:  # workers die with this process
         pending: dict[Future, Cell] = {}
         queue = list(group)
         try:
@@ -322,7 +376,8 @@ def _run_parallel(group: list[Cell], ws: Workspace, registry: Registry, root: Pa
                     done += 1
                     record(cell, payload, error, wall, stamp, _eta(started, done, len(group)))
         except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.kill()  # at once: a pretraining in flight keeps the state of its last finished epoch
+            _WORKER_STATE.clear()
             raise
     _WORKER_STATE.clear()
 

@@ -57,8 +57,13 @@ def require_columns(table: pd.DataFrame, columns: list[str] | tuple[str, ...], s
         raise StenceBenchError(f"{source}: missing column(s) {', '.join(missing)}")
 
 
-def find_headers(source: Path) -> list[str]:
-    """Every ``.hea`` below ``source``, sorted (os.scandir: fast on folders of many thousand files)."""
+#: the files WFDB signals are stored in
+SIGNAL_SUFFIXES = (".dat", ".mat")
+
+
+def find_headers(source: Path, signal_files: list[str] | None = None) -> list[str]:
+    """Every ``.hea`` below ``source``, sorted (os.scandir: fast on folders of many thousand files). Given a
+    list, ``signal_files`` also gets every ``.dat`` and ``.mat`` found on the way."""
     found: list[str] = []
     stack = [os.fspath(source)]
     while stack:
@@ -69,6 +74,10 @@ def find_headers(source: Path) -> list[str]:
                     stack.append(entry.path)
                 elif entry.name.endswith(".hea"):
                     found.append(entry.path)
+                elif signal_files is not None and entry.name.endswith(SIGNAL_SUFFIXES):
+                    signal_files.append(entry.path)
+    if signal_files is not None:
+        signal_files.sort()
     return sorted(found)
 
 

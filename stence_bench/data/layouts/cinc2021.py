@@ -14,7 +14,7 @@ import pandas as pd
 from ..records import BadRecord, Record
 from ..wfdb_io import read_wfdb
 from .base import Layout, RecordRef, Scan
-from .wfdb_folder import wfdb_refs
+from .wfdb_folder import wfdb_scan
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,7 +64,8 @@ class Cinc2021Layout(Layout):
 
     def scan(self, source: Path) -> Scan:
         codes = snomed_table().reset_index()
-        return Scan(refs=wfdb_refs(source), tables={"snomed": codes})
+        found = wfdb_scan(source)
+        return Scan(refs=found.refs, problems=found.problems, tables={"snomed": codes})
 
     def read(self, ref: RecordRef) -> Record:
         record, header = read_wfdb(ref.path, record_id=ref.record_id)
