@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ import torch
 
 from .. import metrics
 from ..data.splits import label_fractions, sample_hash
+from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
 from ..suite import Cell
 from . import distributed
-from .data import Windows, Workspace, lead_mask
+from .data import Workspace, lead_mask
 from .pretrain import build_encoder, checkpoint_path, load_checkpoint
 
 EMBEDDING_DIR = "embeddings"
@@ -112,33 +114,22 @@ def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Mo
 @torch.no_grad()
 def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
                 max_windows: int = 512) -> np.ndarray:
-    """The module's output averaged over each record's own windows (:meth:`Windows.sliding`; eval mode, on the
-    module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]`` float64."""
+    """The module's output averaged over each record's own windows (:meth:`Windows.sliding_starts`; eval mode, on
+    the module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]`` float64."""
     module.eval()
     device = next(module.parameters()).device
-    out = []
-    for chunk in _chunks_of_windows(windows, rows, max_windows):
-        x, counts = windows.sliding(chunk, mask)
+    out: np.ndarray | None = None
+    for batch in loader(windows, windows.sliding_chunks(rows, max_windows), lead_mask=mask, device=device):
         with distributed.current().autocast():
-            z = module(x.to(device)).float().cpu().double()
-        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.from_numpy(counts))
+            z = module(batch["x"].to(device, non_blocking=True)).float().cpu().double()
+        counts = torch.from_numpy(batch["counts"])
+        owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
         sums = torch.zeros(len(counts), z.shape[-1], dtype=torch.float64).index_add_(0, owner, z)
-        out.append((sums / torch.from_numpy(counts)[:, None]).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
-
-
-def _chunks_of_windows(windows: Windows, rows: np.ndarray, max_windows: int) -> list[np.ndarray]:
-    """``rows`` cut into consecutive runs of about ``max_windows`` evaluation windows (at least one record each)."""
-    counts = np.array([len(windows.sliding_starts(int(r))) for r in rows], dtype=np.int64)
-    chunks, start, total = [], 0, 0
-    for i, k in enumerate(counts):
-        if total and total + k > max_windows:
-            chunks.append(rows[start:i])
-            start, total = i, 0
-        total += k
-    if start < len(rows):
-        chunks.append(rows[start:])
-    return chunks
+        if out is None:
+            out = np.zeros((len(rows), z.shape[-1]))
+        start, end = batch["tag"]
+        out[start:end] = (sums / counts[:, None]).numpy()
+    return out if out is not None else np.zeros((0, 1))
 
 
 def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None) -> np.ndarray:
@@ -396,20 +387,30 @@ def train_epoch(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss_f
     ctx = distributed.current()
     device = next(model.parameters()).device
     model.train()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2 * ctx.world and len(order) >= 2:
-            continue  # batch norm needs two samples (on every rank)
-        mine = ctx.part(len(idx))
-        x = windows.crops(rows[idx], rng, mask, part=mine)
+    for batch in loader(windows, finetune_plan(windows, rows, order, batch_size, rng), lead_mask=mask, device=device):
+        idx, mine = batch["tag"]
         with ctx.autocast():
-            out = model(x.to(device))
+            out = model(batch["x"].to(device, non_blocking=True))
         loss = loss_fn(out.float(), targets[idx[mine]].to(device))
         if ctx.distributed:
             loss = loss * (len(idx[mine]) * ctx.world / len(idx))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+
+
+def finetune_plan(windows: Windows, rows: np.ndarray, order: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> Iterator[Cut]:
+    """An epoch's batches for finetuning: each global batch of ``order`` (skipping one too small for batch norm on
+    every rank), a random window per record, this rank's slice cut. Tag: the batch's positions and the slice."""
+    ctx = distributed.current()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 * ctx.world and len(order) >= 2:
+            continue  # batch norm needs two samples (on every rank)
+        mine = ctx.part(len(idx))
+        offsets = windows.random_offsets(rows[idx], rng)
+        yield Cut(rows[idx][mine], offsets[mine], tag=(idx, mine))
 
 
 # -- zero-shot -------------------------------------------------------------------------------------------------
@@ -464,11 +465,13 @@ def _centre_loss(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mas
     device = next(model.parameters()).device
     model.eval()
     mine = np.arange(len(rows))[ctx.part(len(rows))]
+    plan = (Cut(rows[part], windows.centre_offsets(rows[part]), tag=part)
+            for part in (mine[start : start + chunk] for start in range(0, len(mine), chunk)))
     total = 0.0
-    for start in range(0, len(mine), chunk):
-        part = mine[start : start + chunk]
+    for batch in loader(windows, plan, lead_mask=mask, device=device):
+        part = batch["tag"]
         with ctx.autocast():
-            out = model(windows.centre(rows[part], mask).to(device))
+            out = model(batch["x"].to(device, non_blocking=True))
         total += float(loss_fn(out.float(), target[part].to(device))) * len(part)
     total, count = ctx.sum(total, float(len(mine)))
     return total / max(count, 1.0)
