@@ -263,13 +263,18 @@ def validate_command(ctx: click.Context, suite: str) -> None:
               help="slurm: GPUs of a pretraining job (one DDP process each).")
 @click.option("--cells-per-job", type=click.IntRange(min=1), default=None,
               help="slurm: evaluation cells per job.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=None,
+              help="Processes cutting batches ahead of training and embedding (default: 4 with a GPU, 0 on CPU: "
+                   "cut in the training process). Results do not depend on it (beyond float rounding). Same as "
+                   "STENCE_BENCH_LOADER_WORKERS.")
 @click.option("--reuse-stale", is_flag=True,
               help="Keep finished cells whose inputs (data, labels, pretraining, scoring code) changed since they "
                    "ran, marked stale on the leaderboard, instead of running them again.")
 @click.pass_context
 def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
                 workers: int | None, device: str | None, partition: str | None, time_min: int | None,
-                gpus_per_job: int | None, cells_per_job: int | None, reuse_stale: bool) -> None:
+                gpus_per_job: int | None, cells_per_job: int | None, loader_workers: int | None,
+                reuse_stale: bool) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
     each once. A re-run skips finished cells whose inputs are unchanged (a stale one runs again, or is kept with
     --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
@@ -279,6 +284,10 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     last epoch, and prints the command to resume; one run at a time writes a run folder (run.lock). See
     docs/protocol.md and docs/cluster.md."""
     registry = get_registry(ctx)
+    if loader_workers is not None:  # read by every stage, and inherited by the processes that run cells
+        from .data.windows import ENV_LOADER_WORKERS
+
+        os.environ[ENV_LOADER_WORKERS] = str(loader_workers)
     parsed, path = validate_suite(suite, registry)
     cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
                                  "cells_per_job": cells_per_job}.items() if v is not None}

@@ -260,8 +260,13 @@ def loader(windows: Windows, plan: Iterable[Cut], *, lead_mask: torch.Tensor | N
         return (batches[cut] for cut in plan)
     cuda = device is not None and device.type == "cuda"
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=_Plan(plan), num_workers=workers,
-                                       pin_memory=cuda, prefetch_factor=4, persistent_workers=False,
+                                       collate_fn=_as_cut, pin_memory=cuda, prefetch_factor=4, persistent_workers=False,
                                        worker_init_fn=functools.partial(_worker_init, os.getpid()))
+
+
+def _as_cut(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch as :meth:`Windows.take` made it (the default would turn its NumPy arrays into tensors)."""
+    return batch
 
 
 def _worker_init(parent_pid: int, _: int) -> None:

@@ -113,12 +113,12 @@ def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Mo
 
 @torch.no_grad()
 def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
-                max_windows: int = 512) -> np.ndarray:
+                max_windows: int = 512, out: np.ndarray | None = None) -> np.ndarray:
     """The module's output averaged over each record's own windows (:meth:`Windows.sliding_starts`; eval mode, on
-    the module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]`` float64."""
+    the module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]``, float64 or written
+    into ``out`` (a memory-mapped file: nothing of size ``len(rows)`` is held in memory)."""
     module.eval()
     device = next(module.parameters()).device
-    out: np.ndarray | None = None
     for batch in loader(windows, windows.sliding_chunks(rows, max_windows), lead_mask=mask, device=device):
         with distributed.current().autocast():
             z = module(batch["x"].to(device, non_blocking=True)).float().cpu().double()
@@ -154,8 +154,9 @@ def embedding_key(cell: Cell, ws: Workspace, registry: Registry, task: TaskSpec)
 
 
 def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path, task: TaskSpec) -> np.ndarray:
-    """Every record of the task's dataset embedded by the cell's encoder, cached on disk: ``[records, dim]``, named
-    by :func:`embedding_key` (never reused for other weights, contract, data or code)."""
+    """Every record of the task's dataset embedded by the cell's encoder, cached on disk and returned memory-mapped
+    (read-only): ``[records, dim]`` float32, named by :func:`embedding_key` (never reused for other weights,
+    contract, data or code). Written as it is computed, so memory does not grow with the dataset."""
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
     folder = Path(root) / EMBEDDING_DIR / weights_name(cell)
@@ -163,18 +164,24 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     path = folder / f"{name}.npy"
     ids_path = folder / f"{name}.ids"
     if path.is_file() and ids_path.is_file() and ids_path.read_text().split("\n") == windows.record_ids:
-        return np.load(path)
+        return np.load(path, mmap_mode="r")
     encoder, _ = encoder_for(cell, registry, root)
     encoder.to(distributed.current().device)
-    emb = embed(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, emb)
-    ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
-    ids_tmp.write_text("\n".join(windows.record_ids))
-    os.replace(ids_tmp, ids_path)
-    os.replace(tmp, path)
-    return emb
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(windows.record_ids),
+                                                                          int(encoder.embed_dim)))
+    try:
+        window_mean(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads), out=out)
+        out.flush()
+        del out
+        ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
+        ids_tmp.write_text("\n".join(windows.record_ids))
+        os.replace(ids_tmp, ids_path)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")
 
 
 # -- scoring -------------------------------------------------------------------------------------------------
@@ -249,16 +256,17 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
     data = task_data(ws, task, windows)
-    emb = cached_embeddings(cell, ws, registry, root, task)[data.rows]
+    cached = cached_embeddings(cell, ws, registry, root, task)  # memory-mapped: only the rows read are loaded
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
-    mean, std = emb[train].mean(axis=0), emb[train].std(axis=0) + 1e-6
-    x = (emb - mean) / std
+    x_train, x_val, x_test = (np.asarray(cached[data.rows[part]]) for part in (train, val, test))
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
     grid = sorted(ws.suite.protocol.linear_probe.c_grid)
     selection = _selection_metric(task)
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
-    for c, (val_pred, test_pred) in zip(grid, _fit_predict_path(task.task_kind, x[train], data.y[train], x[val],
-                                                                x[test], grid)):
+    for c, (val_pred, test_pred) in zip(grid, _fit_predict_path(task.task_kind, x_train, data.y[train], x_val,
+                                                                x_test, grid)):
         value = metrics.score(task.task_kind, _shape(task.task_kind, data.y[val]), _shape(task.task_kind, val_pred),
                               metrics=[selection])[selection]
         better = best is None or (np.isfinite(value) and (not np.isfinite(best[1]) or
