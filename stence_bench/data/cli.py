@@ -117,6 +117,8 @@ def info_command(store: Path, as_json: bool) -> None:
     click.echo(f"store        {summary['store']}")
     click.echo(f"layout       {summary['layout']} from {summary['source']}")
     click.echo(f"records      {summary['records']}  ({summary['patients']} patients)")
+    click.echo(f"units        {summary['units']}" + ("" if summary["units"] == "mV" else
+                                                      "  (standardised by the publisher: not millivolts)"))
     click.echo("fs (Hz)      " + ", ".join(f"{fs}: {n}" for fs, n in summary["sampling_rates"].items()))
     for leads, n in summary["leads"].items():
         click.echo(f"leads        {leads}: {n}")

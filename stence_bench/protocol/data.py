@@ -22,8 +22,10 @@ import torch
 from ..data.ingest import ingest
 from ..data.layouts.base import build_layout
 from ..data.splits import (
+    NO_SPLIT,
     check_patient_disjoint,
     link_duplicates,
+    official_split,
     patient_split,
     patients_or_records,
     strat_fold_split,
@@ -107,13 +109,23 @@ class Dataset:
 
     @cached_property
     def default_policy(self) -> str:
-        """``strat_fold`` where every record has one (PTB-XL), else ``patient``."""
-        has_folds = all("strat_fold" in meta for meta in self.records["meta"])
-        return "strat_fold" if has_folds and len(self.records) else "patient"
+        """``strat_fold`` where every record has one (PTB-XL), ``official`` where every record has a publisher's
+        ``split`` (EchoNext), else ``patient``."""
+        if not len(self.records):
+            return "patient"
+        if all("strat_fold" in meta for meta in self.records["meta"]):
+            return "strat_fold"
+        return "official" if all("split" in meta for meta in self.records["meta"]) else "patient"
 
     def split(self, policy: str, seed: int) -> np.ndarray:
-        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold`` or the seeded patient split."""
+        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold``, the publisher's ``official``
+        split (where a record may be in none: ``NO_SPLIT``), or the seeded patient split."""
         ids = self.records["record_id"]
+        if policy == "official":
+            split = official_split(pd.Series([meta.get("split") for meta in self.records["meta"]], index=ids.to_numpy()))
+            used = split[split != NO_SPLIT]
+            check_patient_disjoint(used, self.patients)  # records in no split are never trained or scored on
+            return split.to_numpy(dtype=str)
         if policy == "strat_fold":
             folds = pd.Series([meta.get("strat_fold") for meta in self.records["meta"]], index=ids.to_numpy())
             if folds.isna().any():
@@ -145,10 +157,12 @@ class Windows:
 
     def __init__(self, spec: EncoderSpec, record_ids: list[str], read: Callable[[int], np.ndarray],
                  lengths: np.ndarray, scaler: Standardizer | None = None,
-                 excluded: pd.DataFrame | None = None):
+                 excluded: pd.DataFrame | None = None, units: str = "mV"):
         if spec.normalization == "zscore_dataset" and scaler is None:
             raise ValueError(f"encoder {spec.name!r} normalises by dataset statistics: Windows needs a scaler")
         self.spec, self.record_ids, self.read = spec, list(record_ids), read
+        #: the store's units (``mV``, or ``z-score`` for a publisher-standardised source such as EchoNext)
+        self.units = units
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.scaler = scaler
         self.excluded = excluded if excluded is not None else pd.DataFrame()
@@ -195,13 +209,23 @@ class Windows:
               part: slice = slice(None)) -> torch.Tensor:
         """A random window of each record (training). ``part``: cut only these of ``rows`` (a rank's slice of a
         global batch) after drawing the offsets of all of them, so every rank's generator stays in step."""
-        x, normalizer = self.crops_physical(rows, generator, part=part)
+        x, normalizer = self._crops_raw(rows, generator, part=part)
         return self._mask(normalizer(x), lead_mask)
 
     def crops_physical(self, rows: np.ndarray, generator: np.random.Generator,
                        part: slice = slice(None)) -> tuple[torch.Tensor, Normalizer]:
         """:meth:`crops` before normalisation (in the store's physical units, millivolts) and the
-        :class:`Normalizer` that finishes them: for augmentations that assume lead geometry (VCG)."""
+        :class:`Normalizer` that finishes them: for augmentations that assume lead geometry (VCG). Refused (a
+        :class:`DataError`) on a store whose samples are not millivolts: the geometry does not hold there."""
+        if self.units != "mV":
+            raise DataError(f"encoder {self.spec.name!r}: an objective asks for windows in millivolts (physical_units,"
+                            f" such as a VCG augmentation), but this dataset's signals are {self.units!r} (standardised "
+                            "by the publisher); pretrain it with an objective that does not augment in physical "
+                            "units, or on another dataset")
+        return self._crops_raw(rows, generator, part=part)
+
+    def _crops_raw(self, rows: np.ndarray, generator: np.random.Generator,
+                   part: slice = slice(None)) -> tuple[torch.Tensor, Normalizer]:
         rows = np.asarray(rows)
         offsets = self.random_offsets(rows, generator)
         x, valid = self.cut(rows[part], offsets[part])
@@ -467,7 +491,8 @@ class Workspace:
                              dataset.split(dataset.default_policy, self.suite.protocol.split_seed)))
             train = [rid for rid in view.record_ids if split.get(rid) == "train"] or view.record_ids
             scaler = view.fit_standardizer(train)
-        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded)
+        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded,
+                          units=dataset.store.info.units)
         self._windows[key] = windows
         return windows
 

@@ -1,0 +1,73 @@
+"""Small generated samples of public datasets in their exact published file layout (names, shapes, dtypes, column
+names written down from the publishers' documentation and code), for the layouts' and recipes' tests.
+
+Nothing here is real data: the values are random, the layouts are the publishers'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# -- EchoNext (PhysioNet, 1.1.x) ------------------------------------------------------------------------------
+
+ECHONEXT_FLAGS = (
+    "lvef_lte_45_flag", "lvwt_gte_13_flag", "aortic_stenosis_moderate_or_greater_flag",
+    "aortic_regurgitation_moderate_or_greater_flag", "mitral_regurgitation_moderate_or_greater_flag",
+    "tricuspid_regurgitation_moderate_or_greater_flag", "pulmonary_regurgitation_moderate_or_greater_flag",
+    "rv_systolic_dysfunction_moderate_or_greater_flag", "pericardial_effusion_moderate_large_flag",
+    "pasp_gte_45_flag", "tr_max_gte_32_flag", "shd_moderate_or_greater_flag",
+)
+#: the metadata's columns in the publisher's order: ids, demographics, split, the 12 flags
+ECHONEXT_COLUMNS = ("ecg_key", "patient_key", "age_at_ecg", "sex", "acquisition_year", "location_setting",
+                    "race_ethnicity", "most_recent_ecg", "split", *ECHONEXT_FLAGS)
+
+
+def echonext_sample(folder: Path, *, patients: dict[str, int] | None = None, no_split: int = 4, seed: int = 0,
+                    with_no_split_file: bool = True) -> pd.DataFrame:
+    """``echonext_metadata_100k.csv`` and ``EchoNext_{split}_waveforms.npy`` ([N, 1, 2500, 12] float64, z-scored
+    values) for ``patients[split]`` patients of two ECGs each, and ``no_split`` ECGs of validation/test patients.
+    Returns the metadata (row order = file order: a split's rows in the order of its array)."""
+    patients = patients or {"train": 10, "val": 4, "test": 4}
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    ecg_key, patient_key = 500_000, 9_000
+    held_out: list[int] = []
+    for split, n in patients.items():
+        for _ in range(n):
+            patient_key += 7
+            if split != "train":
+                held_out.append(patient_key)
+            for _ in range(2):
+                ecg_key += 13
+                rows.append({"ecg_key": ecg_key, "patient_key": patient_key, "split": split})
+    for i in range(no_split):
+        ecg_key += 13
+        rows.append({"ecg_key": ecg_key, "patient_key": held_out[i % len(held_out)], "split": "no_split"})
+    table = pd.DataFrame(rows)
+    n = len(table)
+    table["age_at_ecg"] = rng.integers(20, 90, n)
+    table["sex"] = rng.choice(["Male", "Female"], n)
+    table["acquisition_year"] = rng.integers(2008, 2022, n)
+    table["location_setting"] = rng.choice(["inpatient", "outpatient", "emergency"], n)
+    table["race_ethnicity"] = rng.choice(["white", "black", "hispanic", "asian", "other"], n)
+    table["most_recent_ecg"] = rng.integers(0, 2, n)
+    flags = rng.integers(0, 2, (n, len(ECHONEXT_FLAGS))).astype(float)
+    flags[:, -1] = flags[:, :-1].max(axis=1)  # the composite is any finding
+    for j, flag in enumerate(ECHONEXT_FLAGS):
+        table[flag] = flags[:, j]
+    # interleave the splits' rows in the CSV, as the publisher's file does; each split's rows keep their order
+    order = np.argsort(rng.random(n), kind="stable")
+    table = table.iloc[order].reset_index(drop=True)
+    table = table[list(ECHONEXT_COLUMNS)]
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "echonext_metadata_100k.csv", index=False)
+    for split in ("train", "val", "test", "no_split"):
+        count = int((table["split"] == split).sum())
+        if not count or (split == "no_split" and not with_no_split_file):
+            continue
+        waves = rng.standard_normal((count, 1, 2500, 12))  # float64, z-scored as published
+        np.save(folder / f"EchoNext_{split}_waveforms.npy", waves)
+    return table

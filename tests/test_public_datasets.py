@@ -1,0 +1,244 @@
+"""Public datasets: dataset cards, units of a store, the publisher's official splits, and each public layout read
+from a small sample in its exact published file layout (tests/public_samples.py), ingested and run through a tiny
+suite."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import BUILTINS_ONLY, run_cli
+from public_samples import ECHONEXT_FLAGS, echonext_sample
+
+from stence_bench.data.ingest import ingest
+from stence_bench.data.layouts.base import build_layout
+from stence_bench.data.splits import NO_SPLIT, official_split
+from stence_bench.data.store import ECGStore
+from stence_bench.errors import StenceBenchError
+from stence_bench.protocol.data import DataError, Windows, Workspace
+from stence_bench.registry import Registry
+from stence_bench.specs import EncoderSpec, import_object
+from stence_bench.suite import parse_suite
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load(environ=BUILTINS_ONLY)
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+# -- dataset cards --------------------------------------------------------------------------------------------
+
+
+def test_every_registered_layout_has_a_card_whose_units_are_the_layouts_own(registry):
+    for spec in registry.datasets:
+        assert spec.card is not None, f"dataset {spec.name!r} has no card"
+        layout_cls = import_object(spec.reader, what=spec.name)
+        assert spec.card.units == layout_cls.units, spec.name
+        assert spec.card.licence and spec.card.patient_id and spec.card.splits
+    assert registry.datasets.get("echonext").card.access == "restricted"
+    assert registry.datasets.get("ptbxl").card.access == "open"
+
+
+def test_list_datasets_json_carries_the_cards():
+    out = run_cli("list", "datasets", "--json", STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert out.returncode == 0, out.stderr
+    cards = {e["spec"]["name"]: e["spec"]["card"] for e in json.loads(out.stdout)}
+    assert cards["echonext"]["units"] == "z-score" and cards["echonext"]["sampling_rates"] == [250.0]
+    assert cards["ptbxl"]["licence"] == "CC-BY-4.0" and "strat_fold" in cards["ptbxl"]["splits"]
+    table = run_cli("list", "datasets", STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1").stdout
+    assert "restricted" in table and "z-score" in table
+
+
+def test_a_card_is_left_out_of_the_layouts_fingerprint(registry):
+    """A corrected licence or note must not make every store of the layout be ingested again."""
+    from plugin_fixtures import Plugin
+
+    from stence_bench.specs import DatasetCard, DatasetSpec
+
+    def with_card(note: str) -> Registry:
+        card = DatasetCard(title="t", licence="CC0-1.0", access="open", patient_id="p", splits="none", notes=note)
+        spec = DatasetSpec(name="hospital", reader="stence_bench.data.layouts.wfdb_folder:WfdbLayout", card=card)
+        return Registry.load(extra=[Plugin("hosp", datasets=[spec])], environ=BUILTINS_ONLY)
+
+    assert with_card("a").fingerprint("dataset", "hospital") == with_card("b").fingerprint("dataset", "hospital")
+
+
+# -- official splits ------------------------------------------------------------------------------------------
+
+
+def test_official_split_reads_the_publishers_split_and_puts_the_rest_in_none():
+    split = official_split(pd.Series(["train", "val", "Validation", "test", "no_split"], index=list("abcde")))
+    assert split.tolist() == ["train", "val", "val", "test", NO_SPLIT]
+    with pytest.raises(StenceBenchError, match="record 'b' has no official split"):
+        official_split(pd.Series(["train", None], index=["a", "b"]))
+
+
+# -- EchoNext ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def echonext(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("echonext")
+    table = echonext_sample(folder)
+    store = tmp_path_factory.mktemp("stores") / "echonext"
+    report = ingest(folder, build_layout(Registry.load(environ=BUILTINS_ONLY), "echonext", {}), store, echo=quiet)
+    return folder, table, store, report
+
+
+def test_echonext_records_are_the_published_rows_of_each_split_in_order(echonext):
+    folder, table, store_root, report = echonext
+    assert report.ingested == len(table) and report.quarantined_total == 0
+    store = ECGStore(store_root)
+    assert store.info.units == "z-score" and store.summary()["units"] == "z-score"
+    for split in ("train", "val", "test", "no_split"):
+        rows = table[table["split"] == split]
+        array = np.load(folder / f"EchoNext_{split}_waveforms.npy")
+        for i, (ecg, patient) in enumerate(zip(rows["ecg_key"], rows["patient_key"])):
+            rid = str(ecg)
+            assert store.leads(rid)[:3] == ("I", "II", "III") and store.manifest.set_index("record_id").loc[rid, "fs"] == 250
+            # the i-th metadata row of a split is the i-th ECG of its array, leads on the first axis
+            np.testing.assert_array_equal(store.signal(rid), array[i, 0].T.astype(np.float32))
+            meta = store.meta(rid)
+            assert meta["split"] == split and meta["row"] == i
+            assert store.manifest.set_index("record_id").loc[rid, "patient_id"] == str(patient)
+    assert "echonext_metadata" in store.tables()
+
+
+def test_echonext_layout_names_what_is_wrong_with_the_folder(tmp_path, registry):
+    layout = build_layout(registry, "echonext", {})
+    with pytest.raises(StenceBenchError, match="echonext_metadata_100k.csv"):
+        layout.scan(tmp_path)
+    table = echonext_sample(tmp_path / "short")
+    np.save(tmp_path / "short" / "EchoNext_val_waveforms.npy", np.zeros((1, 1, 2500, 12)))
+    n_val = int((table["split"] == "val").sum())
+    with pytest.raises(StenceBenchError, match=rf"EchoNext_val_waveforms.npy: 1 ECGs, but the metadata lists {n_val}"):
+        layout.scan(tmp_path / "short")
+    echonext_sample(tmp_path / "missing")
+    (tmp_path / "missing" / "EchoNext_test_waveforms.npy").unlink()
+    with pytest.raises(StenceBenchError, match=r"EchoNext_test_waveforms.npy: not found; .* lists 8 test ECG"):
+        layout.scan(tmp_path / "missing")
+    # the no_split array is optional: its ECGs are in no split
+    echonext_sample(tmp_path / "no-nosplit", with_no_split_file=False)
+    refs = layout.scan(tmp_path / "no-nosplit").refs
+    assert {r.meta["split"] for r in refs} == {"train", "val", "test"}
+
+
+def echonext_suite(folder, tasks: str = '["echonext.lvef", "echonext.findings"]', encoder: str = "resnet1d_wang",
+                   objectives: str = '["none"]', extra: str = "") -> str:
+    return f"""
+name = "echonext"
+tasks = {tasks}
+encoders = [{{name = "{encoder}", preset = "tiny"}}]
+objectives = {objectives}
+controls = false
+[protocol]
+stages = ["linear_probe"]
+fractions = [1.0]
+bootstrap = 10
+{extra}
+[data]
+pretrain = "echonext"
+[data.sources.echonext]
+path = "{folder}"
+"""
+
+
+def test_echonext_tasks_use_the_publishers_split_and_labels(echonext, registry, tmp_path):
+    folder, table, _, _ = echonext
+    ws = Workspace(parse_suite(echonext_suite(folder)), registry, tmp_path, echo=quiet)
+    dataset = ws.dataset("echonext")
+    assert dataset.default_policy == "official"
+    split = dict(zip(dataset.records["record_id"], dataset.split("official", 0)))
+    published = dict(zip(table["ecg_key"].astype(str), table["split"]))
+    assert split == {rid: (s if s != "no_split" else NO_SPLIT) for rid, s in published.items()}
+
+    lvef = ws.labels(registry.tasks.get("echonext.lvef"))
+    expected = table.set_index(table["ecg_key"].astype(str))["lvef_lte_45_flag"].sort_index()
+    assert list(lvef.columns) == ["lvef_lte_45_flag"]
+    pd.testing.assert_series_equal(lvef["lvef_lte_45_flag"], expected.rename_axis("record_id"), check_names=False)
+    findings = ws.labels(registry.tasks.get("echonext.findings"))
+    assert list(findings.columns) == list(ECHONEXT_FLAGS) and len(findings) == len(table)
+
+    # no_split ECGs' patients are validation/test patients: held out, so never pretraining data
+    held = ws.held_out()
+    no_split_patients = set(table.loc[table["split"] == "no_split", "patient_key"].astype(str))
+    assert {("echonext", p) for p in no_split_patients} <= held.patients
+    pretraining = set(ws.pretraining_records().record_ids)
+    assert not pretraining & set(table.loc[table["split"] != "train", "ecg_key"].astype(str))
+
+
+def test_echonext_runs_through_a_tiny_suite_scored_on_the_publishers_test_split(echonext, registry, tmp_path):
+    from stence_bench.protocol.evaluate import task_data
+    from stence_bench.protocol.results import load_results
+    from stence_bench.protocol.runner import run_suite
+
+    folder, table, _, _ = echonext
+    suite = parse_suite(echonext_suite(folder))
+    outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
+    assert [o.status for o in outcomes] == ["done", "done"], [o.error for o in outcomes]
+    results = load_results([tmp_path])
+    assert {r.cell.task for r in results} == {"echonext.lvef", "echonext.findings"}
+    ws = Workspace(suite, registry, tmp_path, echo=quiet)
+    task = registry.tasks.get("echonext.lvef")
+    data = task_data(ws, task, ws.windows("echonext", registry.encoders.get("resnet1d_wang")))
+    scored = set(data.record_ids[data.part("test")])
+    assert scored == set(table.loc[table["split"] == "test", "ecg_key"].astype(str))
+    used = {rid for part in ("train", "val", "test") for rid in data.record_ids[data.part(part)]}
+    assert not used & set(table.loc[table["split"] == "no_split", "ecg_key"].astype(str))
+
+
+# -- units: a store that is not in millivolts ----------------------------------------------------------------
+
+
+def test_zscore_contracts_see_the_same_windows_from_publisher_zscored_signals_as_from_millivolts():
+    """The documented equivalent: a per-lead (x - m) / s of the whole record (the publisher's standardisation)
+    changes nothing a normalising contract feeds its encoder. Hand-made: lead 0 = 1 mV * sin, scaled by 1/0.25 and
+    shifted by -3 for the z-scored copy."""
+    from stence_bench.data.views import zscore_record
+
+    t = np.arange(500) / 250
+    mv = np.stack([np.sin(2 * np.pi * t), 0.5 * np.cos(2 * np.pi * 3 * t) + 0.2]).astype(np.float64)
+    m, s = np.array([[3.0], [-1.0]]), np.array([[0.25], [2.0]])
+    published = (mv - m) / s
+    np.testing.assert_allclose(zscore_record(published), zscore_record(mv), atol=1e-4)
+    # and the dataset scaler: mean/std of the published values are (mean - m) / s and std / s, so it cancels
+    a = (published - published.mean(axis=1, keepdims=True)) / published.std(axis=1, keepdims=True)
+    b = (mv - mv.mean(axis=1, keepdims=True)) / mv.std(axis=1, keepdims=True)
+    np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_a_contract_feeding_millivolts_is_refused_on_a_zscored_store(echonext):
+    from stence_bench.data.view_cache import UnitsError, build_view
+
+    _, _, store_root, _ = echonext
+    store = ECGStore(store_root)
+    raw = EncoderSpec(name="raw_net", factory="m:f", sampling_rate=250, window_s=2, embed_dim=8,
+                      normalization="none")
+    with pytest.raises(UnitsError, match=r"'z-score'.*'raw_net'.*normalization 'none'.*zscore_record"):
+        build_view(store, raw)
+    assert len(build_view(store, raw.model_copy(update={"normalization": "zscore_record"}))) == len(store)
+
+
+def test_an_objective_augmenting_in_millivolts_is_refused_on_a_zscored_store():
+    spec = EncoderSpec(name="net", factory="m:f", sampling_rate=250, window_s=2, embed_dim=8)
+    arrays = [np.zeros((12, 600), np.float32) + i for i in range(3)]
+    mv = Windows.of_arrays(spec, ["a", "b", "c"], arrays)
+    x, _ = mv.crops_physical(np.arange(3), np.random.default_rng(0))
+    assert isinstance(x, torch.Tensor) and x.shape == (3, 12, 500)
+    zscored = Windows(spec, ["a", "b", "c"], arrays.__getitem__, np.array([600] * 3), units="z-score")
+    with pytest.raises(DataError, match="millivolts.*'z-score'"):
+        zscored.crops_physical(np.arange(3), np.random.default_rng(0))
+    assert zscored.crops(np.arange(3), np.random.default_rng(0)).shape == (3, 12, 500)
+
+
+def test_data_info_says_the_units(echonext):
+    _, _, store_root, _ = echonext
+    out = run_cli("data", "info", str(store_root))
+    assert out.returncode == 0 and "units        z-score  (standardised by the publisher" in out.stdout
