@@ -71,3 +71,38 @@ def echonext_sample(folder: Path, *, patients: dict[str, int] | None = None, no_
         waves = rng.standard_normal((count, 1, 2500, 12))  # float64, z-scored as published
         np.save(folder / f"EchoNext_{split}_waveforms.npy", waves)
     return table
+
+
+# -- MIMIC-IV (hosp/labevents, MIMIC-IV-ECHO structured measurements) --------------------------------------------
+
+#: hosp/labevents.csv.gz's columns (MIMIC-IV 2.2 and later; 1.0 lacks order_provider_id)
+LABEVENTS_COLUMNS = ("labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "order_provider_id",
+                     "charttime", "storetime", "value", "valuenum", "valueuom", "ref_range_lower", "ref_range_upper",
+                     "flag", "priority", "comments")
+#: MIMIC-IV-ECHO 1.0's structured_measurement.csv (long format: one row per measurement of a study)
+STRUCTURED_MEASUREMENT_COLUMNS = ("subject_id", "measurement_id", "measurement_datetime", "test_type", "measurement",
+                                  "measurement_description", "result", "unit")
+
+
+def labevents_rows(rows: list[tuple[int, int, str, str]]) -> pd.DataFrame:
+    """``(subject_id, itemid, charttime, value)`` -> labevents rows with every published column (``valuenum``
+    empty when ``value`` is not a number, as MIMIC-IV has it)."""
+    out = []
+    for i, (subject, itemid, charttime, value) in enumerate(rows, start=1):
+        try:
+            number: object = float(value)
+        except ValueError:
+            number = ""
+        out.append({"labevent_id": i, "subject_id": subject, "hadm_id": "", "specimen_id": 90_000 + i,
+                    "itemid": itemid, "order_provider_id": "", "charttime": charttime, "storetime": charttime,
+                    "value": value, "valuenum": number, "valueuom": "mEq/L", "ref_range_lower": 3.3,
+                    "ref_range_upper": 5.1, "flag": "", "priority": "STAT", "comments": ""})
+    return pd.DataFrame(out, columns=list(LABEVENTS_COLUMNS))
+
+
+def measurement_rows(rows: list[tuple[int, int, str, str, str]]) -> pd.DataFrame:
+    """``(subject_id, measurement_id, measurement_datetime, measurement, result)`` -> structured_measurement rows."""
+    return pd.DataFrame([{"subject_id": s, "measurement_id": m, "measurement_datetime": t, "test_type": "TTE",
+                          "measurement": name, "measurement_description": name.replace("_", " "), "result": result,
+                          "unit": "%" if "ef" in name else "cm"} for s, m, t, name, result in rows],
+                        columns=list(STRUCTURED_MEASUREMENT_COLUMNS))

@@ -242,3 +242,89 @@ def test_data_info_says_the_units(echonext):
     _, _, store_root, _ = echonext
     out = run_cli("data", "info", str(store_root))
     assert out.returncode == 0 and "units        z-score  (standardised by the publisher" in out.stdout
+
+
+# -- MIMIC-IV recipes ---------------------------------------------------------------------------------------------
+
+
+def test_potassium_recipe_keeps_serum_potassium_draws_with_a_plausible_number(tmp_path):
+    from public_samples import labevents_rows
+
+    from stence_bench.data.recipes import potassium_table
+
+    rows = labevents_rows([
+        (10000032, 50971, "2180-05-06 22:25:00", "4.1"),
+        (10000032, 50983, "2180-05-06 22:25:00", "137"),     # sodium: another item
+        (10000032, 50822, "2180-05-07 01:00:00", "5.9"),     # whole-blood potassium: not serum
+        (10000032, 50971, "2180-05-07 09:00:00", "HEMOLYZED SAMPLE"),  # no number
+        (10000048, 50971, "2126-11-22 20:45:00", "6.2"),
+        (10000048, 50971, "2126-11-23 06:10:00", "0"),       # implausible
+        (10000048, 50971, "2126-11-24 06:10:00", "99"),      # implausible
+    ])
+    path = tmp_path / "labevents.csv.gz"
+    rows.to_csv(path, index=False, compression="gzip")
+    table = potassium_table(path, chunk_rows=2)  # chunks cross the rows
+    assert table[["subject_id", "charttime", "potassium", "itemid"]].values.tolist() == [
+        ["10000032", "2180-05-06 22:25:00", 4.1, 50971], ["10000048", "2126-11-22 20:45:00", 6.2, 50971]]
+    both = potassium_table(path, itemids=[50971, 50822])
+    assert both["potassium"].tolist() == [4.1, 5.9, 6.2]
+    rows.drop(columns=["valuenum"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(StenceBenchError, match=r"bad.csv: missing column\(s\) valuenum"):
+        potassium_table(tmp_path / "bad.csv")
+
+
+def test_lvef_recipe_takes_one_value_per_study_by_preference(tmp_path):
+    from public_samples import measurement_rows
+
+    from stence_bench.data.recipes import lvef_table
+
+    rows = measurement_rows([
+        (10000032, 1, "2180-05-08 10:00:00", "lvef", "55"),
+        (10000032, 1, "2180-05-08 10:00:00", "biplane_lvef", "52"),  # the reported LVEF comes first
+        (10000032, 1, "2180-05-08 10:00:00", "lvidd", "4.8"),
+        (10000032, 2, "2181-01-02 09:00:00", "biplane_lvef", "30"),  # only the biplane estimate
+        (10000048, 3, "2126-11-20 12:00:00", "lvef", "Normal"),       # not a number: no value
+        (10000048, 4, "2126-12-20 12:00:00", "lvef", "140"),          # implausible
+    ])
+    rows.to_csv(tmp_path / "structured_measurement.csv", index=False)
+    table = lvef_table(tmp_path / "structured_measurement.csv")
+    assert table[["subject_id", "echo_time", "lvef", "measurement"]].values.tolist() == [
+        ["10000032", "2180-05-08 10:00:00", 55.0, "lvef"], ["10000032", "2181-01-02 09:00:00", 30.0, "biplane_lvef"]]
+    only_biplane = lvef_table(tmp_path / "structured_measurement.csv", measurements=["biplane_lvef"])
+    assert only_biplane["lvef"].tolist() == [52.0, 30.0]
+
+
+def test_recipe_tables_feed_the_clinical_tasks_on_mimic_iv_ecg_records(tmp_path, registry):
+    """The recipes' tables joined to MIMIC-IV-ECG-like records by subject_id and time, through the tasks'
+    own windows: K+ 6.2 drawn 1 h after an ECG labels it positive for potassium.5.5; a draw 5 h away labels
+    nothing; the LVEF of an echo 3 days after the ECG labels it."""
+    from public_samples import labevents_rows, measurement_rows
+
+    from stence_bench.task_data import TaskSource
+
+    labs = tmp_path / "labevents.csv.gz"
+    labevents_rows([(101, 50971, "2150-01-01 11:00:00", "6.2"), (102, 50971, "2150-01-01 15:00:00", "3.0")]
+                   ).to_csv(labs, index=False, compression="gzip")
+    echo = tmp_path / "structured_measurement.csv"
+    measurement_rows([(101, 7, "2150-01-04 10:00:00", "lvef", "30")]).to_csv(echo, index=False)
+    tables = tmp_path / "tables"
+    for args in (["potassium", str(labs)], ["lvef", str(echo)]):
+        out = run_cli("data", "recipe", *args, "--out", str(tables))
+        assert out.returncode == 0, out.stderr
+    assert "1 echo studies of 1 patients with an LVEF (from: lvef 1)" in out.stdout
+    about = json.loads((tables / "labs.recipe.json").read_text())
+    assert about["itemids"] == [50971] and about["rows"] == 2
+    records = pd.DataFrame({"record_id": ["40000001", "40000002"], "patient_id": ["101", "102"],
+                            "time": ["2150-01-01 10:00:00", "2150-01-01 10:00:00"], "meta": [{}, {}]})
+    source = TaskSource("mimic-iv-ecg", records, {"labs": pd.read_csv(tables / "labs.csv"),
+                                                  "echo": pd.read_csv(tables / "echo.csv")})
+    k = import_object(registry.tasks.get("potassium.5.5").labels, what="t")(source, **registry.tasks.get("potassium.5.5").options)
+    assert k.to_dict("index") == {"40000001": {"potassium_ge_5.5": 1.0}}
+    lvef = import_object(registry.tasks.get("lvef.35").labels, what="t")(source, **registry.tasks.get("lvef.35").options)
+    assert lvef.to_dict("index") == {"40000001": {"lvef_le_35": 1.0}}
+
+
+def test_recipe_errors_are_one_line(tmp_path):
+    out = run_cli("data", "recipe", "potassium", str(tmp_path / "nope.csv.gz"), "--out", str(tmp_path / "t"))
+    assert out.returncode == 2 and out.stderr.strip().startswith("Error:") and "no such file" in out.stderr
+    assert "Traceback" not in out.stderr
