@@ -106,3 +106,50 @@ def measurement_rows(rows: list[tuple[int, int, str, str, str]]) -> pd.DataFrame
                           "measurement": name, "measurement_description": name.replace("_", " "), "result": result,
                           "unit": "%" if "ef" in name else "cm"} for s, m, t, name, result in rows],
                         columns=list(STRUCTURED_MEASUREMENT_COLUMNS))
+
+
+# -- CODE-15% (Zenodo 4916206) -------------------------------------------------------------------------------------
+
+#: exams.csv's columns as published
+CODE15_COLUMNS = ("exam_id", "age", "is_male", "nn_predicted_age", "1dAVb", "RBBB", "LBBB", "SB", "ST", "AF",
+                  "patient_id", "death", "timey", "normal_ecg", "trace_file")
+
+
+def code15_sample(folder: Path, *, shards: int = 2, per_shard: int = 8, seed: int = 0,
+                  filler_rows: int = 1) -> pd.DataFrame:
+    """``exams.csv`` and ``exams_part{i}.hdf5`` (datasets ``exam_id`` [N] int64 and ``tracings`` [N, 4096, 12]
+    float32, 400 Hz): every third exam is 7 s (2800 samples) zero-padded (centred) to 4096, the others 10 s (4000
+    samples, 48 zeros each side); each shard ends with ``filler_rows`` rows of exam_id 0 and zeros."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    exam = 1_000_000
+    for part in range(shards):
+        ids, tracings = [], []
+        for i in range(per_shard):
+            exam += 17
+            n = 2800 if i % 3 == 0 else 4000
+            pad = (4096 - n) // 2
+            x = np.zeros((4096, 12), np.float32)
+            x[pad : pad + n] = rng.normal(0, 0.3, (n, 12)).astype(np.float32)
+            ids.append(exam)
+            tracings.append(x)
+            labels = rng.random(6) < 0.4
+            first = i % 2 == 0
+            rows.append({"exam_id": exam, "age": int(rng.integers(18, 90)), "is_male": bool(rng.random() < 0.5),
+                         "nn_predicted_age": float(rng.uniform(20, 90)),
+                         **{c: bool(v) for c, v in zip(("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF"), labels)},
+                         "patient_id": 500 + (len(rows) // 2), "death": (bool(rng.random() < 0.1) if first else ""),
+                         "timey": (float(rng.uniform(0, 8)) if first else ""), "normal_ecg": not labels.any(),
+                         "trace_file": f"exams_part{part}.hdf5"})
+        for _ in range(filler_rows):
+            ids.append(0)
+            tracings.append(np.zeros((4096, 12), np.float32))
+        with h5py.File(folder / f"exams_part{part}.hdf5", "w") as fh:
+            fh.create_dataset("exam_id", data=np.array(ids, dtype=np.int64))
+            fh.create_dataset("tracings", data=np.stack(tracings))
+    table = pd.DataFrame(rows, columns=list(CODE15_COLUMNS))
+    table.to_csv(folder / "exams.csv", index=False)
+    return table

@@ -328,3 +328,72 @@ def test_recipe_errors_are_one_line(tmp_path):
     out = run_cli("data", "recipe", "potassium", str(tmp_path / "nope.csv.gz"), "--out", str(tmp_path / "t"))
     assert out.returncode == 2 and out.stderr.strip().startswith("Error:") and "no such file" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- CODE-15% -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def code15(tmp_path_factory):
+    from public_samples import code15_sample
+
+    folder = tmp_path_factory.mktemp("code15")
+    table = code15_sample(folder, shards=2, per_shard=10)
+    store = tmp_path_factory.mktemp("stores") / "code15"
+    report = ingest(folder, build_layout(Registry.load(environ=BUILTINS_ONLY), "code15", {}), store, echo=quiet)
+    return folder, table, store, report
+
+
+def test_code15_exams_are_read_from_their_shards_without_the_publishers_padding(code15):
+    import h5py
+
+    folder, table, store_root, report = code15
+    assert report.ingested == len(table) and report.quarantined_total == 0  # filler rows (exam_id 0) skipped
+    store = ECGStore(store_root)
+    assert store.info.units == "mV" and set(store.manifest["fs"]) == {400.0}
+    with h5py.File(folder / "exams_part1.hdf5", "r") as fh:
+        ids, tracings = fh["exam_id"][:], fh["tracings"][:]
+    for row, exam in enumerate(ids[:3]):
+        n = 2800 if row % 3 == 0 else 4000  # the sample's 7 s and 10 s exams, centred in 4096
+        pad = (4096 - n) // 2
+        np.testing.assert_array_equal(store.signal(str(exam)), tracings[row, pad : pad + n].T)
+    patients = store.manifest.set_index("record_id")["patient_id"]
+    assert patients[str(table["exam_id"][0])] == str(table["patient_id"][0])
+    meta = store.meta(str(table["exam_id"][0]))
+    assert meta["AF"] == bool(table["AF"][0]) and meta["age"] == table["age"][0]
+
+
+def test_code15_quarantines_unknown_and_empty_exams_and_names_a_bad_folder(tmp_path, registry):
+    import h5py
+    from public_samples import code15_sample
+
+    table = code15_sample(tmp_path / "src", shards=1, per_shard=4)
+    with h5py.File(tmp_path / "src" / "exams_part0.hdf5", "r+") as fh:
+        fh["exam_id"][1] = 42  # not in exams.csv
+        fh["tracings"][2] = 0.0  # zero throughout
+    report = ingest(tmp_path / "src", build_layout(registry, "code15", {}), tmp_path / "store", echo=quiet)
+    assert report.ingested == 2 and report.quarantined_total == 2
+    reasons = pd.read_csv(report.report, dtype=str).set_index("record_id")["why"]
+    assert "exam_id 42 (row 1) is not in exams.csv" in reasons["42"]
+    assert "zero on every lead" in reasons[str(table["exam_id"][2])]
+    layout = build_layout(registry, "code15", {})
+    with pytest.raises(StenceBenchError, match="exams.csv: not found"):
+        layout.scan(tmp_path)
+    (tmp_path / "only").mkdir()
+    table.to_csv(tmp_path / "only" / "exams.csv", index=False)
+    with pytest.raises(StenceBenchError, match="no exams_part"):
+        layout.scan(tmp_path / "only")
+
+
+def test_code15_abnormalities_run_through_a_tiny_suite(code15, registry, tmp_path):
+    from stence_bench.protocol.runner import run_suite
+
+    folder, table, _, _ = code15
+    suite = parse_suite(echonext_suite(folder, tasks='["code15.abnormalities"]').replace(
+        'pretrain = "echonext"', 'pretrain = "code15"').replace("sources.echonext", "sources.code15"))
+    ws = Workspace(suite, registry, tmp_path, echo=quiet)
+    labels = ws.labels(registry.tasks.get("code15.abnormalities"))
+    expected = table.set_index(table["exam_id"].astype(str))[["1dAVb", "RBBB", "LBBB", "SB", "ST", "AF"]].astype(float)
+    pd.testing.assert_frame_equal(labels, expected.sort_index().rename_axis("record_id"), check_names=False)
+    outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
+    assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]

@@ -48,6 +48,16 @@ ECHONEXT_CARD = DatasetCard(
            "constants: not millivolts, and millivolts cannot be recovered. Contracts that normalise see the same "
            "input as from millivolts; normalization 'none' and objectives augmenting in millivolts are refused."),
 )
+CODE15_CARD = DatasetCard(
+    title="CODE-15%: a large scale annotated dataset of 12-lead ECGs", licence="CC-BY-4.0", access="open",
+    url="https://zenodo.org/records/4916206", doi="10.5281/zenodo.4916206", sampling_rates=(400.0,), units="mV",
+    leads=TWELVE_LEADS, patient_id="patient_id of exams.csv (one patient, several exams)",
+    splits="none: tasks split by patient (seeded); CODE-test (827 exams) is a separate dataset",
+    size="345,779 exams of 233,770 patients, 7 or 10 s",
+    notes=("HDF5 shards exams_part{0..17}.hdf5 (exam_id, tracings [N, 4096, 12]); the publisher's zero padding of "
+           "7 s exams is cut off. Values read as millivolts, as the Challenge 2025 converts them (the README's "
+           "'1e-4 V' wording disagrees: option mv_per_unit)."),
+)
 DICOM_CARD = DatasetCard(
     title="A folder of DICOM 12-lead ECG waveforms and X-ray angiograms", licence="that of the source",
     access="local", units="mV", patient_id="DICOM PatientID (0010,0020)",
@@ -86,6 +96,12 @@ def register_datasets(register):
         modalities=("ecg", "patient_id", "labels", "metadata"),
         description="EchoNext: echonext_metadata_100k.csv, EchoNext_{train,val,test,no_split}_waveforms.npy",
         citation="Elias & Finer, PhysioNet 2025", card=ECHONEXT_CARD,
+    ))
+    register(DatasetSpec(
+        name="code15", reader=f"{_LAYOUTS}.code15:Code15Layout", formats=("hdf5",),
+        modalities=("ecg", "patient_id", "labels", "metadata"),
+        description="CODE-15%: exams.csv, exams_part{0..17}.hdf5 (exam_id, tracings)",
+        citation="Ribeiro et al., Nat Commun 2020; Zenodo 4916206", card=CODE15_CARD,
     ))
     register(DatasetSpec(
         name="dicom", reader=f"{_LAYOUTS}.dicom_folder:DicomLayout", formats=("dicom-ecg", "dicom-xa"),
