@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_tasks.cinc2021",
     "stence_bench_tasks.echonext",
     "stence_bench_tasks.code15",
+    "stence_bench_tasks.chapman",
 )
 ENV_DISABLE_AUTOLOAD = "STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "STENCE_BENCH_BLOCK_PLUGINS"

@@ -397,3 +397,63 @@ def test_code15_abnormalities_run_through_a_tiny_suite(code15, registry, tmp_pat
     pd.testing.assert_frame_equal(labels, expected.sort_index().rename_axis("record_id"), check_names=False)
     outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
     assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]
+
+
+# -- Chapman-Shaoxing / Ningbo ------------------------------------------------------------------------------------
+
+
+def test_chapman_ningbo_reads_the_real_js_records_in_the_releases_folders(realdata, registry, tmp_path):
+    """The Challenge's JS20000-JS20009 are Chapman-Shaoxing/Ningbo ECGs; laid out as the PhysioNet release does
+    (WFDBRecords/NN/NNN/). Their classes, read by hand from the headers' '# Dx': sinus tachycardia (427084000) is
+    GSVT, 426177001 SB, 427393009 (sinus arrhythmia) SR; JS20002 has no rhythm code of the four groups."""
+    import shutil
+
+    from stence_bench.task_data import TaskSource
+
+    folder = tmp_path / "ecg-arrhythmia" / "WFDBRecords" / "20" / "200"
+    folder.mkdir(parents=True)
+    for path in (realdata / "cinc2021").glob("JS200*"):
+        shutil.copy(path, folder / path.name)
+    pd.DataFrame({"Acronym Name": ["SB"], "Full Name": ["Sinus Bradycardia"], "Snomed_CT": ["426177001"]}).to_csv(
+        tmp_path / "ecg-arrhythmia" / "ConditionNames_SNOMED-CT.csv", index=False)
+    report = ingest(tmp_path / "ecg-arrhythmia", build_layout(registry, "chapman-ningbo", {}), tmp_path / "store",
+                    echo=quiet)
+    assert report.ingested == 10 and report.quarantined_total == 0
+    store = ECGStore(tmp_path / "store")
+    assert "condition_names" in store.tables() and set(store.manifest["fs"]) == {500.0}
+    records = pd.DataFrame({"record_id": store.manifest["record_id"], "patient_id": "", "time": "",
+                            "meta": [store.meta(i) for i in range(len(store))]})
+    labels = import_object(registry.tasks.get("chapman.rhythm").labels, what="t")(TaskSource("c", records, {}))
+    assert list(labels.columns) == ["SB", "AFIB", "GSVT", "SR"]
+    got = labels.idxmax(axis=1).to_dict()
+    expected = {f"JS2000{i}": "GSVT" for i in (0, 1, 3, 4, 5, 6, 9)} | {"JS20007": "SB", "JS20008": "SR"}
+    assert got == expected and (labels.sum(axis=1) == 1).all()
+
+
+def chapman_sample(folder, n: int = 48, seed: int = 0) -> list[str]:
+    """Generated WFDB records in the release's layout, cycling through the four groups' codes."""
+    from stence_bench.data.wfdb_io import write_wfdb
+
+    rng = np.random.default_rng(seed)
+    codes = ["426177001", "164889003", "427084000", "426783006"]
+    written = []
+    for i in range(n):
+        rid = f"JS{i + 1:05d}"
+        sub = folder / "WFDBRecords" / "01" / f"0{i // 10:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        code = codes[i % 4]
+        signal = rng.normal(0, 0.2, (12, 1000)) + (0.5 if code == "164889003" else 0.0)
+        write_wfdb(sub / rid, signal, 500, comments=["Age: 60", "Sex: Female", f"Dx: {code},164934002",
+                                                     "Rx: Unknown", "Hx: Unknown", "Sx: Unknown"])
+        written.append(code)
+    return written
+
+
+def test_chapman_rhythm_runs_through_a_tiny_suite(registry, tmp_path):
+    from stence_bench.protocol.runner import run_suite
+
+    chapman_sample(tmp_path / "src")
+    suite = parse_suite(echonext_suite(tmp_path / "src", tasks='["chapman.rhythm"]').replace(
+        'pretrain = "echonext"', 'pretrain = "chapman-ningbo"').replace("sources.echonext", "sources.chapman-ningbo"))
+    outcomes = run_suite(suite, registry, tmp_path / "run", echo=quiet)
+    assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]

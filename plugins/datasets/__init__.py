@@ -22,10 +22,12 @@ PTBXL_CARD = DatasetCard(
 )
 CINC2021_CARD = DatasetCard(
     title="PhysioNet/Computing in Cardiology Challenge 2021 training set", licence="CC-BY-4.0", access="open",
-    url="https://physionet.org/content/challenge-2021/", sampling_rates=(500.0, 1000.0, 257.0), units="mV", leads=TWELVE_LEADS, patient_id=_EACH_RECORD,
+    url="https://physionet.org/content/challenge-2021/", sampling_rates=(500.0, 1000.0, 257.0), units="mV",
+    leads=TWELVE_LEADS, patient_id=_EACH_RECORD,
     splits="none published for the training set (the test sets are hidden): tasks split by patient (seeded)",
-    size="88,253 ECGs from 7 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia, Chapman-Shaoxing, Ningbo)",
-    notes="Its HR* records are PTB-XL's (contains = ptbxl); labels are SNOMED-CT codes in '# Dx'.",
+    size="88,253 ECGs from 8 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia, Chapman-Shaoxing, Ningbo)",
+    notes=("Its HR* records are PTB-XL's, its JS* records Chapman-Shaoxing/Ningbo's (contains = ptbxl, "
+           "chapman-ningbo); labels are SNOMED-CT codes in '# Dx'."),
 )
 MIMIC_IV_ECG_CARD = DatasetCard(
     title="MIMIC-IV-ECG: Diagnostic Electrocardiogram Matched Subset", licence="ODbL-1.0", access="open",
@@ -58,6 +60,14 @@ CODE15_CARD = DatasetCard(
            "7 s exams is cut off. Values read as millivolts, as the Challenge 2025 converts them (the README's "
            "'1e-4 V' wording disagrees: option mv_per_unit)."),
 )
+CHAPMAN_CARD = DatasetCard(
+    title="A large scale 12-lead electrocardiogram database for arrhythmia study (Chapman-Shaoxing and Ningbo)",
+    licence="CC-BY-4.0", access="open", url="https://physionet.org/content/ecg-arrhythmia/", sampling_rates=(500.0,),
+    units="mV", leads=TWELVE_LEADS, patient_id=_EACH_RECORD,
+    splits="none: tasks split by patient (seeded)", size="45,152 ECGs of 10 s",
+    notes=("WFDB .hea/.mat with # Age, # Sex, # Dx (SNOMED-CT), as the Challenge 2021's JS records, which are the "
+           "same ECGs (cinc2021 contains chapman-ningbo)."),
+)
 DICOM_CARD = DatasetCard(
     title="A folder of DICOM 12-lead ECG waveforms and X-ray angiograms", licence="that of the source",
     access="local", units="mV", patient_id="DICOM PatientID (0010,0020)",
@@ -80,7 +90,8 @@ def register_datasets(register):
     ))
     register(DatasetSpec(
         name="cinc2021", reader=f"{_LAYOUTS}.cinc2021:Cinc2021Layout", formats=("wfdb-mat",),
-        modalities=("ecg", "labels", "metadata"), contains=("ptbxl",),  # its HR* records are PTB-XL's
+        modalities=("ecg", "labels", "metadata"),
+        contains=("ptbxl", "chapman-ningbo"),  # its HR* records are PTB-XL's, its JS* Chapman-Shaoxing/Ningbo's
         description="PhysioNet/CinC Challenge 2021: WFDB .mat records with # Age, # Sex, # Dx (SNOMED-CT)",
         citation="Reyna et al., CinC 2021", card=CINC2021_CARD,
     ))
@@ -102,6 +113,12 @@ def register_datasets(register):
         modalities=("ecg", "patient_id", "labels", "metadata"),
         description="CODE-15%: exams.csv, exams_part{0..17}.hdf5 (exam_id, tracings)",
         citation="Ribeiro et al., Nat Commun 2020; Zenodo 4916206", card=CODE15_CARD,
+    ))
+    register(DatasetSpec(
+        name="chapman-ningbo", reader=f"{_LAYOUTS}.cinc2021:ChapmanNingboLayout", formats=("wfdb-mat",),
+        modalities=("ecg", "labels", "metadata"),
+        description="Chapman-Shaoxing and Ningbo (PhysioNet ecg-arrhythmia): WFDBRecords/*/*/JS*.hea with # Dx",
+        citation="Zheng et al., Sci Data 2020; PhysioNet 2022", card=CHAPMAN_CARD,
     ))
     register(DatasetSpec(
         name="dicom", reader=f"{_LAYOUTS}.dicom_folder:DicomLayout", formats=("dicom-ecg", "dicom-xa"),
