@@ -457,3 +457,35 @@ def test_chapman_rhythm_runs_through_a_tiny_suite(registry, tmp_path):
         'pretrain = "echonext"', 'pretrain = "chapman-ningbo"').replace("sources.echonext", "sources.chapman-ningbo"))
     outcomes = run_suite(suite, registry, tmp_path / "run", echo=quiet)
     assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]
+
+
+# -- Croissant ----------------------------------------------------------------------------------------------------
+
+
+def test_croissant_export_has_the_specs_required_fields_and_the_stores_files(echonext, tmp_path):
+    import hashlib
+
+    _, table, store_root, _ = echonext
+    out = run_cli("data", "croissant", str(store_root), "-o", str(tmp_path / "echonext.json"),
+                  STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "echonext.json").read_text())
+    # Croissant 1.0: required dataset-level properties
+    for key in ("@context", "@type", "conformsTo", "name", "description", "license", "url", "creator",
+                "datePublished", "distribution", "recordSet"):
+        assert doc.get(key), key
+    assert doc["@type"] == "sc:Dataset" and doc["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert doc["@context"]["cr"] == "http://mlcommons.org/croissant/" and doc["@context"]["citeAs"] == "cr:citeAs"
+    assert doc["stence:units"] == "z-score" and doc["stence:records"] == len(table)
+    assert doc["stence:card"]["access"] == "restricted" and "EchoNext" in doc["name"]
+    files = {d["@id"]: d for d in doc["distribution"] if d["@type"] == "cr:FileObject"}
+    table_file = files["tables/echonext_metadata.csv"]
+    assert table_file["sha256"] == hashlib.sha256((store_root / "tables" / "echonext_metadata.csv").read_bytes()).hexdigest()
+    ids = {d["@id"] for d in doc["distribution"]}
+    (records,) = doc["recordSet"]
+    for field in records["field"]:
+        source = field["source"]
+        assert source["fileSet"]["@id"] in ids and field["@id"].startswith("records/")
+    assert {f["name"] for f in records["field"]} >= {"record_id", "patient_id", "fs", "leads", "checksum"}
+    printed = run_cli("data", "croissant", str(store_root), STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert json.loads(printed.stdout)["name"] == doc["name"]

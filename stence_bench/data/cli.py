@@ -187,6 +187,32 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
                + (f" (e.g. {', '.join(map(repr, counts['unknown_examples']))})" if counts["unknown_rows"] else ""))
 
 
+@data_group.command("croissant")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON-LD here (default: print it).")
+@click.pass_context
+def croissant_command(ctx: click.Context, store: Path, out: Path | None) -> None:
+    """The store's metadata as Croissant 1.0 JSON-LD (ML Commons): the dataset card of its layout (licence,
+    access, units, leads, patient ids, splits), its files with their sha256, and the record set of its manifest."""
+    from ..cli import get_registry
+    from ..errors import UnknownNameError
+    from .croissant import croissant
+    from .store import ECGStore, write_atomic
+
+    opened = ECGStore(store)
+    try:
+        spec = get_registry(ctx).datasets.get(opened.info.layout)
+    except UnknownNameError:
+        spec = None  # a third-party layout not installed here: described without its card
+    text = json.dumps(croissant(opened, spec), indent=2)
+    if out is None:
+        click.echo(text)
+        return
+    write_atomic(out, text + "\n")
+    click.echo(f"{out}: Croissant metadata of {store} ({len(opened)} records)")
+
+
 @data_group.group("recipe")
 def recipe_group() -> None:
     """Build a clinical task's label table from a public source's own tables (MIMIC-IV).
