@@ -69,7 +69,8 @@ def data_group() -> None:
 @data_group.command("ingest")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--layout", "layout_name", required=True, metavar="NAME",
-              help="The source's layout: wfdb, ptbxl, cinc2021, mimic-iv-ecg, dicom (stence-bench list datasets).")
+              help="The source's layout: wfdb, ptbxl, cinc2021, mimic-iv-ecg, echonext, code15, chapman-ningbo, dicom "
+                   "(stence-bench list datasets).")
 @click.option("--store", required=True, type=click.Path(path_type=Path), help="The store folder (created if new).")
 @click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Reader processes.")
