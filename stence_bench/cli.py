@@ -118,9 +118,18 @@ _COLUMNS: dict[str, tuple[list[str], Callable[[Any], list[Any]]]] = {
         ["dataset", "kind", "metric", "split", "version"],
         lambda s: [s.dataset, s.task_kind, s.metric, s.split, s.version],
     ),
-    "dataset": (["formats", "modalities"], lambda s: [",".join(s.formats) or "-", ",".join(s.modalities)]),
+    "dataset": (["formats", "modalities", "access", "fs Hz", "units", "licence"],
+                lambda s: [",".join(s.formats) or "-", ",".join(s.modalities), *_card_columns(s.card)]),
     "modality": (["modality", "dim", "description"], lambda s: [s.modality, s.embed_dim, textwrap.shorten(s.description, 60, placeholder=" ...")]),
 }
+
+
+def _card_columns(card: Any) -> list[str]:
+    """access, sampling rates, units and licence from a dataset card (``-`` without one)."""
+    if card is None:
+        return ["-", "-", "-", "-"]
+    rates = ",".join(f"{fs:g}" for fs in card.sampling_rates) or "any"
+    return [card.access, rates, card.units, textwrap.shorten(card.licence, 30, placeholder=" ...")]
 
 
 def _origin(entry: Entry[Any]) -> str:

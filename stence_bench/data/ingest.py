@@ -191,7 +191,7 @@ def _remove_if_uncommitted(root: Path, created: bool) -> None:
 def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_size: int,
             progress: Callable[[int], None] | None, on_start: Callable[[int], None] | None) -> IngestReport:
     started = time.perf_counter()
-    info = new_store_info(layout.name, source, layout.model_dump(mode="json"))
+    info = new_store_info(layout.name, source, layout.model_dump(mode="json"), units=layout.units)
     exists = check_store(root, info)  # before anything is written
     try:
         scan = layout.scan(Path(os.path.abspath(source)))  # paths kept relative to the source (store.json: root)

@@ -131,6 +131,8 @@ class StoreInfo:
     #: the source folder (a file's folder when the source is one file). Empty in stores made before it existed,
     #: whose paths are as the ingest was given them.
     root: str = ""
+    #: what the samples are: ``mV``, or ``z-score`` (standardised by the publisher; :attr:`Layout.units`)
+    units: str = "mV"
 
 
 class ShardWriter:
@@ -266,7 +268,8 @@ class ECGStore:
         return data[offset : offset + n_leads * n_samples].reshape(n_leads, n_samples)
 
     def signal(self, item: int | str) -> np.ndarray:
-        """A record's samples in float32 millivolts, ``[n_leads, n_samples]``."""
+        """A record's samples in float32 millivolts (or the store's :attr:`StoreInfo.units`),
+        ``[n_leads, n_samples]``."""
         i = self.index_of(item) if isinstance(item, str) else int(item)
         samples = self.samples(i)
         if self._encoding[i] == "f32":
@@ -307,7 +310,7 @@ class ECGStore:
     def summary(self) -> dict[str, Any]:
         m = self.manifest
         return {
-            "store": str(self.root), "layout": self.info.layout, "source": self.info.source,
+            "store": str(self.root), "layout": self.info.layout, "source": self.info.source, "units": self.info.units,
             "records": len(m), "patients": int(m["patient_id"].replace("", np.nan).nunique()),
             "sampling_rates": {f"{fs:g}": int(n) for fs, n in m["fs"].value_counts().sort_index().items()},
             "leads": {leads: int(n) for leads, n in m["leads"].value_counts().items()},
@@ -401,8 +404,8 @@ def create_store(root: Path, info: StoreInfo) -> None:
     write_atomic(root / "store.json", json.dumps(info.__dict__, indent=2))
 
 
-def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:
+def new_store_info(layout: str, source: Path, options: dict[str, Any], units: str = "mV") -> StoreInfo:
     resolved = source.resolve()
     return StoreInfo(layout=layout, source=str(resolved), options=options,
                      created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                     root=str(resolved if resolved.is_dir() else resolved.parent))
+                     root=str(resolved if resolved.is_dir() else resolved.parent), units=units)

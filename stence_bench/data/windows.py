@@ -61,10 +61,12 @@ class Windows:
 
     def __init__(self, spec: EncoderSpec, record_ids: list[str], read: Callable[[int], np.ndarray],
                  lengths: np.ndarray, scaler: Standardizer | None = None,
-                 excluded: pd.DataFrame | None = None):
+                 excluded: pd.DataFrame | None = None, units: str = "mV"):
         if spec.normalization == "zscore_dataset" and scaler is None:
             raise ValueError(f"encoder {spec.name!r} normalises by dataset statistics: Windows needs a scaler")
         self.spec, self.record_ids, self.read = spec, list(record_ids), read
+        #: the store's units (``mV``, or ``z-score`` for a publisher-standardised source such as EchoNext)
+        self.units = units
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.scaler = scaler
         self.excluded = excluded if excluded is not None else pd.DataFrame()
@@ -100,6 +102,13 @@ class Windows:
     def take(self, cut: Cut, lead_mask: torch.Tensor | None = None) -> dict[str, Any]:
         """The batch ``cut`` describes: ``x`` (normalised, lead mask applied; or millivolts with ``normalize`` for
         :attr:`Cut.normalize` False), ``counts`` and ``tag``."""
+        if not cut.normalize and self.units != "mV":
+            from .view_cache import UnitsError
+
+            raise UnitsError(f"encoder {self.spec.name!r}: an objective asks for windows in millivolts "
+                             f"(physical_units, such as a VCG augmentation), but this dataset's signals are "
+                             f"{self.units!r} (standardised by the publisher); pretrain it with an objective that "
+                             "does not augment in physical units, or on another dataset")
         x, valid = self.cut(cut.rows, cut.offsets)
         out: dict[str, Any] = {"counts": cut.counts, "tag": cut.tag}
         if cut.normalize:
@@ -140,6 +149,15 @@ class Windows:
         rows = np.asarray(rows)
         offsets = self.random_offsets(rows, generator)
         return self.take(Cut(rows[part], offsets[part]), lead_mask)["x"]
+
+    def crops_physical(self, rows: np.ndarray, generator: np.random.Generator,
+                       part: slice = slice(None)) -> tuple[torch.Tensor, Normalizer]:
+        """:meth:`crops` before normalisation, in millivolts, and the :class:`Normalizer` that finishes them (for
+        augmentations that assume lead geometry); refused on a store whose samples are not millivolts."""
+        rows = np.asarray(rows)
+        offsets = self.random_offsets(rows, generator)
+        batch = self.take(Cut(rows[part], offsets[part], normalize=False))
+        return batch["x"], batch["normalize"]
 
     def centre(self, rows: np.ndarray, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The centred window of each record (validation during training: one window, not all)."""

@@ -22,8 +22,10 @@ import torch
 from ..data.ingest import ingest
 from ..data.layouts.base import build_layout
 from ..data.splits import (
+    NO_SPLIT,
     check_patient_disjoint,
     link_duplicates,
+    official_split,
     patient_split,
     patients_or_records,
     strat_fold_split,
@@ -108,13 +110,23 @@ class Dataset:
 
     @cached_property
     def default_policy(self) -> str:
-        """``strat_fold`` where every record has one (PTB-XL), else ``patient``."""
-        has_folds = all("strat_fold" in meta for meta in self.records["meta"])
-        return "strat_fold" if has_folds and len(self.records) else "patient"
+        """``strat_fold`` where every record has one (PTB-XL), ``official`` where every record has a publisher's
+        ``split`` (EchoNext), else ``patient``."""
+        if not len(self.records):
+            return "patient"
+        if all("strat_fold" in meta for meta in self.records["meta"]):
+            return "strat_fold"
+        return "official" if all("split" in meta for meta in self.records["meta"]) else "patient"
 
     def split(self, policy: str, seed: int) -> np.ndarray:
-        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold`` or the seeded patient split."""
+        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold``, the publisher's ``official``
+        split (where a record may be in none: ``NO_SPLIT``), or the seeded patient split."""
         ids = self.records["record_id"]
+        if policy == "official":
+            split = official_split(pd.Series([meta.get("split") for meta in self.records["meta"]], index=ids.to_numpy()))
+            used = split[split != NO_SPLIT]
+            check_patient_disjoint(used, self.patients)  # records in no split are never trained or scored on
+            return split.to_numpy(dtype=str)
         if policy == "strat_fold":
             folds = pd.Series([meta.get("strat_fold") for meta in self.records["meta"]], index=ids.to_numpy())
             if folds.isna().any():
@@ -335,7 +347,8 @@ class Workspace:
                              dataset.split(dataset.default_policy, self.suite.protocol.split_seed)))
             train = [rid for rid in view.record_ids if split.get(rid) == "train"] or view.record_ids
             scaler = view.fit_standardizer(train)
-        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded)
+        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded,
+                          units=dataset.store.info.units)
         self._windows[key] = windows
         return windows
 

@@ -42,6 +42,10 @@ class Layout(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: ClassVar[str] = ""
+    #: What the samples :meth:`read` returns are: ``mV`` (every layout reading physical recordings), or ``z-score``
+    #: for a source whose publisher standardised the signals so that millivolts cannot be recovered (EchoNext).
+    #: Ingest records it in the store (``store.json`` ``units``); views refuse what assumes millivolts.
+    units: ClassVar[str] = "mV"
 
     def scan(self, source: Path) -> Scan:  # pragma: no cover - every layout overrides it
         raise NotImplementedError
