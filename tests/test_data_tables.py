@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,6 +108,44 @@ def test_view_is_built_once_per_contract_and_matches_apply_contract(store):
     lead_one = spec.model_copy(update={"name": "one_lead", "leads": ("I",), "normalization": "zscore_record"})
     other = build_view(store, lead_one)
     assert other.folder != view.folder and other.window("2").shape == (1, 250)
+
+
+def test_a_view_is_built_in_chunks_in_worker_processes_as_one_process_builds_it(store, tmp_path, monkeypatch):
+    import shutil
+
+    from stence_bench.data import view_cache
+
+    monkeypatch.setattr(view_cache, "CHUNK", 2)  # six records: three chunks
+    spec = Registry.load(environ=BUILTINS_ONLY).encoders.get("resnet1d_wang")
+    seen: list[int] = []
+    parallel = build_view(store, spec, workers=2, progress=seen.append)
+    assert sorted(seen) == [2, 2, 2] and len(list((store.root / "views").glob("*/chunk-*.f32"))) == 3
+    copy = tmp_path / "copy"
+    shutil.copytree(store.root, copy, ignore=shutil.ignore_patterns("views"))
+    sequential = build_view(ECGStore(copy), spec, workers=1)
+    assert parallel.record_ids == sequential.record_ids
+    for rid in parallel.record_ids:
+        assert np.array_equal(parallel.prepared(rid), sequential.prepared(rid))
+
+
+def test_a_killed_view_build_goes_on_from_its_finished_chunks(store, monkeypatch):
+    from stence_bench.data import view_cache
+
+    monkeypatch.setattr(view_cache, "CHUNK", 2)
+    spec = Registry.load(environ=BUILTINS_ONLY).encoders.get("resnet1d_wang")
+    full = build_view(store, spec)
+    expected = {rid: full.prepared(rid).copy() for rid in full.record_ids}
+    folder = Path(full.folder)
+    (folder / "contract.json").unlink()  # killed before the view was complete: two chunks done, one not
+    last = sorted(folder.glob("chunk-*.csv"))[-1]
+    last.unlink()
+    built: list[str] = []
+    real = view_cache._build_chunk
+    monkeypatch.setattr(view_cache, "_build_chunk", lambda *a: built.append(a[3]) or real(*a))
+    again = build_view(store, spec)
+    assert built == [last.stem]  # only the missing chunk
+    assert {rid: again.prepared(rid) for rid in again.record_ids}.keys() == expected.keys()
+    assert all(np.array_equal(again.prepared(rid), x) for rid, x in expected.items())
 
 
 def test_records_a_contract_cannot_take_are_left_out_with_their_reason(store):

@@ -6,9 +6,14 @@ declare the same contract share a view (the folder is named by :func:`~stence_be
 A record the contract cannot take (a lead it lacks, too short to filter) is left out of the view with its reason.
 
     store/views/<contract key>/
-      contract.json   the contract, the store fingerprint it was built from
-      view.f32        the prepared samples, record after record
-      index.csv       record_id, offset, n_samples (or the reason it is left out)
+      contract.json         the contract, the store fingerprint it was built from, its chunks (written last)
+      chunk-NNNNN-<h>.f32   the prepared samples of a chunk of records, record after record
+      chunk-NNNNN-<h>.csv   record_id, offset, n_samples (or the reason it is left out); <h>: a hash of the
+                            chunk's records and signals, so a chunk of a changed store is never reused
+
+A view is built in chunks of :data:`CHUNK` records, in worker processes (``workers``), each chunk written under a
+temporary name and renamed into place: a killed build resumes from the chunks it finished, and two processes
+building the same view write identical chunks.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..hashing import digest
 from ..specs import EncoderSpec
 from .store import ECGStore, StoreError, write_atomic
 from .views import Standardizer, contract_dict, contract_key, prepare, window
@@ -30,20 +38,26 @@ VIEW_DIR = "views"
 class ContractView:
     """A store's records in one encoder's contract. Build with :func:`build_view`."""
 
-    def __init__(self, store: ECGStore, spec: EncoderSpec, folder: os.PathLike[str] | str):
+    def __init__(self, store: ECGStore, spec: EncoderSpec, folder: os.PathLike[str] | str, chunks: Sequence[str]):
         self.store, self.spec = store, spec
         self.folder = os.fspath(folder)
-        index = pd.read_csv(os.path.join(self.folder, "index.csv"), dtype={"record_id": str, "reason": str},
-                            keep_default_na=False)
+        frames = []
+        for number, chunk in enumerate(chunks):
+            index = pd.read_csv(os.path.join(self.folder, f"{chunk}.csv"), dtype={"record_id": str, "reason": str},
+                                keep_default_na=False)
+            index["chunk"] = number
+            frames.append(index)
+        index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*INDEX_COLUMNS, "chunk"])
         self.excluded = index[index["reason"] != ""][["record_id", "reason"]].reset_index(drop=True)
         kept = index[index["reason"] == ""]
         self.record_ids: list[str] = list(kept["record_id"])
+        self._chunk = kept["chunk"].astype(np.int64).to_numpy()
         self._offset = kept["offset"].astype(np.int64).to_numpy()
         self._length = kept["n_samples"].astype(np.int64).to_numpy()
         self._position = {rid: i for i, rid in enumerate(self.record_ids)}
-        size = int((self._length * len(spec.leads)).sum())
-        path = os.path.join(self.folder, "view.f32")
-        self._data = np.memmap(path, dtype=np.float32, mode="r") if size else np.zeros(0, np.float32)
+        self._data = [np.memmap(os.path.join(self.folder, f"{chunk}.f32"), dtype=np.float32, mode="r")
+                      if os.path.getsize(os.path.join(self.folder, f"{chunk}.f32")) else np.zeros(0, np.float32)
+                      for chunk in chunks]
 
     def __len__(self) -> int:
         return len(self.record_ids)
@@ -58,7 +72,7 @@ class ContractView:
         ``[n_leads, n]``, a read-only memory-mapped slice."""
         n_leads, n = len(self.spec.leads), int(self._length[i])
         start = int(self._offset[i])
-        return self._data[start : start + n_leads * n].reshape(n_leads, n)
+        return self._data[self._chunk[i]][start : start + n_leads * n].reshape(n_leads, n)
 
     def prepared(self, record_id: str) -> np.ndarray:
         """The record at the contract's rate and leads, full length: ``[n_leads, n]`` (a memory-mapped view)."""
@@ -99,36 +113,80 @@ def check_units(units: str, spec: EncoderSpec, *, where: str) -> None:
         "normalises (zscore_record or zscore_dataset: the same inputs as from millivolts, docs/data.md#units)")
 
 
-def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], None] | None = None) -> ContractView:
-    """The view of ``store`` for ``spec``'s contract: reused when already built from the same store contents.
-    A contract that assumes millivolts on a store that is not in millivolts is a :class:`UnitsError`."""
+#: Records per chunk of a view: the unit of a parallel, resumable build.
+CHUNK = 2048
+INDEX_COLUMNS = ["record_id", "offset", "n_samples", "reason"]
+
+
+def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], None] | None = None,
+               workers: int = 1) -> ContractView:
+    """The view of ``store`` for ``spec``'s contract: reused when already built from the same store contents, else
+    built in chunks (in ``workers`` processes; a killed build resumes from its finished chunks). ``progress`` is
+    called with the number of records each finished chunk holds. A contract that assumes millivolts on a store
+    that is not in millivolts is a :class:`UnitsError`."""
     check_units(store.info.units, spec, where=f"store {store.root} (layout {store.info.layout})")
     key = contract_key(spec)
     folder = store.root / VIEW_DIR / key
-    fingerprint = store.fingerprint()
-    description = {"contract": contract_dict(spec), "store_fingerprint": fingerprint, "records": len(store)}
+    description = {"contract": contract_dict(spec), "store_fingerprint": store.fingerprint(), "records": len(store)}
     marker = folder / "contract.json"
-    if marker.is_file() and json.loads(marker.read_text()) == description:
-        return ContractView(store, spec, folder)
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if {k: found.get(k) for k in description} == description and "chunks" in found:
+            return ContractView(store, spec, folder, found["chunks"])
     folder.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)  # the view is invalid until it is complete
+    ids, checksums = store.manifest["record_id"].to_numpy(), store.manifest["checksum"].to_numpy()
+    chunks = []
+    for number, start in enumerate(range(0, len(ids), CHUNK)):
+        stop = min(start + CHUNK, len(ids))
+        name = f"chunk-{number:05d}-{digest([list(map(str, ids[start:stop])), list(map(str, checksums[start:stop]))], 8)}"
+        chunks.append((name, start, stop))
+    todo = [c for c in chunks if not ((folder / f"{c[0]}.csv").is_file() and (folder / f"{c[0]}.f32").is_file())]
+    if progress and len(todo) < len(chunks):
+        progress(sum(stop - start for name, start, stop in chunks if (name, start, stop) not in todo))
+    if workers <= 1 or len(todo) <= 1:
+        for name, start, stop in todo:
+            progress_n = _build_chunk(str(store.root), spec, str(folder), name, start, stop)
+            if progress:
+                progress(progress_n)
+    else:
+        from ..processes import WorkerPool
+
+        with WorkerPool(min(workers, len(todo))) as pool:  # builders die with this process
+            futures = [pool.submit(_build_chunk, str(store.root), spec, str(folder), *chunk) for chunk in todo]
+            try:
+                for future in as_completed(futures):
+                    n = future.result()
+                    if progress:
+                        progress(n)
+            except BaseException:
+                pool.kill()  # a chunk in flight is never renamed into place: the next build makes it again
+                raise
+    names = [name for name, _, _ in chunks]
+    write_atomic(marker, json.dumps({**description, "chunks": names}, indent=2, sort_keys=True))
+    for stale in folder.iterdir():  # chunks of an earlier store, and files of the single-file format
+        if stale.name != "contract.json" and stale.stem not in names and not stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    return ContractView(store, spec, folder, names)
+
+
+def _build_chunk(root: str, spec: EncoderSpec, folder: str, name: str, start: int, stop: int) -> int:
+    """Prepare records ``start:stop`` of the store (in any process) into chunk ``name``: data, then index."""
+    store = ECGStore(root)
     rows = []
     offset = 0
-    tmp = folder / "view.f32.tmp"
+    tmp = os.path.join(folder, f"{name}.f32.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        for i, rid in enumerate(store.manifest["record_id"]):
+        for i in range(start, stop):
+            rid = store.manifest["record_id"].iat[i]
             try:
-                x = prepare(store.signal(i), float(store.manifest.iloc[i]["fs"]), store.leads(i), spec)
+                x = prepare(store.signal(i), float(store.manifest["fs"].iat[i]), store.leads(i), spec)
             except ValueError as exc:
                 rows.append({"record_id": rid, "offset": -1, "n_samples": 0, "reason": str(exc).splitlines()[0]})
             else:
                 x.tofile(fh)
                 rows.append({"record_id": rid, "offset": offset, "n_samples": x.shape[1], "reason": ""})
                 offset += x.size
-            if progress:
-                progress(1)
-    os.replace(tmp, folder / "view.f32")
-    write_atomic(folder / "index.csv", pd.DataFrame(rows, columns=["record_id", "offset", "n_samples", "reason"])
-                 .to_csv(index=False))
-    write_atomic(marker, json.dumps(description, indent=2, sort_keys=True))
-    return ContractView(store, spec, folder)
+    os.replace(tmp, os.path.join(folder, f"{name}.f32"))
+    write_atomic(Path(folder) / f"{name}.csv", pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(index=False))
+    return stop - start

@@ -9,7 +9,9 @@ random crops for training, overlapping windows inside each record for evaluation
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -150,6 +152,29 @@ def lead_mask(spec: EncoderSpec, leads: str) -> torch.Tensor | None:
     if leads not in spec.leads:
         raise DataError(f"encoder {spec.name!r} has no lead {leads!r} (its leads: {', '.join(spec.leads)})")
     return torch.tensor([1.0 if lead == leads else 0.0 for lead in spec.leads])
+
+
+class Progress:
+    """Progress of a long piece of work as occasional lines: the first after ``after_s`` seconds, then every
+    ``every_s`` seconds, and the last when it is done (short work prints nothing)."""
+
+    def __init__(self, echo: Echo, what: str, total: int, *, after_s: float = 10.0, every_s: float = 30.0):
+        self.echo, self.what, self.total = echo, what, total
+        self.done, self.started, self.said = 0, time.monotonic(), None
+        self.after_s, self.every_s = after_s, every_s
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        due = self.said is None and now - self.started >= self.after_s
+        due = due or (self.said is not None and now - self.said >= self.every_s) or (
+            self.said is not None and self.done >= self.total)
+        if due:
+            self.said = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = (self.total - self.done) / rate if rate > 0 else 0.0
+            self.echo(f"{self.what}: {self.done}/{self.total} records ({now - self.started:.0f} s"
+                      + (f", about {left:.0f} s left)" if self.done < self.total else ", done)"))
 
 
 @dataclass
@@ -337,7 +362,9 @@ class Workspace:
         if key in self._windows:
             return self._windows[key]
         dataset = self.dataset(dataset_name)
-        view = build_view(dataset.store, spec)
+        view = build_view(dataset.store, spec, workers=min(4, os.cpu_count() or 1),
+                          progress=Progress(self.echo, f"dataset {dataset_name}: view for encoder {spec.name!r}",
+                                            len(dataset.store)))
         if not len(view):
             reasons = "; ".join(view.excluded["reason"].head(3))
             raise DataError(f"dataset {dataset_name!r}: no record fits encoder {spec.name!r}'s contract ({reasons})")
