@@ -9,8 +9,8 @@ A stored record is float32 ``[n_leads, n_samples]`` in mV at its own sampling ra
 3. :func:`bandpass` (if ``spec.bandpass_hz``) - on the whole record, *before* cropping, so the filter's edge
    transients (seconds long for a 0.5 Hz high-pass) fall at the record's ends, not inside the window;
 4. crop to the window (centred, or at ``offset`` samples of the resampled record);
-5. normalise (``zscore_record`` over the window the encoder sees; ``zscore_dataset`` with a fitted
-   :class:`Standardizer`);
+5. normalise (``zscore_record``: each lead over the window the encoder sees; ``zscore_all_leads``: the window with
+   one mean and standard deviation over all its leads; ``zscore_dataset`` with a fitted :class:`Standardizer`);
 6. zero-pad at the end when the record is shorter than the window - after normalising, so padding never
    enters the statistics and reads as "no signal" (0 = the mean) in normalised units.
 
@@ -167,11 +167,13 @@ def bandpass(signal: np.ndarray, fs: float, low: float, high: float, order: int 
     return out.astype(np.float32)
 
 
-def zscore_record(signal: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Each lead (row) standardised over time: ``(x - mean) / (std + eps)``, statistics in float64; float32 out."""
+def zscore_record(signal: np.ndarray, eps: float = 1e-6, *, all_leads: bool = False) -> np.ndarray:
+    """Each lead (row) standardised over time: ``(x - mean) / (std + eps)``, statistics in float64; float32 out.
+    ``all_leads``: one mean and standard deviation over every lead and sample (ECGFounder, ST-MEM)."""
     x = np.asarray(signal, dtype=np.float64)
-    mean = x.mean(axis=-1, keepdims=True)
-    std = x.std(axis=-1, keepdims=True)
+    axis = (-2, -1) if all_leads else -1
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
     return ((x - mean) / (std + eps)).astype(np.float32)
 
 
@@ -336,8 +338,8 @@ def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardize
     elif offset not in (None, 0):
         raise ValueError(f"offset {offset} given, but the record has only {x.shape[-1]} samples "
                          f"at {spec.sampling_rate:g} Hz for a window of {n}")
-    if normalize and spec.normalization == "zscore_record":
-        x = zscore_record(x)
+    if normalize and spec.normalization in ("zscore_record", "zscore_all_leads"):
+        x = zscore_record(x, all_leads=spec.normalization == "zscore_all_leads")
     elif normalize and spec.normalization == "zscore_dataset":
         assert standardizer is not None
         x = standardizer.transform(x)
