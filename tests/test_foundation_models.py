@@ -338,3 +338,29 @@ path = "{source}"
             by_hand = encoder.eval()(torch.from_numpy(x)[None])[0].numpy()
         assert np.allclose(emb[i], by_hand, atol=1e-4), record_id
     assert sorted(windows.record_ids) == sorted(names)
+
+
+# -- the worked suite ----------------------------------------------------------------------------------------------
+
+
+def test_the_worked_suite_validates_and_plans_once_its_files_are_in_place(registry, tmp_path, monkeypatch):
+    """leaderboards/foundation-models.toml with files of the released layouts at its paths (toy size: its encoders
+    at their tiny presets): it validates, and plans every task x encoder x {pretrained, none} x stage x fraction x
+    draw, each cell naming its file by hash."""
+    from conftest import REPO
+
+    from stence_bench.suite import check_code, check_names, load_suite
+
+    suite, _ = load_suite(REPO / "leaderboards" / "foundation-models.toml")
+    monkeypatch.chdir(tmp_path)  # the suite's paths are relative to the folder it runs from
+    for choice in suite.encoders:
+        path = tmp_path / choice.weights.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        release_file(choice.name, toy_state(ADAPTERS[choice.name][1]), path)
+    tiny = suite.model_copy(update={"encoders": tuple(c.model_copy(update={"preset": "tiny"}) for c in suite.encoders)})
+    assert check_names(tiny, registry, "fm") == [] and check_code(tiny, registry, "fm") == []
+    cells = plan(tiny, registry)
+    assert len(cells) == 5 * 3 * 2 * 2 * (1 + 3 + 3)  # tasks x encoders x objectives x stages x fraction draws
+    assert {c.objective for c in cells} == {"pretrained", "none"} and all(c.weights is not None for c in cells)
+    hashes = {c.encoder: c.weights.sha256 for c in cells}
+    assert len(set(hashes.values())) == 3
