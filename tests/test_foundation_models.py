@@ -153,6 +153,24 @@ def release_file(name: str, state: dict[str, torch.Tensor], path) -> None:
                     "last_optimizer_state": {"state": {0: {"exp_avg": torch.zeros(2)}}}}, path)
 
 
+def given_suite(encoder: str, path, task: str = "ptbxl.superdiagnostic", data: str = ""):
+    """A suite evaluating the tiny ``encoder`` with the weights at ``path`` as given (linear probe, all labels)."""
+    return parse_suite(f"""
+name = "fm"
+tasks = ["{task}"]
+objectives = ["pretrained"]
+controls = false
+[[encoders]]
+name = "{encoder}"
+preset = "tiny"
+weights = "{path}"
+[protocol]
+stages = ["linear_probe"]
+fractions = [1.0]
+{data}
+""")
+
+
 def toy_state(layout: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {k: (torch.tensor(0) if not shape else torch.randn(shape, generator=generator) * 0.1 + 1.0)
@@ -202,19 +220,7 @@ def test_a_file_in_the_released_layout_loads_through_a_suite_without_mapping(reg
     state = toy_state(toy)
     path = tmp_path / f"{name}.pt"
     release_file(name, state, path)
-    suite = parse_suite(f"""
-name = "fm"
-tasks = ["ptbxl.superdiagnostic"]
-objectives = ["pretrained"]
-controls = false
-[[encoders]]
-name = "{name}"
-preset = "tiny"
-weights = "{path}"
-[protocol]
-stages = ["linear_probe"]
-fractions = [1.0]
-""")
+    suite = given_suite(name, path)
     from stence_bench.protocol.evaluate import encoder_for
 
     (cell,) = plan(suite, registry)
@@ -306,23 +312,8 @@ def test_ecgfounder_as_given_on_real_records_sees_exactly_its_contract(registry,
     path = tmp_path / "12_lead_ECGFounder.pth"
     _, toy, _ = ADAPTERS["ecgfounder"]
     release_file("ecgfounder", toy_state(toy, seed=4), path)
-    suite = parse_suite(f"""
-name = "real"
-tasks = ["cinc2021.scored"]
-objectives = ["pretrained"]
-controls = false
-[[encoders]]
-name = "ecgfounder"
-preset = "tiny"
-weights = "{path}"
-[protocol]
-stages = ["linear_probe"]
-fractions = [1.0]
-[data]
-pretrain = "cinc2021"
-[data.sources.cinc2021]
-path = "{source}"
-""")
+    suite = given_suite("ecgfounder", path, "cinc2021.scored",
+                        f'[data]\npretrain = "cinc2021"\n[data.sources.cinc2021]\npath = "{source}"')
     (cell,) = plan(suite, registry)
     ws = Workspace(suite, registry, tmp_path / "run", echo=lambda line: None)
     task = registry.tasks.get("cinc2021.scored")
