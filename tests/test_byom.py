@@ -154,3 +154,26 @@ def test_continued_pretraining_starts_from_the_given_weights(registry, tmp_path)
     run_suite(plain, registry, tmp_path / "scratch", echo=quiet, cells=[from_scratch])
     scratch = load_file(str(checkpoint_path(tmp_path / "scratch", from_scratch)))
     assert not torch.allclose(scratch["stem.0.weight"], state["stem.0.weight"])
+
+
+def test_stence_bench_run_on_a_suite_naming_a_checkpoint_gives_its_row(registry, tmp_path, monkeypatch):
+    """The user's path: `stence-bench run` on a suite naming the file (relative to the folder it runs from), then
+    `results show`: the row `@ file` with its difference to `none`, and the site listing the file's hash."""
+    from click.testing import CliRunner
+
+    from stence_bench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    write_weights(tmp_path / "mine.safetensors", seed=31)
+    sha = hashlib.sha256((tmp_path / "mine.safetensors").read_bytes()).hexdigest()
+    text = byom_suite("mine.safetensors").replace('"stenosis.70", ', "")
+    (tmp_path / "mine.toml").write_text(text)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["run", "mine.toml", "--out", "run", "--workers", "1"], obj=registry)
+    assert out.exit_code == 0, out.output
+    shown = runner.invoke(cli, ["results", "show", "run"], obj=registry).output
+    (row,) = [line for line in shown.splitlines() if " pretrained " in line]
+    assert "resnet1d_wang[tiny] @ mine.safetensors" in row and "[" in row.split("auroc")[1]  # mean, CI, difference
+    page = (tmp_path / "run" / "site" / "byom" / "index.html").read_text()  # the suite's page
+    assert "mine.safetensors" in page and sha in page
+    assert '"sha256": "' + sha in (tmp_path / "run" / "suite.json").read_text()
