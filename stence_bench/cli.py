@@ -309,7 +309,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
         click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
         n_pre = sum(c.stage == "pretrain" for c in cells)
         rows = [
-            [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
+            [c.key, c.stage, c.task or "-", (c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]")
+             + ("" if c.weights is None else f" @ {c.weights.file}"),
              c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
              "-" if c.draw is None else c.draw, c.leads]
             for c in cells

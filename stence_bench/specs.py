@@ -10,7 +10,16 @@ import importlib
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import PluginError, UnknownNameError, unknown_name_message
 
@@ -25,8 +34,11 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_
 FactoryRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
 #: What an objective needs from its dataset, and what a dataset provides.
 Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels"]
-#: How an encoder's input is normalised by the harness before ``forward``.
-Normalization = Literal["none", "zscore_record", "zscore_dataset"]
+#: How an encoder's input is normalised by the harness before ``forward``: ``zscore_record`` standardises each
+#: lead of a window over its own samples; ``zscore_all_leads`` standardises the window with one mean and one
+#: standard deviation over all its leads and samples (ECGFounder, ST-MEM); ``zscore_dataset`` applies per-lead
+#: statistics of the training records.
+Normalization = Literal["none", "zscore_record", "zscore_all_leads", "zscore_dataset"]
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
 Metric = Literal["auroc", "auprc", "f1", "sensitivity", "mae", "rmse", "r2"]
 REGRESSION_METRICS = frozenset({"mae", "rmse", "r2"})
@@ -44,7 +56,24 @@ def import_object(ref: str, *, what: str) -> Any:
     return obj
 
 
-class Spec(BaseModel):
+class OmitWhenDefault(BaseModel):
+    """Fields added after keys were published are left out of every dump (``model_dump``, JSON) while they hold
+    their default: a spec's fingerprint and a cell's key hash these dumps, so adding an optional field keeps every
+    earlier key, and finished results stay finished. List such fields in ``_omit_when_default``."""
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self._omit_when_default:
+                if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                    del data[name]
+        return data
+
+
+class Spec(OmitWhenDefault):
     """Base of every spec: frozen, unknown fields rejected."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,6 +98,22 @@ class EncoderPreset(BaseModel):
     description: str = ""
 
 
+class WeightsLayout(BaseModel):
+    """How a weights file's tensors map onto an encoder's own parameter names (its ``state_dict``).
+
+    The file's tensors are flattened to dotted names (``{"model": {"a.b": t}}`` gives ``model.a.b``); the names
+    under ``prefix`` are kept, the prefix stripped; names matching an ``ignore`` glob are left out (a released
+    classification head, a pretraining decoder); then each ``rename`` regular expression is replaced, in order.
+    An encoder spec declares the layout of its released checkpoint; a suite's ``weights`` may override each field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    ignore: tuple[str, ...] = ()
+    rename: dict[str, str] = {}
+
+
 class EncoderSpec(Spec):
     """An ECG encoder and its input contract.
 
@@ -91,6 +136,10 @@ class EncoderSpec(Spec):
     default_preset: str | None = None
     #: Datasets whose records the weights have seen (contamination flag on leaderboards).
     pretrained_on: tuple[str, ...] = ()
+    #: Where the tensors of the released checkpoint lie (``weights = "..."`` in a suite reads it with no mapping).
+    weights_layout: WeightsLayout = WeightsLayout()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights_layout",)
 
     @model_validator(mode="after")
     def _check(self) -> EncoderSpec:
@@ -151,6 +200,11 @@ class ObjectiveSpec(Spec):
     control: bool = False
     #: The registered modality encoder used for each paired modality (``{"angiography": "angio_cnn"}``).
     modality_encoders: dict[Literal["angiography", "text", "metadata"], Name] = {}
+    #: Evaluates an encoder's given weights as loaded (``weights =`` in a suite), with no pretraining: planned for
+    #: every encoder entry that has weights, never for one without (the built-in ``pretrained``).
+    as_given: bool = False
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given",)
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -161,11 +215,20 @@ class ObjectiveSpec(Spec):
         stray = sorted(set(self.modality_encoders) - set(self.modalities))
         if stray:
             raise ValueError(f"modality_encoders: {', '.join(stray)} not among modalities {self.modalities}")
+        if self.as_given and self.factory is not None:
+            raise ValueError("as_given: an objective that evaluates given weights as loaded does not pretrain; "
+                             "it has no factory")
         return self
 
     @property
     def pretrains(self) -> bool:
         return self.factory is not None
+
+    @property
+    def loads_weights(self) -> bool:
+        """Whether its cells start from an encoder entry's given weights: every objective but a random-init one
+        (no factory, not ``as_given``: the ``none`` control), which is the architecture's random initialisation."""
+        return self.pretrains or self.as_given
 
     def build(
         self,

@@ -11,7 +11,7 @@ import importlib.util
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,14 +25,14 @@ from pydantic import (
 from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean
 from .hashing import digest
 from .registry import Registry
-from .specs import Name
+from .specs import Name, OmitWhenDefault, WeightsLayout
 
 Stage = Literal["linear_probe", "finetune", "zero_shot"]
 LeadSet = Literal["all", "I"]
 SUITE_PACKAGE = "stence_bench_leaderboards"
 
 
-class _Model(BaseModel):
+class _Model(OmitWhenDefault):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -51,6 +51,47 @@ class Choice(_Model):
     @property
     def label(self) -> str:
         return self.name if self.preset is None else f"{self.name}[{self.preset}]"
+
+
+class WeightsSource(_Model):
+    """An encoder's given weights: a file the user downloaded or trained (safetensors, or a PyTorch file read with
+    ``weights_only``). ``prefix``, ``ignore`` and ``rename`` override the encoder's declared layout of its released
+    checkpoint (:class:`~stence_bench.specs.WeightsLayout`). A bare string is the path."""
+
+    #: The file: ``~`` expanded, relative to the current folder.
+    path: str
+    #: The sha256 the file must have (pins it); without it the file's hash is recorded, never checked.
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    prefix: str | None = None
+    ignore: tuple[str, ...] | None = None
+    rename: dict[str, str] | None = None
+    #: Missing, unexpected or other-shaped tensors are an error (listing the first of each); ``false`` loads the
+    #: tensors that fit and records what did not.
+    strict: bool = True
+    #: Datasets whose records these weights have seen, besides the encoder spec's (contamination flag).
+    pretrained_on: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    def layout(self, declared: WeightsLayout) -> WeightsLayout:
+        """The encoder's declared layout with this entry's overrides."""
+        return WeightsLayout(prefix=declared.prefix if self.prefix is None else self.prefix,
+                             ignore=declared.ignore if self.ignore is None else self.ignore,
+                             rename=declared.rename if self.rename is None else self.rename)
+
+
+class EncoderChoice(Choice):
+    """An encoder in a suite: a name, optionally a preset, options and given weights."""
+
+    weights: WeightsSource | None = None
+
+    @property
+    def label(self) -> str:
+        base = super().label
+        return base if self.weights is None else f"{base} @ {Path(self.weights.path).name}"
 
 
 class Pretraining(_Model):
@@ -75,6 +116,14 @@ class Finetuning(_Model):
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    #: Partial finetuning: train only the encoder's last ``train_blocks`` blocks (its ``blocks()``) and the head;
+    #: the earlier blocks stay frozen (weights and normalisation statistics). Default: the whole network.
+    train_blocks: Annotated[int, Field(ge=0)] | None = None
+    #: Layer-wise learning-rate decay: block ``i`` of ``n`` learns at ``lr * layer_decay ** (n - i)``, the head at
+    #: ``lr``. Default: one learning rate.
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("train_blocks", "layer_decay")
 
 
 class LinearProbe(_Model):
@@ -175,7 +224,7 @@ class Suite(_Model):
     name: Name
     description: str = ""
     tasks: Annotated[tuple[str, ...], Field(min_length=1)]
-    encoders: Annotated[tuple[Choice, ...], Field(min_length=1)]
+    encoders: Annotated[tuple[EncoderChoice, ...], Field(min_length=1)]
     objectives: Annotated[tuple[Choice, ...], Field(min_length=1)]
     protocol: Protocol = Protocol()
     data: DataConfig = DataConfig(synthetic=SyntheticData())
@@ -189,7 +238,8 @@ class Suite(_Model):
 _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): Suite,
     ("protocol",): Protocol,
-    ("encoders",): Choice,
+    ("encoders",): EncoderChoice,
+    ("encoders", "weights"): WeightsSource,
     ("objectives",): Choice,
     ("protocol", "pretrain"): Pretraining,
     ("protocol", "finetune"): Finetuning,
@@ -294,7 +344,6 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
 
     for field, kind, values in (
         ("tasks", "task", suite.tasks),
-        ("encoders", "encoder", [c.name for c in suite.encoders]),
         ("objectives", "objective", [c.name for c in suite.objectives]),
     ):
         seen: set[str] = set()
@@ -302,6 +351,13 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             if name in seen:
                 problems.append(f"{source}: {field}[{i}]: {kind} {name!r} is listed twice")
             seen.add(name)
+    entries: set[str] = set()  # one architecture may come twice: with other presets, options or weights
+    for i, choice in enumerate(suite.encoders):
+        entry = digest(choice.model_dump(mode="json"))
+        if entry in entries:
+            problems.append(f"{source}: encoders[{i}]: encoder {choice.label!r} is listed twice (the same preset, "
+                            "options and weights)")
+        entries.add(entry)
     for i, task in enumerate(suite.tasks):
         check("tasks", i, "task", task)
     for i, choice in enumerate(suite.encoders):
@@ -317,6 +373,9 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             problems.append(f"{source}: objectives[{i}].preset: objectives have no presets; use options")
         if spec is None:
             continue
+        if spec.as_given and not any(c.weights is not None for c in suite.encoders):
+            problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} evaluates an encoder's given weights "
+                            "as loaded, and no encoder of the suite has weights = \"...\"")
         lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
         if lacking:
             problems.append(
@@ -421,8 +480,11 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
         spec = registry.encoders.get(choice.name)
         factory = load(f"encoders[{i}].name", spec.factory, f"encoder {choice.name!r}")
         if factory is not None:
+            before = len(problems)
             options(f"encoders[{i}].options", f"encoder {choice.name!r} ({spec.factory})", factory, choice.options,
                     provided=("n_leads",))
+            if len(problems) == before:
+                problems += _check_encoder_build(suite, registry, i, choice, source)
     for i, choice in enumerate(suite.objectives):
         spec = registry.objectives.get(choice.name)
         if spec.factory is None:
@@ -454,6 +516,43 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
     return problems
 
 
+def _check_encoder_build(suite: Suite, registry: Registry, i: int, choice: EncoderChoice, source: str) -> list[str]:
+    """What building encoder entry ``i`` would meet in a run: its weights file (found, its hash as pinned, its
+    tensors fitting the encoder's names and shapes) and, for partial finetuning, the encoder's blocks. The encoder
+    is built on the meta device (nothing allocated)."""
+    from .protocol.partial import encoder_blocks, uses_partial_finetuning
+    from .weights import build_for_checking, check_layout, read_file, select
+
+    partial = "finetune" in suite.protocol.stages and uses_partial_finetuning(suite.protocol.finetune)
+    if choice.weights is None and not partial:
+        return []
+    spec = registry.encoders.get(choice.name)
+    where = f"encoders[{i}]"
+    try:
+        module = build_for_checking(spec, choice.preset, choice.options)
+    except StenceBenchError as exc:
+        return [f"{source}: {where}: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - the run would fail the same way: say so now
+        return [f"{source}: {where}: encoder {choice.label!r} does not build: {type(exc).__name__}: {exc}"]
+    problems = []
+    if choice.weights is not None:
+        try:
+            given = cell_weights(choice, registry, f"{where}.weights")
+            assert given is not None
+            what = f"{where}.weights: {given.path}"
+            tensors, _ = read_file(given.path)
+            check_layout(module, select(tensors, given.layout(), what), strict=given.strict,
+                         what=f"{what} (encoder {choice.label!r})")
+        except StenceBenchError as exc:
+            problems.append(f"{source}: {exc}")
+    if partial:
+        try:
+            encoder_blocks(module, choice.name)
+        except StenceBenchError as exc:
+            problems.append(f"{source}: {where}: protocol.finetune: {exc}")
+    return problems
+
+
 def _keyword_parameters(factory: Any) -> list[str] | None:
     """The keyword arguments ``factory`` (a function or a class) takes; None if it takes any (``**kwargs``)."""
     import inspect
@@ -468,6 +567,29 @@ def _keyword_parameters(factory: Any) -> list[str] | None:
 
 
 # --- cells --------------------------------------------------------------------------------------------------
+
+
+class CellWeights(_Model):
+    """The given weights of a cell's encoder entry: the file's sha256 and how its tensors map onto the encoder (in
+    the key), and where the file is (``path``: provenance, left out of the key, so a moved file is the same cell)."""
+
+    path: str
+    sha256: str
+    prefix: str = ""
+    ignore: tuple[str, ...] = ()
+    rename: dict[str, str] = {}
+    strict: bool = True
+
+    @property
+    def file(self) -> str:
+        return Path(self.path).name
+
+    def layout(self) -> WeightsLayout:
+        return WeightsLayout(prefix=self.prefix, ignore=self.ignore, rename=self.rename)
+
+    def identity(self) -> dict[str, Any]:
+        """What the weights are, wherever the file lies: everything but the path."""
+        return self.model_dump(mode="json", exclude={"path"})
 
 
 class Cell(_Model):
@@ -493,6 +615,11 @@ class Cell(_Model):
     settings: dict[str, JsonValue] = {}
     #: The suite's data section (which cohort or sources).
     data: dict[str, JsonValue] = {}
+    #: The encoder entry's given weights (``weights =`` in the suite): loaded by every objective but the random-init
+    #: control, whose cells name them only to sit beside them (:attr:`ObjectiveSpec.loads_weights`).
+    weights: CellWeights | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights",)
 
     def pretrain_cell(self) -> Cell | None:
         """The pretraining cell whose checkpoint this evaluation starts from (``None`` without pretraining)."""
@@ -503,12 +630,14 @@ class Cell(_Model):
                     versions={k: v for k, v in self.versions.items() if k in ("encoder", "objective")},
                     specs={k: v for k, v in self.specs.items() if k != "task"},
                     settings={k: v for k, v in self.settings.items() if k in ("pretrain", "split_seed")},
-                    data=self.data)
+                    data=self.data, weights=self.weights)
 
     @property
     def label(self) -> str:
         """A short human description: ``stage task encoder[preset] objective f=0.1 d=0 seed 0``."""
         enc = self.encoder if self.preset is None else f"{self.encoder}[{self.preset}]"
+        if self.weights is not None:
+            enc += f" @ {self.weights.file}"
         parts = [self.stage, *([self.task] if self.task else []), enc, self.objective]
         if self.fraction is not None:
             parts.append(f"f={self.fraction:g} d={self.draw}")
@@ -517,8 +646,9 @@ class Cell(_Model):
 
     @property
     def key(self) -> str:
-        """The hash of the resolved config: equal configs, equal keys."""
-        return digest(self.model_dump(mode="json"))
+        """The hash of the resolved config: equal configs, equal keys (a weights file's path left out: its hash
+        is in)."""
+        return digest(self.model_dump(mode="json", exclude={"weights": {"path"}}))
 
 
 class CellOutcome(_Model):
@@ -532,21 +662,57 @@ class CellOutcome(_Model):
 
 
 def resolved_objectives(suite: Suite, registry: Registry) -> tuple[list[Choice], list[str]]:
-    """The suite's objectives plus the registered controls it does not list; also the names that were added."""
+    """The suite's objectives plus the registered controls it does not list (one that evaluates given weights only
+    when an encoder has some); also the names that were added."""
     objectives = list(suite.objectives)
     added: list[str] = []
     if suite.controls:
         listed = {c.name for c in objectives}
+        given = any(c.weights is not None for c in suite.encoders)
         for spec in registry.objectives:
-            if spec.control and spec.name not in listed:
+            if spec.control and spec.name not in listed and (given or not spec.as_given):
                 objectives.append(Choice(name=spec.name))
                 added.append(spec.name)
     return objectives, added
 
 
+def cell_weights(choice: EncoderChoice, registry: Registry, where: str = "weights") -> CellWeights | None:
+    """The weights an encoder entry gives its cells: the file found and hashed (refused when the suite pins another
+    hash), and the encoder's declared layout with the entry's overrides."""
+    from .weights import WeightsError, file_sha256, resolve_path
+
+    if choice.weights is None:
+        return None
+    path = resolve_path(choice.weights.path)
+    if not path.is_file():
+        raise WeightsError(f"{where}: {path}: no such file")
+    sha256 = file_sha256(path)
+    if choice.weights.sha256 is not None and choice.weights.sha256 != sha256:
+        raise WeightsError(f"{where}: {path} has sha256 {sha256}, the suite pins {choice.weights.sha256}")
+    layout = choice.weights.layout(registry.encoders.get(choice.name).weights_layout)
+    return CellWeights(path=str(path), sha256=sha256, prefix=layout.prefix, ignore=layout.ignore,
+                       rename=layout.rename, strict=choice.weights.strict)
+
+
+def with_weight_hashes(suite: Suite, registry: Registry) -> Suite:
+    """The suite with each weights file's sha256 filled in (what a run writes as ``suite.json``: the leaderboard
+    names rows by it)."""
+    encoders = []
+    for i, choice in enumerate(suite.encoders):
+        weights = cell_weights(choice, registry, f"encoders[{i}].weights")
+        if weights is not None:
+            choice = choice.model_copy(update={"weights": choice.weights.model_copy(  # type: ignore[union-attr]
+                update={"sha256": weights.sha256})})
+        encoders.append(choice)
+    return suite.model_copy(update={"encoders": tuple(encoders)})
+
+
 def plan(suite: Suite, registry: Registry) -> list[Cell]:
-    """Expand a validated suite into its cells: pretraining first, then every evaluation."""
+    """Expand a validated suite into its cells: pretraining first, then every evaluation. An encoder entry with
+    weights gives every cell its weights (:class:`CellWeights`, hashed here); an objective that evaluates weights
+    as given (``pretrained``) is planned only for such entries."""
     objectives, _ = resolved_objectives(suite, registry)
+    weights = [cell_weights(enc, registry, f"encoders[{i}].weights") for i, enc in enumerate(suite.encoders)]
     proto = suite.protocol
     data = suite.data.model_dump(mode="json")
     pretrain_settings = {"pretrain": proto.pretrain.model_dump(mode="json"), "split_seed": proto.split_seed}
@@ -570,7 +736,7 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
 
     cells: list[Cell] = []
     for seed in proto.seeds:
-        for enc in suite.encoders:
+        for enc, given in zip(suite.encoders, weights):
             enc_spec = registry.encoders.get(enc.name)
             for obj in objectives:
                 obj_spec = registry.objectives.get(obj.name)
@@ -581,19 +747,22 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                             objective=obj.name, objective_options=obj.options, seed=seed,
                             versions={"encoder": enc_spec.version, "objective": obj_spec.version},
                             specs=specs(enc, obj), settings=settings(obj_spec, "pretrain"), data=data,
+                            weights=given,
                         )
                     )
     for task in suite.tasks:
         task_spec = registry.tasks.get(task)
-        for enc in suite.encoders:
+        for enc, given in zip(suite.encoders, weights):
             enc_spec = registry.encoders.get(enc.name)
             for obj in objectives:
                 obj_spec = registry.objectives.get(obj.name)
+                if obj_spec.as_given and given is None:
+                    continue  # nothing given to evaluate
                 versions = {"encoder": enc_spec.version, "objective": obj_spec.version, "task": task_spec.version}
                 common = dict(
                     task=task, encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
                     objective=obj.name, objective_options=obj.options, versions=versions,
-                    specs={**specs(enc, obj), "task": registry.fingerprint("task", task)},
+                    specs={**specs(enc, obj), "task": registry.fingerprint("task", task)}, weights=given,
                 )
                 for seed in proto.seeds:
                     for leads in proto.leads:

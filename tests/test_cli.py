@@ -82,9 +82,9 @@ def test_validate_and_run_plan_the_quickstart(registry):
     lines = run.output.splitlines()
     assert lines[-1] == f"{len(cells)} cells planned ({n_pre} pretraining, {len(cells) - n_pre} evaluation)."
     assert sum(" linear_probe " in line for line in lines) == sum(c.stage == "linear_probe" for c in cells) > 0
-    # every encoder family, every objective and its controls, every task of the demo
+    # every encoder family, every objective and its controls (but 'pretrained': no encoder has weights), every task
     assert {c.encoder for c in cells} == {"resnet1d_wang", "ecg_transformer", "temporalnet"}
-    assert {c.objective for c in cells} == {spec.name for spec in registry.objectives}
+    assert {c.objective for c in cells} == {spec.name for spec in registry.objectives if not spec.as_given}
     assert {c.task for c in cells if c.task} >= {"stenosis.70", "lvef.35", "potassium.5.5", "pcwp.18",
                                                 "ptbxl.superdiagnostic"}
 
@@ -96,7 +96,7 @@ def test_user_errors_are_one_line_exit_2(registry, tmp_path):
     assert result.exit_code == 2
     assert result.output == (
         f"Error: {bad}: encoders[0].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
-        "(known: ecg_transformer, resnet1d18, resnet1d_wang, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)\n"
+        "(known: ecg_fm, ecg_transformer, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d_wang, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)\n"
     )
     missing = invoke(registry, "run", "no-such-suite.toml")
     assert missing.exit_code == 2 and missing.output == "Error: no-such-suite.toml: no such file\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import BUILTINS_ONLY, REPO
 from plugin_fixtures import Plugin, objective
@@ -72,7 +74,7 @@ def test_mistyped_names_suggest_the_registered_one(registry):
         "x.toml: encoders[0].preset: unknown preset 'tinny' of encoder 'resnet1d_wang'; did you mean 'tiny'? "
         "(known: base, tiny)",
         "x.toml: encoders[1].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
-        "(known: ecg_transformer, resnet1d18, resnet1d_wang, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
+        "(known: ecg_fm, ecg_transformer, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d_wang, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
     ]
 
 
@@ -140,7 +142,11 @@ def test_suites_are_found_by_name_and_shipped_suites_validate(registry, monkeypa
     for name in suites:
         suite, _ = load_suite(name)
         assert check_names(suite, registry, name) == []
-        assert check_code(suite, registry, name) == []
+        # a shipped suite of published weights names the files the user downloads (tests/test_foundation_models.py
+        # validates it with files in their place): only those may be missing here
+        placeholders = [f"{name}: encoders[{i}].weights: {Path(c.weights.path).resolve()}: no such file"
+                        for i, c in enumerate(suite.encoders) if c.weights is not None]
+        assert check_code(suite, registry, name) == placeholders
     with pytest.raises(SuiteError, match="did you mean 'quickstart'"):
         load_suite("quickstrat")
     with pytest.raises(SuiteError, match="nope.toml: no such file"):

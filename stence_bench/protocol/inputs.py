@@ -7,6 +7,8 @@ depend on is the data as it is now and the code that computed them:
 - ``labels``: the task's labels of those records (evaluation cells);
 - ``tables``: the tables and reports a pretraining objective reads beside the ECGs (metadata, angiography, text);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
+- ``weights``: the sha256 of the given weights file its encoder starts from (``weights =`` in the suite; the hash is
+  in the cell's key too, so a changed file is another cell, never a finished one);
 - ``code``: :data:`CODE_VERSIONS`, bumped when windows, pretraining or scoring change numbers.
 
 :func:`cell_inputs` computes them; results keep them (``CellResult.inputs``); the runner recomputes a finished
@@ -62,14 +64,23 @@ class Inputs:
     def of(self, cell: Cell) -> dict[str, Any]:
         if cell.stage == "pretrain":
             return self._pretraining(cell)
-        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "")
+        weights = self._weights(cell)
+        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "", weights or "")
         if key not in self._cache:
             out = {**self._task(str(cell.task)), "code": code_versions(cell.stage)}
             source = cell.pretrain_cell()
             if source is not None:
                 out["pretraining"] = digest(self._pretraining(source))
+            elif weights is not None:
+                out["weights"] = weights
             self._cache[key] = out
         return self._cache[key]
+
+    def _weights(self, cell: Cell) -> str | None:
+        """The sha256 of the given weights the cell's encoder starts from, if it does."""
+        from .pretrain import loads_given_weights
+
+        return cell.weights.sha256 if cell.weights is not None and loads_given_weights(cell, self.registry) else None
 
     def _task(self, name: str) -> dict[str, str]:
         key = ("labels", name)
@@ -87,13 +98,16 @@ class Inputs:
         return self._cache[key]
 
     def _pretraining(self, cell: Cell) -> dict[str, Any]:
-        key = ("pretrain", cell.objective, json.dumps(cell.objective_options, sort_keys=True))
+        weights = self._weights(cell)
+        key = ("pretrain", cell.objective, json.dumps(cell.objective_options, sort_keys=True), weights or "")
         if key not in self._cache:
             dataset = self.ws.dataset(self.ws.suite.data.pretrain)
             ids = np.array(sorted(self.ws.pretraining_records().record_ids), dtype=object)
             records = pd.DataFrame({"checksum": dataset.checksums.reindex(ids).to_numpy(),
                                     "patient": dataset.patients.reindex(ids).to_numpy()}, index=ids)
             out: dict[str, Any] = {"records": _frame_digest(records), "code": code_versions("pretrain")}
+            if weights is not None:
+                out["weights"] = weights
             modalities = set(self.registry.objectives.get(cell.objective).modalities)
             if modalities & {"text", "labels"}:  # reports
                 out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])

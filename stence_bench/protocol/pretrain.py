@@ -65,6 +65,26 @@ def build_encoder(cell: Cell, registry: Registry, *, n_leads: int | None = None)
     return spec.build(cell.preset, n_leads=n_leads, **cell.encoder_options)
 
 
+def loads_given_weights(cell: Cell, registry: Registry) -> bool:
+    """Whether the cell's encoder starts from its entry's given weights (``weights =``): every objective but the
+    random-init control does (:attr:`ObjectiveSpec.loads_weights`)."""
+    return cell.weights is not None and registry.objectives.get(cell.objective).loads_weights
+
+
+def load_given_weights(encoder: torch.nn.Module, cell: Cell, registry: Registry) -> dict[str, Any] | None:
+    """Load the cell's given weights into ``encoder`` when its objective starts from them (the file checked
+    against the hash the cell was planned with); returns what loaded (file, sha256, counts, the first names that
+    did not fit), or ``None`` when nothing was given or the objective is the random-init control."""
+    from ..weights import load_weights
+
+    if not loads_given_weights(cell, registry):
+        return None
+    given = cell.weights
+    assert given is not None
+    fitted = load_weights(encoder, given.path, given.layout(), sha256=given.sha256, strict=given.strict)
+    return {"file": given.file, "path": given.path, "sha256": given.sha256, **fitted.report()}
+
+
 def save_checkpoint(path: Path, encoder: torch.nn.Module, cell: Cell, info: dict[str, Any]) -> None:
     """The encoder's weights and, as safetensors metadata, the resolved config that made them."""
     from safetensors.torch import save_file
@@ -191,6 +211,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     patient_ids = torch.from_numpy(patient_codes(dataset.records["patient_id"].iloc[data_rows]))
 
     encoder = build_encoder(cell, registry)
+    given_weights = load_given_weights(encoder, cell, registry)  # continue pretraining from given weights
     torch.manual_seed(cell.seed)
     objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
                                n_labels=None if labels is None else labels.shape[1], **options)
@@ -263,6 +284,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
             "label_vocabulary": vocab if labels is not None else None,
+            **({"weights": given_weights} if given_weights is not None else {}),
             "wall_s": time.perf_counter() - started}
     if ctx.main:
         save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)
