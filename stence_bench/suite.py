@@ -391,7 +391,7 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
     import, and an encoder's or objective's ``options`` that its factory does not take (with a did-you-mean).
     Imports the factories (and so torch); names must have passed :func:`check_names`."""
     from .errors import PluginError
-    from .protocol.pretrain import RUNNER_OPTIONS, modality_encoder_names
+    from .protocol.pretrain import RUNNER_OPTIONS
     from .specs import import_object
 
     problems: list[str] = []
@@ -435,7 +435,7 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
             options(f"objectives[{i}].options", f"objective {choice.name!r} ({spec.factory})", factory,
                     choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=RUNNER_OPTIONS)
         try:
-            chosen = modality_encoder_names(spec, choice.options, registry)
+            chosen = registry.modality_encoders_for(spec, choice.options)
         except StenceBenchError as exc:
             problems.append(f"{source}: objectives[{i}].options.modality_encoders: {exc}")
             continue
