@@ -15,7 +15,7 @@ import click
 from .errors import PluginError, StenceBenchError, SuiteError
 from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
-from .suite import find_suites, load_suite, plan, resolved_objectives, validate_suite
+from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
 
 _REGISTRY_KEY = "stence_bench.registry"
 
@@ -243,6 +243,8 @@ def validate_command(ctx: click.Context, suite: str) -> None:
     parsed, path = validate_suite(suite, registry)
     cells = plan(parsed, registry)
     click.echo(f"{path}: ok: suite {parsed.name!r}: {_summary(parsed, registry)}; {len(cells)} cells")
+    for line in left_out_notices(parsed, registry):
+        click.echo(f"note: {line}")
 
 
 @cli.command("run")
@@ -289,6 +291,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     cells = plan(parsed, registry)
     if plan_only:
         click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+        for line in left_out_notices(parsed, registry):
+            click.echo(f"note: {line}")
         n_pre = sum(c.stage == "pretrain" for c in cells)
         rows = [
             [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
@@ -320,6 +324,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     dist = distributed.setup(environ)
     say: Callable[..., None] = click.echo if dist.main else (lambda *a, **k: None)
     say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+    for line in left_out_notices(parsed, registry):
+        say(f"note: {line}")
     root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
     echo = lambda line: say(line, err=True)
