@@ -38,6 +38,7 @@ class MimicIvEcgLayout(Layout):
     ``statements``: the list, for labels) and intervals go into its record's meta."""
 
     name: ClassVar[str] = "mimic-iv-ecg"
+    label_source: ClassVar[str] = "machine statements (the report_N columns of machine_measurements.csv)"
 
     def scan(self, source: Path) -> Scan:
         tables: dict[str, pd.DataFrame] = {}
