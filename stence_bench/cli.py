@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .errors import PluginError, StenceBenchError, SuiteError
+from .errors import PluginError, StenceBenchError, SuiteError, did_you_mean
 from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
 from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
@@ -320,8 +320,7 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     from .protocol import distributed
     from .protocol.runner import run_suite, summary_lines
 
-    environ = dict(os.environ) if device is None else {**os.environ, distributed.ENV_DEVICE: device}
-    dist = distributed.setup(environ)
+    dist = distributed.setup(dict(os.environ), device=device)
     say: Callable[..., None] = click.echo if dist.main else (lambda *a, **k: None)
     say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
     for line in left_out_notices(parsed, registry):
@@ -415,6 +414,13 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
     results = load_results(folders)
     if not results:
         raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
+    if task_pattern is not None:
+        import fnmatch
+
+        tasks = sorted({r.cell.task for r in results if r.cell.task})
+        if not fnmatch.filter(tasks, task_pattern):
+            raise StenceBenchError(f"--task {task_pattern!r}: no task of the results matches"
+                                   f"{did_you_mean(task_pattern, tasks)} (tasks: {', '.join(tasks) or 'none'})")
     click.echo(results_table(results, task_pattern=task_pattern))
 
 

@@ -288,6 +288,10 @@ def resolve_suite_path(arg: str) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.toml"))
+        listing = f" (it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
+        raise SuiteError([f"{arg}: a folder, not a suite; give a suite file (.toml) or a suite's name{listing}"])
     if path.suffix == ".toml" or "/" in arg:
         raise SuiteError([f"{arg}: no such file"])
     suites = find_suites()

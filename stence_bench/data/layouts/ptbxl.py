@@ -16,6 +16,7 @@ import pandas as pd
 
 from ...errors import StenceBenchError
 from ..records import Record
+from ..tables import read_csv_table
 from ..wfdb_io import read_wfdb
 from .base import Layout, RecordRef, Scan, require_columns
 
@@ -35,6 +36,17 @@ def parse_scp_codes(value: object) -> dict[str, float]:
     return parsed
 
 
+def whole_numbers(table: pd.DataFrame, column: str, path: Path, *, missing_ok: bool) -> None:
+    """Every value of ``column`` is a whole number (``5``, ``5.0``), or missing where ``missing_ok``; the first
+    that is not is an error naming the file, its line and the value."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = values.isna() & (table[column].notna() | (not missing_ok))
+    bad |= values.notna() & (values != values.round())
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise StenceBenchError(f"{path}: line {row + 2}: {column} {table[column].iloc[row]!r} is not a whole number")
+
+
 class PtbxlLayout(Layout):
     """PTB-XL. Options: ``rate`` (100 or 500 Hz), ``database`` (the record table's file name). Its labels are each
     record's SCP statements (the keys of ``scp_codes``, any likelihood, as the PTB-XL benchmark reads them)."""
@@ -50,9 +62,12 @@ class PtbxlLayout(Layout):
         for path in (db_path, st_path):
             if not path.is_file():
                 raise StenceBenchError(f"{path}: not found; a PTB-XL folder holds {self.database} and {self.statements}")
-        database = pd.read_csv(db_path)
+        database = read_csv_table(db_path)
         require_columns(database, DATABASE_COLUMNS, db_path)
-        statements = pd.read_csv(st_path, index_col=0)
+        for column in ("ecg_id", "strat_fold"):
+            whole_numbers(database, column, db_path, missing_ok=False)
+        whole_numbers(database, "patient_id", db_path, missing_ok=True)
+        statements = read_csv_table(st_path, index_col=0)
         require_columns(statements, ("diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"), st_path)
         column = "filename_hr" if self.rate == 500 else "filename_lr"
         times = pd.to_datetime(database["recording_date"], errors="coerce") if "recording_date" in database else None
