@@ -158,3 +158,12 @@ def test_results_show_says_when_no_task_matches(registry, tmp_path):
         "(tasks: ptbxl.superdiagnostic, stenosis.70)")
     shown = invoke(registry, "results", "show", str(fixture), "--task", "stenosis.*")
     assert shown.exit_code == 0 and "stenosis.70" in shown.output and "ptbxl" not in shown.output
+
+
+def test_list_datasets_shows_every_format_the_wfdb_reader_reads(registry):
+    """Before: wfdb-16, wfdb-212, wfdb-mat, although the reader reads 16, 24, 32, 61, 80, 160, 212 and .mat."""
+    from stence_bench.data.wfdb_io import SUPPORTED_FORMATS
+
+    rows = invoke(registry, "list", "datasets").output.splitlines()[2:]
+    formats = next(r for r in rows if r.startswith("wfdb ")).split()[3].split(",")
+    assert sorted(formats) == sorted([*(f"wfdb-{f}" for f in SUPPORTED_FORMATS), "wfdb-mat"])

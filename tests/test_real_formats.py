@@ -1,26 +1,29 @@
 """Every built-in task family on its real dataset format, controls included, end to end.
 
-Each suite reads a download generated in the exact layout its publisher uses (PTB-XL 1.0.3, the CinC 2021 training
-set, MIMIC-IV-ECG 1.0 with the clinical label tables), plus the real files of ../shared/realdata where it has some
+The suites are those of docs/real-data.md, read from the page: each is validated as written, then run on a download
+generated in the exact layout its publisher uses (PTB-XL 1.0.3, the CinC 2021 training set, MIMIC-IV-ECG 1.0 with
+the clinical label tables) at the path the page gives, plus the real files of ../shared/realdata where it has some
 of that source, through `stence-bench validate` and `stence-bench run` as a user would (`[data.sources]`, no
-synthetic cohort), and every cell, the automatically added controls included, must end with a result. Supervised
+synthetic cohort). Every cell, the automatically added controls included, must end with a result. Supervised
 pretraining learns from each dataset's own annotations (PTB-XL's scp_codes, CinC 2021's SNOMED-CT Dx codes,
 MIMIC-IV-ECG's machine statements), from the pretraining records only, and says which it used.
 
-Tiny on purpose (CI runs them): the tiny encoder preset, one epoch, fraction 1.0, 20 bootstrap resamples.
+Shrunk on purpose to run in CI: the page's suites with the tiny encoder preset and a protocol of one epoch,
+fraction 1.0 and 20 bootstrap resamples (:func:`shrink`); tasks, objectives, controls and data as the page says.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import BUILTINS_ONLY
+from conftest import BUILTINS_ONLY, REPO
 
 from stence_bench.cli import cli
 from stence_bench.data.fake import (
@@ -34,9 +37,9 @@ from stence_bench.data.fake import (
 from stence_bench.protocol.results import load_results
 from stence_bench.registry import Registry
 
+DOC = REPO / "docs" / "real-data.md"
 #: The protocol of every suite here: as small as a run gets.
-TINY = """
-encoders = [{name = "resnet1d_wang", preset = "tiny"}]
+TINY_PROTOCOL = """
 [protocol]
 stages = ["linear_probe", "finetune"]
 fractions = [1.0]
@@ -45,6 +48,23 @@ pretrain = { epochs = 1, batch_size = 16 }
 finetune = { max_epochs = 1, patience = 1, batch_size = 16 }
 linear_probe = { c_grid = [1.0] }
 """
+TINY = '\nencoders = [{name = "resnet1d_wang", preset = "tiny"}]\n' + TINY_PROTOCOL
+
+
+def doc_suite(name: str) -> str:
+    """The suite called ``name`` on docs/real-data.md, as written there."""
+    for block in re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S):
+        if re.search(rf'^name = "{re.escape(name)}"$', block, re.M):
+            return block
+    raise AssertionError(f"{DOC}: no suite called {name!r}")
+
+
+def shrink(suite: str) -> str:
+    """A suite with the tiny preset of its encoders and :data:`TINY_PROTOCOL` instead of its own protocol."""
+    suite = suite.replace('preset = "base"', 'preset = "tiny"')
+    suite = re.sub(r"(?ms)^\[protocol\]\n.*?(?=^\[(?!protocol))", "", suite)
+    assert "[protocol" not in suite
+    return suite + TINY_PROTOCOL
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +72,17 @@ def registry() -> Registry:
     return Registry.load(environ=BUILTINS_ONLY)
 
 
-def run_suite_cli(registry: Registry, folder: Path, suite: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list]:
+def run_suite_cli(registry: Registry, folder: Path, suite: str, monkeypatch: pytest.MonkeyPatch,
+                  as_written: str | None = None) -> tuple[str, list]:
     """`stence-bench validate` then `stence-bench run` on ``suite`` (TOML text) from ``folder``; the output of both
-    and the results. Every cell must have finished."""
+    and the results. Every cell must have finished. ``as_written``: a suite to validate first (the docs' own)."""
     monkeypatch.chdir(folder)
-    (folder / "suite.toml").write_text(suite)
     runner = CliRunner()
+    if as_written is not None:
+        (folder / "as-written.toml").write_text(as_written)
+        checked = runner.invoke(cli, ["validate", "as-written.toml"], obj=registry)
+        assert checked.exit_code == 0, checked.output
+    (folder / "suite.toml").write_text(suite)
     validated = runner.invoke(cli, ["validate", "suite.toml"], obj=registry)
     assert validated.exit_code == 0, validated.output
     ran = runner.invoke(cli, ["run", "suite.toml", "--out", "run", "--workers", "1"], obj=registry)
@@ -119,23 +144,14 @@ def test_ptbxl_tasks_on_a_ptbxl_download(registry, tmp_path, monkeypatch, realda
     database = write_ptbxl_download(download, 30, rates=(100,), real=realdata / "ptb-xl")
     assert tuple(pd.read_csv(download / "ptbxl_database.csv").columns) == PTBXL_DATABASE_COLUMNS
     assert tuple(pd.read_csv(realdata / "ptb-xl" / "ptbxl_database_extract.csv", nrows=0).columns) == PTBXL_DATABASE_COLUMNS
-    suite = f"""
-name = "ptbxl-download"
-tasks = ["ptbxl.superdiagnostic", "ptbxl.rhythm"]
-objectives = ["none"]
-{TINY}
-[data]
-pretrain = "ptbxl"
-[data.sources.ptbxl]
-path = "{download.relative_to(tmp_path)}"
-options = {{ rate = 100 }}
-"""
-    output, results = run_suite_cli(registry, tmp_path, suite, monkeypatch)
-    assert "controls added: none, supervised" in output or "controls added: supervised" in output
-    # 2 tasks x 2 objectives (none, the supervised control) x 2 stages, and the supervised pretraining
-    assert len(results) == 2 * 2 * 2 + 1
-    assert set(evaluations(results)) == {(t, o, s) for t in ("ptbxl.superdiagnostic", "ptbxl.rhythm")
-                                         for o in ("none", "supervised") for s in ("linear_probe", "finetune")}
+    written = doc_suite("ptbxl-mine")
+    suite = shrink(written)
+    output, results = run_suite_cli(registry, tmp_path, suite, monkeypatch, as_written=written)
+    assert "(controls added: none, supervised)" in output
+    tasks = ("ptbxl.superdiagnostic", "ptbxl.subdiagnostic", "ptbxl.form", "ptbxl.rhythm")
+    objectives = ("patient_contrastive", "none", "supervised")
+    assert set(evaluations(results)) == {(t, o, s) for t in tasks for o in objectives
+                                         for s in ("linear_probe", "finetune")}
     supervised = pretraining(results, "supervised")
     assert supervised.pretrain["label_source"] == (
         "ptbxl: SCP statements of each record's scp_codes in ptbxl_database.csv (any likelihood)")
@@ -157,18 +173,10 @@ def test_cinc2021_on_a_challenge_download(registry, tmp_path, monkeypatch, reald
     download = tmp_path / "physionet.org" / "files" / "challenge-2021" / "1.0.3"
     names = write_cinc2021_download(download, 40, real=realdata / "cinc2021")
     assert len(names) == 65 and (download / "training" / "ptb-xl" / "g1" / "HR06000.mat").is_file()
-    suite = f"""
-name = "cinc-download"
-tasks = ["cinc2021.scored"]
-objectives = ["none"]
-{TINY}
-[data]
-pretrain = "cinc2021"
-[data.sources.cinc2021]
-path = "{(download / "training").relative_to(tmp_path)}"
-"""
-    _, results = run_suite_cli(registry, tmp_path, suite, monkeypatch)
-    assert set(evaluations(results)) == {("cinc2021.scored", o, s) for o in ("none", "supervised")
+    written = doc_suite("cinc-mine")
+    suite = shrink(written)
+    _, results = run_suite_cli(registry, tmp_path, suite, monkeypatch, as_written=written)
+    assert set(evaluations(results)) == {("cinc2021.scored", o, s) for o in ("metric_learning", "none", "supervised")
                                          for s in ("linear_probe", "finetune")}
     supervised = pretraining(results, "supervised")
     assert supervised.pretrain["label_source"] == "cinc2021: SNOMED-CT codes of each header's '# Dx' line (scored or not)"
@@ -224,26 +232,21 @@ layout = "wfdb"
 
 
 def test_clinical_families_on_mimic_iv_ecg_with_label_tables(registry, tmp_path, monkeypatch):
-    root = write_mimic_iv_ecg_download(tmp_path / "downloads", 60, seed=3)
-    mimic = root / "mimic-iv-ecg"
+    root = write_mimic_iv_ecg_download(tmp_path / "generated", 40, seed=3)
+    mimic = tmp_path / "physionet.org" / "files" / "mimic-iv-ecg" / "1.0"
+    mimic.parent.mkdir(parents=True)
+    (root / "mimic-iv-ecg").rename(mimic)
+    (root / "tables").rename(tmp_path / "clinical-tables")
     assert tuple(pd.read_csv(mimic / "record_list.csv", nrows=0).columns) == MIMIC_RECORD_LIST_COLUMNS
     measurements = pd.read_csv(mimic / "machine_measurements.csv")
     assert tuple(measurements.columns) == MIMIC_MACHINE_MEASUREMENTS_COLUMNS
     assert next(mimic.glob("files/p1000/p1000*/s*/*.hea")).parent.parent.name.startswith("p1000")
-    suite = f"""
-name = "mimic-download"
-tasks = ["stenosis.70", "lvef.40", "potassium.5.5", "pcwp.18", "lvef.regression"]
-objectives = ["none"]
-{TINY}
-[data]
-pretrain = "mimic-iv-ecg"
-[data.sources.mimic-iv-ecg]
-path = "downloads/mimic-iv-ecg"
-tables = "downloads/tables"
-"""
-    _, results = run_suite_cli(registry, tmp_path, suite, monkeypatch)
-    tasks = ("stenosis.70", "lvef.40", "potassium.5.5", "pcwp.18", "lvef.regression")
-    assert set(evaluations(results)) == {(t, o, s) for t in tasks for o in ("none", "supervised")
+    written = doc_suite("clinical-mine")
+    suite = shrink(written)
+    _, results = run_suite_cli(registry, tmp_path, suite, monkeypatch, as_written=written)
+    tasks = ("stenosis.70", "lvef.40", "potassium.5.5", "pcwp.18")
+    objectives = ("clip_text", "clef", "none", "supervised")
+    assert set(evaluations(results)) == {(t, o, s) for t in tasks for o in objectives
                                          for s in ("linear_probe", "finetune")}
     supervised = pretraining(results, "supervised")
     assert supervised.pretrain["label_source"] == (

@@ -97,7 +97,7 @@ class Dataset:
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = dict(self.store.tables())
         if self.source.tables:
-            folder = Path(self.source.tables)
+            folder = Path(self.source.tables).expanduser()
             if not folder.is_dir():
                 raise DataError(f"data.sources.{self.name}.tables: {folder}: no such folder")
             for path in sorted(folder.glob("*.csv")):
@@ -551,7 +551,7 @@ def angiogram_paths(dataset: Dataset) -> dict[str, Path]:
     tables = dataset.tables
     if "stenosis" not in tables or "angiogram" not in tables["stenosis"].columns or not dataset.source.tables:
         return {}
-    base = Path(dataset.source.tables).parent
+    base = Path(dataset.source.tables).expanduser().parent
     table = tables["stenosis"].dropna(subset=["angiogram"])
     key = "subject_id" if "subject_id" in table.columns else "patient_id"
     return {str(p): base / str(path) for p, path in zip(table[key], table["angiogram"])}
