@@ -466,8 +466,8 @@ def cannot_pretrain(spec: Any, suite: Suite, registry: Registry) -> str | None:
 
 
 def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
-    """Load a suite and check its names, then the code they name (:func:`check_code`); any problem raises
-    :class:`SuiteError` listing all of them."""
+    """Load a suite and check its names, then its sources (:func:`check_sources`) and the code the names point to
+    (:func:`check_code`); any problem raises :class:`SuiteError` listing all of them."""
     suite, path = load_suite(arg)
     problems = check_names(suite, registry, str(path))
     if problems:
