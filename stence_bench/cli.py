@@ -118,9 +118,18 @@ _COLUMNS: dict[str, tuple[list[str], Callable[[Any], list[Any]]]] = {
         ["dataset", "kind", "metric", "split", "version"],
         lambda s: [s.dataset, s.task_kind, s.metric, s.split, s.version],
     ),
-    "dataset": (["formats", "modalities"], lambda s: [",".join(s.formats) or "-", ",".join(s.modalities)]),
+    "dataset": (["formats", "modalities", "access", "fs Hz", "units", "licence"],
+                lambda s: [",".join(s.formats) or "-", ",".join(s.modalities), *_card_columns(s.card)]),
     "modality": (["modality", "dim", "description"], lambda s: [s.modality, s.embed_dim, textwrap.shorten(s.description, 60, placeholder=" ...")]),
 }
+
+
+def _card_columns(card: Any) -> list[str]:
+    """access, sampling rates, units and licence from a dataset card (``-`` without one)."""
+    if card is None:
+        return ["-", "-", "-", "-"]
+    rates = ",".join(f"{fs:g}" for fs in card.sampling_rates) or "any"
+    return [card.access, rates, card.units, textwrap.shorten(card.licence, 30, placeholder=" ...")]
 
 
 def _origin(entry: Entry[Any]) -> str:
@@ -265,13 +274,18 @@ def validate_command(ctx: click.Context, suite: str) -> None:
               help="slurm: GPUs of a pretraining job (one DDP process each).")
 @click.option("--cells-per-job", type=click.IntRange(min=1), default=None,
               help="slurm: evaluation cells per job.")
+@click.option("--loader-workers", type=click.IntRange(min=0), default=None,
+              help="Processes cutting batches ahead of training and embedding (default: 4 with a GPU, 0 on CPU: "
+                   "cut in the training process). Results do not depend on it (beyond float rounding). Same as "
+                   "STENCE_BENCH_LOADER_WORKERS.")
 @click.option("--reuse-stale", is_flag=True,
               help="Keep finished cells whose inputs (data, labels, pretraining, scoring code) changed since they "
                    "ran, marked stale on the leaderboard, instead of running them again.")
 @click.pass_context
 def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
                 workers: int | None, device: str | None, partition: str | None, time_min: int | None,
-                gpus_per_job: int | None, cells_per_job: int | None, reuse_stale: bool) -> None:
+                gpus_per_job: int | None, cells_per_job: int | None, loader_workers: int | None,
+                reuse_stale: bool) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
     each once. A re-run skips finished cells whose inputs are unchanged (a stale one runs again, or is kept with
     --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
@@ -281,6 +295,10 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     last epoch, and prints the command to resume; one run at a time writes a run folder (run.lock). See
     docs/protocol.md and docs/cluster.md."""
     registry = get_registry(ctx)
+    if loader_workers is not None:  # read by every stage, and inherited by the processes that run cells
+        from .data.windows import ENV_LOADER_WORKERS
+
+        os.environ[ENV_LOADER_WORKERS] = str(loader_workers)
     parsed, path = validate_suite(suite, registry)
     cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
                                  "cells_per_job": cells_per_job}.items() if v is not None}

@@ -33,6 +33,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_tasks.potassium",
     "stence_bench_tasks.pcwp",
     "stence_bench_tasks.cinc2021",
+    "stence_bench_tasks.echonext",
+    "stence_bench_tasks.code15",
+    "stence_bench_tasks.chapman",
 )
 ENV_DISABLE_AUTOLOAD = "STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "STENCE_BENCH_BLOCK_PLUGINS"

@@ -200,8 +200,10 @@ class TaskSpec(Spec):
     labels: FactoryRef
     options: dict[str, JsonValue] = {}
     metric: Metric
-    #: ``strat_fold``: the dataset's own folds (PTB-XL 1-8 / 9 / 10); ``patient``: a seeded split by patient.
-    split: Literal["strat_fold", "patient"] = "patient"
+    #: ``strat_fold``: the dataset's own folds (PTB-XL 1-8 / 9 / 10); ``official``: the publisher's split of each
+    #: record (its meta ``split``: train / val / test, anything else in no split, as EchoNext's ``no_split``);
+    #: ``patient``: a seeded split by patient.
+    split: Literal["strat_fold", "official", "patient"] = "patient"
     #: Columns of the source tables the label function needs; a source lacking one is named in the error.
     source_columns: tuple[str, ...] = ()
     #: The task card, ``"package:file.md"``.
@@ -222,6 +224,47 @@ class TaskSpec(Spec):
         return self
 
 
+#: What a store's samples are: millivolts, or values the publisher standardised (z-scored per lead) so that
+#: millivolts cannot be recovered (EchoNext).
+Units = Literal["mV", "z-score"]
+#: Who may read a dataset: anyone (``open``), PhysioNet-credentialed users who signed its agreement
+#: (``credentialed``), users granted access one by one under a data-use agreement (``restricted``), or whoever holds
+#: the files (``local``: the generic layouts read the user's own data).
+Access = Literal["open", "credentialed", "restricted", "local"]
+
+
+class DatasetCard(BaseModel):
+    """What a user must know about a dataset before using it: the dataset card of a :class:`DatasetSpec`.
+
+    Documentation, not behaviour: left out of the spec's fingerprint (a corrected licence never invalidates a
+    store). ``units`` must agree with the layout's own ``units`` (what ingest records in the store); a test checks
+    every registered layout."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The dataset's full name.
+    title: str
+    #: Licence of the data (an SPDX identifier where there is one, else the licence's name).
+    licence: str
+    access: Access
+    #: The dataset's home page; ``doi`` its DOI (``10.13026/...``) where it has one.
+    url: str = ""
+    doi: str = ""
+    #: Sampling rates of the records as published (Hz); empty: whatever each record says (generic layouts).
+    sampling_rates: tuple[Annotated[float, Field(gt=0)], ...] = ()
+    units: Units = "mV"
+    #: The leads and their order as published (canonical names); empty: as each record names them.
+    leads: tuple[str, ...] = ()
+    #: What a record's ``patient_id`` is, and what it is when the source has none.
+    patient_id: str
+    #: The publisher's official splits, and how tasks use them; "none" when there are none.
+    splits: str
+    #: How many records and patients, as published.
+    size: str = ""
+    #: Anything else a user must know (preprocessing already applied by the publisher, known issues).
+    notes: str = ""
+
+
 class DatasetSpec(Spec):
     """A reader for one source layout (WFDB folder, PTB-XL, DICOM, ...).
 
@@ -238,6 +281,8 @@ class DatasetSpec(Spec):
     #: Datasets whose records this one republishes (CinC 2021 holds PTB-XL's): ``validate`` refuses a suite that
     #: pretrains on it and evaluates on them unless ``protocol.pretrain.test_overlap`` says what to do.
     contains: tuple[Name, ...] = ()
+    #: The dataset card: licence, access, sampling rate, units, leads, patient ids, official splits.
+    card: DatasetCard | None = None
 
 
 class ModalitySpec(Spec):

@@ -184,7 +184,7 @@ def build_objective(
     built = spec.build(module, leads=enc_spec.leads, modality_encoders=modality_encoders, n_labels=n_labels, **options)
     if getattr(built, "physical_units", False):  # the generated windows stand for millivolts: add the contract's step
         from .data.views import Standardizer
-        from .protocol.data import Normalizer
+        from .data.windows import Normalizer
 
         scaler = Standardizer(leads=enc_spec.leads)
         for record in batch["ecg"].numpy():

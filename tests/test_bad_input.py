@@ -22,6 +22,7 @@ from stence_bench.data.ingest import ingest
 from stence_bench.data.layouts.wfdb_folder import WfdbLayout
 from stence_bench.data.store import SHARD_DIR, STORE_LOCK, ECGStore
 from stence_bench.data.wfdb_io import write_wfdb
+from stence_bench.errors import StenceBenchError
 from stence_bench.processes import FolderLock, LockedError
 from stence_bench.registry import Registry
 
@@ -150,8 +151,9 @@ def test_a_killed_multi_worker_ingest_leaves_no_reader_and_a_rerun_stores_every_
     assert f"taking over the lock of pid {proc.pid}" in stderr
     assert "10 records found, 8 ingested, 2 already in the store, 0 quarantined" in stdout
     stored = ECGStore(store)
-    ok_rows = sum(1 for p in (store / SHARD_DIR).glob("*.csv") for line in p.read_text().splitlines()[1:]
-                  if line.startswith("ok,"))
+    from stence_bench.data.store import read_parts
+
+    ok_rows = int((read_parts(store)["status"] == "ok").sum())  # the compacted manifest and any part
     assert ok_rows == len(stored) == 10 and sorted(stored.manifest["record_id"]) == [f"r{i:02d}" for i in range(10)]
     assert not list((store / SHARD_DIR).glob("*.tmp")) and not (store / STORE_LOCK).exists()
 
@@ -421,17 +423,20 @@ def test_rerunning_with_quarantined_records_does_not_pile_up_shard_parts(tmp_pat
     source = wfdb_folder(tmp_path / "src", 3)
     (source / "r01.dat").write_bytes(b"\0" * 10)  # truncated: quarantined on every run
     store = tmp_path / "store"
-    for run in range(4):
+    from stence_bench.data.store import read_parts
+
+    for _ in range(4):
         report = ingest(source, WfdbLayout(), store)
         assert report.quarantined_total == 1
-        parts = sorted(p.name for p in (store / SHARD_DIR).glob("*.csv"))
-        # the first run writes one part; each re-run one of quarantine rows, replacing the last run's
-        assert len(parts) == (1 if run == 0 else 2), parts
+        # each ingest ends by compacting its parts into one manifest, its quarantine rows replacing the last run's
+        assert not list((store / SHARD_DIR).glob("*.csv"))
+        rows = read_parts(store)
+        assert sorted(rows["status"]) == ["ok", "ok", "quarantined"], rows
     assert quarantined(store) == {"r01": ("truncated signal file", "header says 100 samples per signal, the file holds 2")}
     assert len(ECGStore(store)) == 2
     write_wfdb(source / "r01", np.zeros((2, 100)), 100, ("I", "II"))  # fixed: ingested, and no longer quarantined
     assert ingest(source, WfdbLayout(), store).quarantined_total == 0
-    assert len(ECGStore(store)) == 3 and len(list((store / SHARD_DIR).glob("*.csv"))) == 2
+    assert len(ECGStore(store)) == 3 and sorted(read_parts(store)["status"]) == ["ok"] * 3
 
 
 # -- docs/data.md: "What happens to bad input" is what the code does -------------------------------------------------
@@ -600,3 +605,34 @@ def test_the_docs_table_of_bad_input_is_what_the_code_does(tmp_path, realdata, r
         written = f"\n{table}\n"
     assert written.strip() == table, ("docs/data.md's bad-input table differs from what the code does; run "
                                       "STENCE_BENCH_WRITE_DOCS=1 pytest tests/test_bad_input.py -k docs_table")
+
+
+def test_a_refused_ingest_into_an_existing_store_leaves_it_whole(tmp_path):
+    """A store made earlier is never removed by a later ingest that fails before committing (before: a refusal
+    deleted store.json, the shards and the tables of a store whose parts had been compacted, or of any store
+    when its parts were)."""
+    source = wfdb_folder(tmp_path / "src", 3)
+    store = tmp_path / "store"
+    ingest(source, WfdbLayout(), store)
+    before = sorted(p.relative_to(store).as_posix() for p in store.rglob("*"))
+    from stence_bench.data.layouts.cinc2021 import Cinc2021Layout
+
+    with pytest.raises(StenceBenchError):
+        ingest(source, Cinc2021Layout(), store)  # another layout: refused
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == before
+    assert len(ECGStore(store)) == 3
+
+
+def test_an_ingest_after_a_compaction_never_reuses_a_shard_number(tmp_path):
+    """The compacted manifest replaces the parts: the next ingest must still number its shards after every shard
+    written (else it would overwrite the first shard's samples)."""
+    source = wfdb_folder(tmp_path / "src", 3)
+    store = tmp_path / "store"
+    ingest(source, WfdbLayout(), store)
+    first = ECGStore(store).signal("r00").copy()
+    for i in range(3, 5):
+        write_wfdb(source / f"r{i:02d}", np.full((2, 100), float(i)), 100, ("I", "II"))
+    ingest(source, WfdbLayout(), store)
+    opened = ECGStore(store)
+    assert len(opened) == 5 and np.array_equal(opened.signal("r00"), first)
+    assert sorted(set(opened.manifest["shard"])) == [0, 1]

@@ -75,6 +75,25 @@ def _data_page(home: Path) -> None:
     (data / "hospital-dicom").mkdir()
     shutil.copy(REALDATA / "dicom" / "waveform_ecg.dcm", data / "hospital-dicom" / "ecg-0001.dcm")
     _wfdb_folder(data / "any-wfdb-folder")
+    from public_samples import code15_sample, echonext_sample, labevents_rows, measurement_rows
+
+    from stence_bench.data.fake import noise_ecg, write_cinc_mat
+
+    echonext_sample(data / "echonext" / "1.1.1")
+    code15_sample(data / "code15")
+    rng = np.random.default_rng(1)
+    for i, dx in enumerate(("426783006", "164889003,426783006")):  # PhysioNet's ecg-arrhythmia: WFDBRecords/NN/NNN
+        write_cinc_mat(data / "ecg-arrhythmia" / "1.0.0" / "WFDBRecords" / "01" / "010" / f"JS0000{i + 1}",
+                       noise_ecg(rng, 12, 1500, 500), 500, comments=["Age: 60", "Sex: Male", f"Dx: {dx}"])
+    hosp = data / "mimiciv" / "3.1" / "hosp"  # MIMIC-IV's tables, for the recipes
+    hosp.mkdir(parents=True)
+    labevents_rows([(10000001, 50971, "2150-01-01 08:00:00", "4.1"), (10000002, 50971, "2150-01-02 09:30:00", "5.9")]
+                   ).to_csv(hosp / "labevents.csv.gz", index=False)
+    echo = data / "mimic-iv-echo" / "1.0"
+    echo.mkdir(parents=True)
+    measurement_rows([(10000001, 1, "2150-01-03 10:00:00", "lvef", "55"), (10000002, 2, "2150-01-04 11:00:00",
+                                                                          "lvef", "30")]
+                     ).to_csv(echo / "structured_measurement.csv.gz", index=False)
 
 
 def _real_data_page(home: Path) -> None:

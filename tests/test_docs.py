@@ -106,13 +106,16 @@ def test_the_readme_lists_every_command():
             out += leaves(command, f"{prefix}{name} ") if isinstance(command, click.Group) else [f"{prefix}{name}"]
         return out
 
+    import itertools
+
     listed = set()  # "stence-bench list encoders|objectives ..." lists each of the alternatives
     for line in listing.splitlines():
         words = line.split()
-        if words[:1] == ["stence-bench"] and len(words) > 1:
-            listed.add(f"stence-bench {words[1]}")
-            if len(words) > 2:
-                listed.update(f"stence-bench {words[1]} {w}" for w in words[2].split("|"))
+        if words[:1] != ["stence-bench"]:
+            continue
+        for k in range(1, min(4, len(words))):
+            for chosen in itertools.product(*(w.split("|") for w in words[1 : k + 1])):
+                listed.add(" ".join(["stence-bench", *chosen]))
     commands = leaves(cli, "stence-bench ")
     assert "stence-bench data compare-real" in commands and len(commands) >= 12
     for command in commands:

@@ -79,7 +79,7 @@ def test_hook_register_datasets():
     registry = load(Plugin("p", datasets=[DatasetSpec(name="hospital-xml", reader="m:read", formats=("xml",))]))
     assert registry.datasets.get("hospital-xml").formats == ("xml",)
     assert CliRunner().invoke(cli, ["list", "datasets", "hospital"], obj=registry).output.splitlines()[2].split() == [
-        "hospital-xml", "<in-process>", "xml", "ecg"]
+        "hospital-xml", "<in-process>", "xml", "ecg", "-", "-", "-", "-"]  # no card: access, rates, units, licence
 
 
 def test_hook_register_modalities():

@@ -408,3 +408,11 @@ def test_cli_errors_are_one_line(tmp_path, registry):
     assert result.exit_code == 2 and result.output.startswith("Error: template ")
     assert len(result.output.splitlines()) == 1
     assert not (tmp_path / "o2").exists()
+
+
+def test_the_provenance_page_shows_the_dataset_card_of_the_tasks_dataset(rendered):
+    page = (rendered / "mini" / "stenosis.70.provenance.html").read_text()
+    assert "The dataset card of mimic-iv-ecg" in page and "ODbL-1.0" in page and "MIMIC-IV subject_id" in page
+    assert "official splits" in page and "500 Hz" in page
+    ptbxl = (rendered / "mini" / "ptbxl.superdiagnostic.provenance.html").read_text()
+    assert "CC-BY-4.0" in ptbxl and "strat_fold 1-10" in ptbxl

@@ -222,7 +222,7 @@ def test_lead_one_alone_is_evaluated_with_the_other_leads_zeroed(tmp_path, regis
 
 def test_windows_cut_random_centred_and_sliding_windows_as_the_contract_says(registry):
     from stence_bench.data.views import Standardizer
-    from stence_bench.protocol.data import Windows
+    from stence_bench.data.windows import Windows
 
     spec = registry.encoders.get("resnet1d_wang")  # 250 samples, dataset z-scoring
     data = [torch.randn(12, 1000).numpy() for _ in range(4)] + [torch.randn(12, 300).numpy()]

@@ -155,3 +155,33 @@ def test_layouts_without_labels_say_so_and_a_plugin_layout_keeps_report_statemen
         name = "hospital"
 
     assert HospitalLayout().labels(_source(refs)) == expected
+
+
+def test_the_public_layouts_labels_are_their_flags(tmp_path):
+    """EchoNext's 12 flags and CODE-15%'s six abnormalities (both declare labels), and Chapman-Ningbo's # Dx codes."""
+    from public_samples import code15_sample, echonext_sample
+
+    from stence_bench.data.layouts.code15 import ABNORMALITIES, Code15Layout
+    from stence_bench.data.layouts.echonext import FLAGS, EchoNextLayout
+
+    for layout, make, columns, key in ((EchoNextLayout(), echonext_sample, FLAGS, "ecg_key"),
+                                       (Code15Layout(), code15_sample, ABNORMALITIES, "exam_id")):
+        table = make(tmp_path / layout.name)
+        scan = layout.scan(tmp_path / layout.name)
+        labels = dict(zip([r.record_id for r in scan.refs], layout.labels(_source(scan.refs))))
+        assert labels and layout.label_source
+        for _, row in table.iterrows():
+            rid = str(int(row[key]))
+            if rid in labels:  # (CODE-15%'s filler rows are no records)
+                assert labels[rid] == [c for c in columns if row[c] == 1], rid
+        assert any(labels.values())
+
+
+def test_layouts_declaring_labels_give_some():
+    """A DatasetSpec that lists the labels modality names a layout with a label source (validate relies on it)."""
+    from stence_bench.specs import import_object
+
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    for spec in registry.datasets:
+        layout = import_object(spec.reader, what=spec.name)
+        assert bool(layout.label_source) == ("labels" in spec.modalities or "text" in spec.modalities), spec.name

@@ -74,10 +74,11 @@ def test_a_dataset_without_a_source_is_refused_by_validate(registry):
 def test_a_source_needs_a_registered_layout(registry):
     text = HEAD + '[data.sources.ptbxl]\npath = "p"\nlayout = "ptbx"\n[data.sources.holter]\npath = "h"\n'
     found = names(text, registry)
-    assert found[0].startswith("v.toml: data.sources.ptbxl.layout: unknown dataset 'ptbx'; did you mean 'ptbxl'? "
-                               "(known: cinc2021, dicom, mimic-iv-ecg, ptbxl, wfdb")
-    assert found[1].startswith("v.toml: data.sources.holter: no layout is registered as 'holter'; name one with "
-                               "layout = \"...\" (known: cinc2021, dicom, mimic-iv-ecg, ptbxl, wfdb")
+    known = ", ".join(sorted(registry.datasets.names()))
+    assert "cinc2021, " in known and "ptbxl, wfdb" in known
+    assert found[0] == f"v.toml: data.sources.ptbxl.layout: unknown dataset 'ptbx'; did you mean 'ptbxl'? (known: {known})"
+    assert found[1] == (f"v.toml: data.sources.holter: no layout is registered as 'holter'; name one with "
+                        f"layout = \"...\" (known: {known})")
 
 
 def test_a_layout_option_beside_path_points_to_options():

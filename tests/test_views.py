@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import torch
 import pytest
 from scipy.signal import sosfilt
 
@@ -20,7 +21,6 @@ from stence_bench.data.views import (
     fit_window,
     resample,
     select_leads,
-    zscore_record,
 )
 
 RNG_SEED = 1234
@@ -220,13 +220,17 @@ def test_select_leads_orders_by_name_and_names_missing_leads():
 
 
 def test_zscore_record_per_lead():
+    from stence_bench.data.windows import Normalizer
+
     rng = np.random.default_rng(RNG_SEED)
     x = (rng.normal(size=(3, 1000)) * [[1.0], [5.0], [0.1]] + [[0.0], [100.0], [-3.0]]).astype(np.float32)
-    z = zscore_record(x)
+    s = spec(leads=("I", "II", "III"), window_s=10.0, sampling_rate=100.0)
+    z = Normalizer(s, None, [1000])(torch.from_numpy(x)[None])[0].numpy()
     assert z.dtype == np.float32
     np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(z.std(axis=1), 1, atol=1e-4)
-    assert np.array_equal(zscore_record(np.full((1, 10), 7.0)), np.zeros((1, 10), dtype=np.float32))  # flat lead
+    flat = Normalizer(s, None, [10])(torch.full((1, 3, 10), 7.0))
+    assert torch.equal(flat, torch.zeros(1, 3, 10))  # a flat lead
 
 
 # ------------------------------------------------------------------------------------------ Standardizer
@@ -239,6 +243,14 @@ def records(offset: float = 0.0, scale: float = 1.0) -> list[np.ndarray]:
             for i, n in enumerate((1000, 37, 5000, 1, 250))]
 
 
+def transform(scaler: Standardizer, record: np.ndarray) -> np.ndarray:
+    """The harness's dataset normalisation of one whole record with ``scaler``."""
+    from stence_bench.data.windows import Normalizer
+
+    contract = spec(leads=("I", "II", "III"), normalization="zscore_dataset")
+    return Normalizer(contract, scaler, [record.shape[1]])(torch.from_numpy(record)[None])[0].numpy()
+
+
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e4, 0.05)])
 def test_standardizer_matches_numpy_over_the_concatenation(offset, scale):
     recs = records(offset, scale)
@@ -249,7 +261,7 @@ def test_standardizer_matches_numpy_over_the_concatenation(offset, scale):
     assert scaler.count == allx.shape[1]
     np.testing.assert_allclose(scaler.mean, allx.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(scaler.std, allx.std(axis=1), rtol=1e-6)
-    out = scaler.transform(recs[2])
+    out = transform(scaler, recs[2])
     np.testing.assert_allclose(out, (recs[2] - allx.mean(axis=1)[:, None]) / allx.std(axis=1)[:, None],
                                rtol=1e-4, atol=1e-4)
 
@@ -261,14 +273,14 @@ def test_standardizer_round_trips_through_json():
     again = Standardizer.from_dict(json.loads(json.dumps(scaler.to_dict())))
     assert again.leads == ("I", "II", "V1") and again.count == scaler.count
     assert np.array_equal(again.mean, scaler.mean) and np.array_equal(again.std, scaler.std)
-    assert np.array_equal(again.transform(records()[0]), scaler.transform(records()[0]))
+    assert np.array_equal(transform(again, records()[0]), transform(scaler, records()[0]))
     with pytest.raises(ValueError, match="bad state"):
         Standardizer.from_dict({"mean": [0.0]})
 
 
 def test_standardizer_errors():
-    with pytest.raises(ValueError, match="not fitted"):
-        Standardizer().transform(np.zeros((3, 10)))
+    with pytest.raises(ValueError, match="fitted on the training records"):
+        transform(Standardizer(), np.zeros((3, 10), dtype=np.float32))
     with pytest.raises(ValueError, match="not fitted"):
         Standardizer().to_dict()
     scaler = Standardizer().partial_fit(np.zeros((3, 10)))

@@ -69,7 +69,8 @@ def data_group() -> None:
 @data_group.command("ingest")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--layout", "layout_name", required=True, metavar="NAME",
-              help="The source's layout: wfdb, ptbxl, cinc2021, mimic-iv-ecg, dicom (stence-bench list datasets).")
+              help="The source's layout: wfdb, ptbxl, cinc2021, mimic-iv-ecg, echonext, code15, chapman-ningbo, dicom "
+                   "(stence-bench list datasets).")
 @click.option("--store", required=True, type=click.Path(path_type=Path), help="The store folder (created if new).")
 @click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Reader processes.")
@@ -117,6 +118,8 @@ def info_command(store: Path, as_json: bool) -> None:
     click.echo(f"store        {summary['store']}")
     click.echo(f"layout       {summary['layout']} from {summary['source']}")
     click.echo(f"records      {summary['records']}  ({summary['patients']} patients)")
+    click.echo(f"units        {summary['units']}" + ("" if summary["units"] == "mV" else
+                                                      "  (standardised by the publisher: not millivolts)"))
     click.echo("fs (Hz)      " + ", ".join(f"{fs}: {n}" for fs, n in summary["sampling_rates"].items()))
     for leads, n in summary["leads"].items():
         click.echo(f"leads        {leads}: {n}")
@@ -183,6 +186,81 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
     click.echo(f"{target}: {counts['labelled']} of {counts['records']} records labelled, {counts['unlabelled']} "
                f"without a label; {counts['unknown_rows']} row(s) of {table} match no {key} of the store"
                + (f" (e.g. {', '.join(map(repr, counts['unknown_examples']))})" if counts["unknown_rows"] else ""))
+
+
+@data_group.command("croissant")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON-LD here (default: print it).")
+@click.pass_context
+def croissant_command(ctx: click.Context, store: Path, out: Path | None) -> None:
+    """The store's metadata as Croissant 1.0 JSON-LD (ML Commons): the dataset card of its layout (licence,
+    access, units, leads, patient ids, splits), its files with their sha256, and the record set of its manifest."""
+    from ..cli import get_registry
+    from ..errors import UnknownNameError
+    from .croissant import croissant
+    from .store import ECGStore, write_atomic
+
+    opened = ECGStore(store)
+    try:
+        spec = get_registry(ctx).datasets.get(opened.info.layout)
+    except UnknownNameError:
+        spec = None  # a third-party layout not installed here: described without its card
+    text = json.dumps(croissant(opened, spec), indent=2)
+    if out is None:
+        click.echo(text)
+        return
+    write_atomic(out, text + "\n")
+    click.echo(f"{out}: Croissant metadata of {store} ({len(opened)} records)")
+
+
+@data_group.group("recipe")
+def recipe_group() -> None:
+    """Build a clinical task's label table from a public source's own tables (MIMIC-IV).
+
+    The table goes into OUT (the folder a suite names in [data.sources.NAME] tables = "OUT"), with
+    NAME.recipe.json beside it saying what it was built from. See docs/data.md, "Recipes".
+    """
+
+
+@recipe_group.command("potassium")
+@click.argument("labevents", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="The tables folder: writes OUT/labs.csv (subject_id, charttime, potassium).")
+@click.option("--itemid", "itemids", multiple=True, type=int, metavar="ID",
+              help="A labevents itemid to take (repeat for several; default 50971, serum potassium).")
+def recipe_potassium(labevents: Path, out: Path, itemids: tuple[int, ...]) -> None:
+    """Serum potassium draws from MIMIC-IV hosp/labevents.csv.gz, for the potassium.* tasks (each ECG takes the
+    patient's draw nearest in time within the task's `within`, 4 h by default)."""
+    from .recipes import SERUM_POTASSIUM_ITEMIDS, potassium_table, write_table
+
+    chosen = list(itemids) or list(SERUM_POTASSIUM_ITEMIDS)
+    table = potassium_table(labevents, itemids=chosen)
+    target = write_table(table, out, "labs", {"recipe": "potassium", "source": str(labevents), "itemids": chosen,
+                                               "range_mmol_l": "(0, 30]"})
+    click.echo(f"{target}: {len(table)} potassium draws of {table['subject_id'].nunique()} patients "
+               f"(itemids {', '.join(map(str, chosen))})")
+
+
+@recipe_group.command("lvef")
+@click.argument("measurements", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="The tables folder: writes OUT/echo.csv (subject_id, echo_time, lvef).")
+@click.option("--measurement", "names", multiple=True, metavar="NAME",
+              help="A measurement name that holds the LVEF, in order of preference (repeat; default: lvef, "
+                   "biplane_lvef).")
+def recipe_lvef(measurements: Path, out: Path, names: tuple[str, ...]) -> None:
+    """One LVEF per echo study from MIMIC-IV-ECHO structured_measurement.csv, for the lvef.* tasks (each ECG takes
+    the patient's echo nearest in time within the task's `within`, 14 days by default)."""
+    from .recipes import LVEF_MEASUREMENTS, lvef_table, write_table
+
+    chosen = list(names) or list(LVEF_MEASUREMENTS)
+    table = lvef_table(measurements, measurements=chosen)
+    target = write_table(table, out, "echo", {"recipe": "lvef", "source": str(measurements), "measurements": chosen,
+                                              "range_pct": "[0, 100]"})
+    used = ", ".join(f"{name} {n}" for name, n in table["measurement"].value_counts().items()) or "none"
+    click.echo(f"{target}: {len(table)} echo studies of {table['subject_id'].nunique()} patients with an LVEF "
+               f"(from: {used})")
 
 
 @data_group.command("synth")

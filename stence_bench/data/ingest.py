@@ -23,6 +23,8 @@ from ..processes import FolderLock, WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
 from .store import (
+    COMPACTED,
+    compact,
     QUARANTINE_COLUMNS,
     SHARD_DIR,
     STORE_LOCK,
@@ -34,6 +36,7 @@ from .store import (
     create_store,
     fingerprint,
     new_store_info,
+    read_parts,
     write_atomic,
 )
 
@@ -110,15 +113,24 @@ STORE_WAIT_S = 3600.0
 
 
 def _clean_temporaries(root: Path) -> None:
+    """Remove what a killed ingest left half-written: temporary files, and data files of a shard whose commit
+    never finished (no part, and no row of the compacted manifest, names it)."""
     for tmp in (root / SHARD_DIR).glob("*.tmp"):
         tmp.unlink(missing_ok=True)
+    rows = read_parts(root)
+    committed = {int(v) for v in pd.to_numeric(rows.loc[rows["status"] == "ok", "shard"], errors="coerce").dropna()}
     for data in [*(root / SHARD_DIR).glob("shard-*.f32"), *(root / SHARD_DIR).glob("shard-*.i16")]:
-        if not data.with_suffix(".csv").exists():
-            data.unlink()  # data of a shard whose commit never finished
+        if int(data.name.split("-")[1].split(".")[0]) not in committed:
+            data.unlink()
 
 
 def _next_shard(root: Path) -> int:
-    numbers = [int(p.stem.split("-")[1]) for p in (root / SHARD_DIR).glob("shard-*.csv")]
+    """A shard number no part, data file or row of the compacted manifest has used."""
+    folder = root / SHARD_DIR
+    numbers = [int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("shard-*") if not p.name.endswith(".tmp")]
+    rows = read_parts(root)
+    if len(rows):
+        numbers.append(int(pd.to_numeric(rows["shard"], errors="coerce").max(skipna=True) or 0))
     return max(numbers, default=-1) + 1
 
 
@@ -164,8 +176,10 @@ def ingest(
 
 
 def _remove_if_uncommitted(root: Path, created: bool) -> None:
-    """What an ingest that failed before committing any record wrote (store.json, empty folders)."""
-    if not root.is_dir() or list((root / SHARD_DIR).glob("shard-*.csv")):
+    """What an ingest that created the store and failed before committing any record wrote (store.json, empty
+    folders). A store that existed before, or holds a committed part or a compacted manifest, is never touched."""
+    committed = list((root / SHARD_DIR).glob("shard-*.csv")) or (root / SHARD_DIR / COMPACTED).is_file()
+    if not created or not root.is_dir() or committed:
         return
     (root / "store.json").unlink(missing_ok=True)
     for folder in (root / SHARD_DIR, root / TABLE_DIR):
@@ -177,7 +191,7 @@ def _remove_if_uncommitted(root: Path, created: bool) -> None:
 def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_size: int,
             progress: Callable[[int], None] | None, on_start: Callable[[int], None] | None) -> IngestReport:
     started = time.perf_counter()
-    info = new_store_info(layout.name, source, layout.model_dump(mode="json"))
+    info = new_store_info(layout.name, source, layout.model_dump(mode="json"), units=layout.units)
     exists = check_store(root, info)  # before anything is written
     try:
         scan = layout.scan(Path(os.path.abspath(source)))  # paths kept relative to the source (store.json: root)
@@ -252,7 +266,7 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
                 pool.kill()  # at once: a shard in flight is never committed, and the next ingest reads it again
                 raise
 
-    _compact_quarantine(root, before=shard)
+    compact(root, quarantine_before=shard)  # one manifest file; this ingest's quarantine rows replace older ones
     final = ECGStore(root)
     report = root / "quarantine.csv"
     write_atomic(report, final.quarantine[QUARANTINE_COLUMNS].to_csv(index=False))
@@ -261,23 +275,6 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
         quarantined_now=n_bad, quarantined_total=len(final.quarantine), report=report,
         seconds=time.perf_counter() - started, dropped=dropped,
     )
-
-
-def _compact_quarantine(root: Path, before: int) -> None:
-    """Drop the quarantine rows of the parts written before shard ``before``: every ingest tries quarantined
-    records again and writes its own rows, so older ones are out of date. A part left with no row goes (it has
-    no data file: quarantined records have no samples), so re-runs do not pile up parts of quarantine rows."""
-    for part in sorted((root / SHARD_DIR).glob("shard-*.csv")):
-        if int(part.stem.split("-")[1]) >= before:
-            continue
-        rows = pd.read_csv(part, dtype=str, keep_default_na=False)
-        if not (rows["status"] == "quarantined").any():
-            continue
-        kept = rows[rows["status"] != "quarantined"]
-        if len(kept):
-            write_atomic(part, kept.to_csv(index=False))
-        else:
-            part.unlink()
 
 
 def _what_is_there(source: Path) -> str:

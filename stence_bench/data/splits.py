@@ -81,6 +81,23 @@ def strat_fold_split(folds: pd.Series, *, train: Sequence[int] = tuple(range(1, 
     return split.astype("string")
 
 
+#: A record in none of the splits of a publisher's official split (EchoNext's ``no_split`` records, which share
+#: patients with its validation and test sets): never trained or evaluated on, and kept out of pretraining.
+NO_SPLIT = "none"
+
+
+def official_split(splits: pd.Series) -> pd.Series:
+    """The publisher's split of each record (``meta["split"]``): ``train``, ``val`` (or ``validation``), ``test``;
+    any other value (``no_split``) is :data:`NO_SPLIT`; a missing one is an error naming the record."""
+    text = splits.astype("string").str.strip().str.lower()
+    missing = text.isna() | (text == "")
+    if missing.any():
+        raise StenceBenchError(f"record {text.index[missing][0]!r} has no official split (meta 'split'); "
+                               "use a task with split = 'patient'")
+    text = text.replace({"validation": "val", "valid": "val"})
+    return text.where(text.isin(SPLITS), NO_SPLIT).astype("string")
+
+
 def patient_split(patients: pd.Series, *, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> pd.Series:
     """Assign each patient (and so all their records) to train / val / test by a seeded hash of the patient id."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:

@@ -12,6 +12,7 @@ resumes. Reads are memory-mapped: memory stays flat as the store grows.
       shards/shard-00000.i16     int16 samples (records with digital samples)
       shards/shard-00000.f32     float32 samples (the others)
       shards/shard-00000.csv     manifest part: one row per record (status ok) or quarantined record
+      shards/manifest.parquet    the parts merged at the end of each ingest (opening reads one file, not thousands)
       tables/*.csv               the source's label tables (ptbxl_database.csv, ...)
       quarantine.csv             the report: file, what, why (rewritten at the end of each ingest)
 """
@@ -37,6 +38,8 @@ from .records import BadRecord, Record, to_physical
 
 FORMAT_VERSION = 1
 SHARD_DIR = "shards"
+#: The compacted manifest: every part's rows merged at the end of an ingest (parts committed later add to it).
+COMPACTED = "manifest.parquet"
 TABLE_DIR = "tables"
 #: the manifest's columns, in order; ``offset`` counts values from the start of the shard's file of ``encoding``
 #: (``i16``: int16 with per-lead ``baseline`` and ``gain``, digital units per mV; ``f32``: float32 mV)
@@ -128,6 +131,8 @@ class StoreInfo:
     #: the source folder (a file's folder when the source is one file). Empty in stores made before it existed,
     #: whose paths are as the ingest was given them.
     root: str = ""
+    #: what the samples are: ``mV``, or ``z-score`` (standardised by the publisher; :attr:`Layout.units`)
+    units: str = "mV"
 
 
 class ShardWriter:
@@ -180,7 +185,7 @@ class ShardWriter:
         return path if relative.startswith("..") else relative
 
     def quarantine(self, record_id: str, source: str, bad: BadRecord) -> None:
-        self.rows.append({"status": "quarantined", "record_id": record_id, "source": source,
+        self.rows.append({"status": "quarantined", "record_id": record_id, "source": source, "shard": self.shard,
                           "file": bad.file, "what": bad.what, "why": bad.why})
 
     def commit(self) -> None:
@@ -230,16 +235,7 @@ class ECGStore:
         self._gain = self.manifest["gain"].tolist()
 
     def _read_parts(self) -> pd.DataFrame:
-        frames = []
-        for path in sorted((self.root / SHARD_DIR).glob("shard-*.csv")):
-            try:
-                frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
-            except FileNotFoundError:  # a part of old quarantine rows, removed by an ingest meanwhile
-                continue
-        if not frames:
-            return pd.DataFrame(columns=PART_COLUMNS)
-        parts = pd.concat(frames, ignore_index=True)
-        return parts
+        return read_parts(self.root)
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -272,7 +268,8 @@ class ECGStore:
         return data[offset : offset + n_leads * n_samples].reshape(n_leads, n_samples)
 
     def signal(self, item: int | str) -> np.ndarray:
-        """A record's samples in float32 millivolts, ``[n_leads, n_samples]``."""
+        """A record's samples in float32 millivolts (or the store's :attr:`StoreInfo.units`),
+        ``[n_leads, n_samples]``."""
         i = self.index_of(item) if isinstance(item, str) else int(item)
         samples = self.samples(i)
         if self._encoding[i] == "f32":
@@ -313,7 +310,7 @@ class ECGStore:
     def summary(self) -> dict[str, Any]:
         m = self.manifest
         return {
-            "store": str(self.root), "layout": self.info.layout, "source": self.info.source,
+            "store": str(self.root), "layout": self.info.layout, "source": self.info.source, "units": self.info.units,
             "records": len(m), "patients": int(m["patient_id"].replace("", np.nan).nunique()),
             "sampling_rates": {f"{fs:g}": int(n) for fs, n in m["fs"].value_counts().sort_index().items()},
             "leads": {leads: int(n) for leads, n in m["leads"].value_counts().items()},
@@ -335,6 +332,45 @@ class ECGStore:
 
 #: The lock file of a store while an ingest writes it (the writer's pid and host).
 STORE_LOCK = "ingest.lock"
+
+
+def read_parts(root: Path) -> pd.DataFrame:
+    """Every manifest row of a store, as text: the compacted manifest (``shards/manifest.parquet``) and the parts
+    committed since. The parts are read first: a compaction meanwhile moves rows from parts into the manifest,
+    never the other way, so no row is missed (one read twice is the same row, and readers keep one)."""
+    frames = []
+    for path in sorted((root / SHARD_DIR).glob("shard-*.csv")):
+        try:
+            frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+        except FileNotFoundError:  # compacted (or a part of old quarantine rows dropped) meanwhile
+            continue
+    compacted = root / SHARD_DIR / COMPACTED
+    if compacted.is_file():
+        frames.insert(0, pd.read_parquet(compacted).astype(str))
+    if not frames:
+        return pd.DataFrame(columns=PART_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def compact(root: Path, *, quarantine_before: int | None = None) -> int:
+    """Merge the store's manifest parts into one compacted manifest (``shards/manifest.parquet``), so that opening a
+    store of a million records reads one file, not thousands of parts. ``quarantine_before``: drop the quarantine
+    rows of shards before this one (every ingest tries quarantined records again and writes its own rows).
+    Written to a temporary name, renamed into place, then the merged parts deleted: a kill at any point leaves a
+    store that opens with every row. Returns the number of rows kept."""
+    folder = root / SHARD_DIR
+    parts = sorted(folder.glob("shard-*.csv"))
+    rows = read_parts(root)
+    if quarantine_before is not None and len(rows):
+        shard = pd.to_numeric(rows["shard"], errors="coerce").fillna(-1)  # (older quarantine rows have none)
+        rows = rows[~((rows["status"] == "quarantined") & (shard < quarantine_before))]
+    rows = rows.drop_duplicates(keep="last").reset_index(drop=True)
+    tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
+    rows.astype(str).to_parquet(tmp, index=False)
+    os.replace(tmp, folder / COMPACTED)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return len(rows)
 
 
 def check_store(root: Path, info: StoreInfo) -> bool:
@@ -368,8 +404,8 @@ def create_store(root: Path, info: StoreInfo) -> None:
     write_atomic(root / "store.json", json.dumps(info.__dict__, indent=2))
 
 
-def new_store_info(layout: str, source: Path, options: dict[str, Any]) -> StoreInfo:
+def new_store_info(layout: str, source: Path, options: dict[str, Any], units: str = "mV") -> StoreInfo:
     resolved = source.resolve()
     return StoreInfo(layout=layout, source=str(resolved), options=options,
                      created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                     root=str(resolved if resolved.is_dir() else resolved.parent))
+                     root=str(resolved if resolved.is_dir() else resolved.parent), units=units)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..specs import EncoderSpec
-from .store import ECGStore, write_atomic
+from .store import ECGStore, StoreError, write_atomic
 from .views import Standardizer, contract_dict, contract_key, prepare, window
 
 VIEW_DIR = "views"
@@ -78,8 +78,31 @@ class ContractView:
         return scaler
 
 
+class UnitsError(StoreError):
+    """An encoder contract (or an objective) that assumes millivolts, on a store whose signals are not."""
+
+
+def check_units(units: str, spec: EncoderSpec, *, where: str) -> None:
+    """Refuse ``spec``'s contract on samples in ``units`` when it would feed them as if they were millivolts.
+
+    A store of ``z-score`` samples (standardised per lead by the publisher: ``(x - m_lead) / s_lead``) serves every
+    contract whose normalisation is invariant to a per-lead affine map, which is exactly the same input as from
+    millivolts: ``zscore_record`` (each window's own mean and std) and ``zscore_dataset`` (a scaler fitted on the
+    training records); resampling and band-pass filters are linear, and a normalisation follows them. A contract
+    with ``normalization = "none"`` feeds the values as they are, in the units the encoder was built for
+    (millivolts): refused."""
+    if units == "mV" or spec.normalization != "none":
+        return
+    raise UnitsError(
+        f"{where}: its signals are {units!r} (standardised by the publisher, not millivolts), but encoder "
+        f"{spec.name!r} declares normalization 'none' and so expects millivolts; use an encoder whose contract "
+        "normalises (zscore_record or zscore_dataset: the same inputs as from millivolts, docs/data.md#units)")
+
+
 def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], None] | None = None) -> ContractView:
-    """The view of ``store`` for ``spec``'s contract: reused when already built from the same store contents."""
+    """The view of ``store`` for ``spec``'s contract: reused when already built from the same store contents.
+    A contract that assumes millivolts on a store that is not in millivolts is a :class:`UnitsError`."""
+    check_units(store.info.units, spec, where=f"store {store.root} (layout {store.info.layout})")
     key = contract_key(spec)
     folder = store.root / VIEW_DIR / key
     fingerprint = store.fingerprint()

@@ -14,8 +14,9 @@ A stored record is float32 ``[n_leads, n_samples]`` in mV at its own sampling ra
 6. zero-pad at the end when the record is shorter than the window - after normalising, so padding never
    enters the statistics and reads as "no signal" (0 = the mean) in normalised units.
 
-Pure NumPy/SciPy: nothing here imports torch. :func:`contract_key` names a cached view, shared by every encoder
-with the same contract.
+Steps 1-3 (:func:`prepare`) are NumPy/SciPy and make the view caches; steps 4-6 are the harness's one window
+implementation, :class:`stence_bench.data.windows.Windows` (torch, imported only by :func:`window`), which every
+stage of a run uses too. :func:`contract_key` names a cached view, shared by every encoder with the same contract.
 """
 
 from __future__ import annotations
@@ -167,14 +168,6 @@ def bandpass(signal: np.ndarray, fs: float, low: float, high: float, order: int 
     return out.astype(np.float32)
 
 
-def zscore_record(signal: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Each lead (row) standardised over time: ``(x - mean) / (std + eps)``, statistics in float64; float32 out."""
-    x = np.asarray(signal, dtype=np.float64)
-    mean = x.mean(axis=-1, keepdims=True)
-    std = x.std(axis=-1, keepdims=True)
-    return ((x - mean) / (std + eps)).astype(np.float32)
-
-
 class Standardizer:
     """One per-lead mean and std over many records (a global scaler fitted on the training folds).
 
@@ -240,13 +233,6 @@ class Standardizer:
     def _require_fit(self) -> None:
         if not self.fitted:
             raise ValueError("Standardizer is not fitted: call partial_fit on the training records first")
-
-    def transform(self, signal: np.ndarray) -> np.ndarray:
-        """``(x - mean) / (std + eps)`` per lead; float32 out."""
-        self._require_fit()
-        x = np.asarray(signal, dtype=np.float64)
-        self._check_shape(x, "transform")
-        return ((x - self.mean[:, None]) / (self.std[:, None] + self.eps)).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able state (floats round-trip exactly through ``json``)."""
@@ -323,26 +309,28 @@ def check_standardizer(spec: EncoderSpec, standardizer: Standardizer | None) -> 
 
 def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardizer | None = None,
            offset: int | None = None, normalize: bool = True) -> np.ndarray:
-    """The window the encoder sees, from a :func:`prepare` d signal: crop, normalise, then zero-pad.
+    """The window the encoder sees, from a :func:`prepare` d signal: crop, normalise, then zero-pad, with the
+    harness's one implementation (:class:`stence_bench.data.windows.Windows`, which imports torch).
 
     ``offset`` places the window, in samples at ``spec.sampling_rate`` (default: centred).
     """
+    from .windows import Cut, Windows
+
     if normalize:
         check_standardizer(spec, standardizer)
-    x = prepared
     n = spec.n_samples
-    if x.shape[-1] > n:
-        x = fit_window(x, n, offset=offset)
-    elif offset not in (None, 0):
-        raise ValueError(f"offset {offset} given, but the record has only {x.shape[-1]} samples "
+    length = prepared.shape[-1]
+    if length <= n and offset not in (None, 0):
+        raise ValueError(f"offset {offset} given, but the record has only {length} samples "
                          f"at {spec.sampling_rate:g} Hz for a window of {n}")
-    if normalize and spec.normalization == "zscore_record":
-        x = zscore_record(x)
-    elif normalize and spec.normalization == "zscore_dataset":
-        assert standardizer is not None
-        x = standardizer.transform(x)
-    x = fit_window(x, n)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if offset is None:
+        offset = max(length - n, 0) // 2
+    elif not 0 <= offset <= max(length - n, 0):
+        raise ValueError(f"offset {offset} is outside [0, {max(length - n, 0)}] for {length} samples "
+                         f"and a window of {n}")
+    contract = spec if normalize else spec.model_copy(update={"normalization": "none"})
+    windows = Windows.of_arrays(contract, ["record"], [prepared], standardizer if normalize else None)
+    return windows.take(Cut(np.array([0]), np.array([offset])))["x"][0].numpy()
 
 
 def apply_contract(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec, *,

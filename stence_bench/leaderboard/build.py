@@ -161,6 +161,9 @@ class TaskPage(_Model):
     wall_s: float
     notes: list[str]
     provenance: list[ProvenanceCell]
+    #: the dataset card of the task's dataset (licence, access, rates, units, leads, patient ids, splits), when
+    #: its layout is registered here and has one
+    dataset_card: dict[str, Any] | None = None
 
 
 class EncoderInfo(_Model):
@@ -618,7 +621,14 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
         n_expected=n_expected, n_done=n_done, n_failed=n_failed, n_missing=max(0, n_expected - len(cells)),
         wall_s=round(sum(r.wall_s for r in cells), 3), notes=notes,
         provenance=[_provenance(r) for r in sorted(cells, key=_cell_order)],
+        dataset_card=_dataset_card(registry, dataset),
     )
+
+
+def _dataset_card(registry: Any, dataset: str | None) -> dict[str, Any] | None:
+    spec = _registry_lookup(registry, "dataset", dataset) if dataset else None
+    card = getattr(spec, "card", None)
+    return card.model_dump(mode="json") if card is not None else None
 
 
 def _contamination(encoder: EncoderInfo, dataset: str | None, task_known: bool) -> Contamination:

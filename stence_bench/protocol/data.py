@@ -23,15 +23,18 @@ from ..data.ingest import ingest
 from ..data.layouts.base import Layout, build_layout
 from ..data.layouts.base import report_statements as statements_of
 from ..data.splits import (
+    NO_SPLIT,
     check_patient_disjoint,
     link_duplicates,
+    official_split,
     patient_split,
     patients_or_records,
     strat_fold_split,
 )
 from ..data.store import ECGStore
 from ..data.view_cache import build_view
-from ..data.views import Standardizer, contract_key
+from ..data.views import contract_key
+from ..data.windows import Windows
 from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
@@ -110,13 +113,23 @@ class Dataset:
 
     @cached_property
     def default_policy(self) -> str:
-        """``strat_fold`` where every record has one (PTB-XL), else ``patient``."""
-        has_folds = all("strat_fold" in meta for meta in self.records["meta"])
-        return "strat_fold" if has_folds and len(self.records) else "patient"
+        """``strat_fold`` where every record has one (PTB-XL), ``official`` where every record has a publisher's
+        ``split`` (EchoNext), else ``patient``."""
+        if not len(self.records):
+            return "patient"
+        if all("strat_fold" in meta for meta in self.records["meta"]):
+            return "strat_fold"
+        return "official" if all("split" in meta for meta in self.records["meta"]) else "patient"
 
     def split(self, policy: str, seed: int) -> np.ndarray:
-        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold`` or the seeded patient split."""
+        """``train`` / ``val`` / ``test`` per record: the dataset's ``strat_fold``, the publisher's ``official``
+        split (where a record may be in none: ``NO_SPLIT``), or the seeded patient split."""
         ids = self.records["record_id"]
+        if policy == "official":
+            split = official_split(pd.Series([meta.get("split") for meta in self.records["meta"]], index=ids.to_numpy()))
+            used = split[split != NO_SPLIT]
+            check_patient_disjoint(used, self.patients)  # records in no split are never trained or scored on
+            return split.to_numpy(dtype=str)
         if policy == "strat_fold":
             folds = pd.Series([meta.get("strat_fold") for meta in self.records["meta"]], index=ids.to_numpy())
             if folds.isna().any():
@@ -131,139 +144,6 @@ class Dataset:
             split = patient_split(self.patients, seed=seed)
         check_patient_disjoint(split, self.patients)
         return split.to_numpy(dtype=str)
-
-
-class Windows:
-    """A dataset's records in one encoder's contract, read where they lie (the memory-mapped view cache), cut into
-    the encoder's windows on demand: nothing holds the dataset in memory.
-
-    Every window of a record lies inside that record: random crops and sliding windows start at offsets within
-    the record's own length, and a record shorter than one window gives one window, normalised over its own
-    samples and zero-padded at the end (the contract's rule, :func:`stence_bench.data.views.window`).
-    Normalisation follows the contract: ``zscore_record`` standardises each window's leads over the window's own
-    samples; ``zscore_dataset`` applies ``scaler`` (per-lead statistics of the training records).
-
-    ``read(i)`` gives record ``i`` as ``[leads, length]`` float32 (a memory-mapped slice of the view cache).
-    """
-
-    def __init__(self, spec: EncoderSpec, record_ids: list[str], read: Callable[[int], np.ndarray],
-                 lengths: np.ndarray, scaler: Standardizer | None = None,
-                 excluded: pd.DataFrame | None = None):
-        if spec.normalization == "zscore_dataset" and scaler is None:
-            raise ValueError(f"encoder {spec.name!r} normalises by dataset statistics: Windows needs a scaler")
-        self.spec, self.record_ids, self.read = spec, list(record_ids), read
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        self.scaler = scaler
-        self.excluded = excluded if excluded is not None else pd.DataFrame()
-
-    @classmethod
-    def of_arrays(cls, spec: EncoderSpec, record_ids: list[str], arrays: list[np.ndarray],
-                  scaler: Standardizer | None = None) -> Windows:
-        """Windows over records held in memory (tests, small tools)."""
-        arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-        return cls(spec, record_ids, arrays.__getitem__, np.array([a.shape[-1] for a in arrays]), scaler)
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {rid: i for i, rid in enumerate(self.record_ids)}
-
-    # -- cutting -------------------------------------------------------------------------------------------
-
-    def cut(self, rows: np.ndarray, offsets: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """The raw (un-normalised) window of record ``rows[i]`` starting at ``offsets[i]``: ``[B, leads, n]``
-        float32, zero after each window's ``valid`` samples (only a record shorter than the window has any)."""
-        n = self.spec.n_samples
-        out = np.zeros((len(rows), len(self.spec.leads), n), dtype=np.float32)
-        valid = np.empty(len(rows), dtype=np.int64)
-        for i, (row, offset) in enumerate(zip(rows, offsets)):
-            part = self.read(int(row))[:, int(offset) : int(offset) + n]
-            out[i, :, : part.shape[1]] = part
-            valid[i] = part.shape[1]
-        return torch.from_numpy(out), valid
-
-    def normalise(self, x: torch.Tensor, valid: np.ndarray) -> torch.Tensor:
-        """The contract's normalisation of raw windows (see :meth:`cut`); padding stays zero."""
-        return Normalizer(self.spec, self.scaler, valid)(x)
-
-    @staticmethod
-    def _mask(x: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
-        return x if lead_mask is None else x * lead_mask[None, :, None]
-
-    def random_offsets(self, rows: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """A uniformly drawn start of a window inside each record (0 for a record no longer than a window)."""
-        spare = np.maximum(self.lengths[rows] - self.spec.n_samples, 0)
-        return (generator.random(len(rows)) * (spare + 1)).astype(np.int64)
-
-    def crops(self, rows: np.ndarray, generator: np.random.Generator, lead_mask: torch.Tensor | None = None,
-              part: slice = slice(None)) -> torch.Tensor:
-        """A random window of each record (training). ``part``: cut only these of ``rows`` (a rank's slice of a
-        global batch) after drawing the offsets of all of them, so every rank's generator stays in step."""
-        x, normalizer = self.crops_physical(rows, generator, part=part)
-        return self._mask(normalizer(x), lead_mask)
-
-    def crops_physical(self, rows: np.ndarray, generator: np.random.Generator,
-                       part: slice = slice(None)) -> tuple[torch.Tensor, Normalizer]:
-        """:meth:`crops` before normalisation (in the store's physical units, millivolts) and the
-        :class:`Normalizer` that finishes them: for augmentations that assume lead geometry (VCG)."""
-        rows = np.asarray(rows)
-        offsets = self.random_offsets(rows, generator)
-        x, valid = self.cut(rows[part], offsets[part])
-        return x, Normalizer(self.spec, self.scaler, valid)
-
-    def centre(self, rows: np.ndarray, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The centred window of each record (validation during training: one window, not all)."""
-        rows = np.asarray(rows)
-        offsets = np.maximum(self.lengths[rows] - self.spec.n_samples, 0) // 2
-        x, valid = self.cut(rows, offsets)
-        return self._mask(self.normalise(x, valid), lead_mask)
-
-    def sliding_starts(self, row: int) -> list[int]:
-        """Starts of a record's evaluation windows: every half window from 0 while the window fits inside the
-        record (one window at 0 for a record no longer than a window)."""
-        n = self.spec.n_samples
-        stride = max(n // 2, 1)
-        return list(range(0, max(int(self.lengths[row]) - n, 0) + 1, stride))
-
-    def sliding(self, rows: np.ndarray, lead_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Every evaluation window of each record (:meth:`sliding_starts`): ``[sum(counts), leads, n]`` and the
-        number of windows of each record, ``counts`` (records of different lengths have different counts)."""
-        rows = np.asarray(rows)
-        starts = [self.sliding_starts(int(r)) for r in rows]
-        counts = np.array([len(s) for s in starts], dtype=np.int64)
-        x, valid = self.cut(np.repeat(rows, counts), np.concatenate(starts) if starts else np.zeros(0, np.int64))
-        return self._mask(self.normalise(x, valid), lead_mask), counts
-
-
-class Normalizer:
-    """An encoder contract's normalisation of a batch of windows whose first ``valid[i]`` samples are signal and
-    the rest zero padding: statistics over the signal only, padding left at zero. Callable on any device."""
-
-    def __init__(self, spec: EncoderSpec, scaler: Standardizer | None, valid: np.ndarray):
-        self.spec, self.scaler = spec, scaler
-        self.valid = np.asarray(valid, dtype=np.int64)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-1]
-        short = np.flatnonzero(self.valid < n)
-        if self.spec.normalization == "zscore_record":
-            out = _zscore(x)
-            for i in short:  # a record shorter than the window: statistics of its own samples, then zeros
-                m = int(self.valid[i])
-                out[i] = torch.nn.functional.pad(_zscore(x[i : i + 1, :, :m]), (0, n - m))[0] if m else 0.0
-            return out
-        if self.spec.normalization == "zscore_dataset":
-            assert self.scaler is not None
-            mean = torch.as_tensor(self.scaler.mean, dtype=torch.float64, device=x.device)[None, :, None]
-            std = torch.as_tensor(self.scaler.std, dtype=torch.float64, device=x.device)[None, :, None]
-            x = ((x.double() - mean) / (std + self.scaler.eps)).to(x.dtype)
-            for i in short:
-                x[i, :, int(self.valid[i]) :] = 0.0
-        return x
-
-
-def _zscore(x: torch.Tensor) -> torch.Tensor:
-    std, mean = torch.std_mean(x, dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) / (std + 1e-6)
 
 
 def lead_mask(spec: EncoderSpec, leads: str) -> torch.Tensor | None:
@@ -470,7 +350,8 @@ class Workspace:
                              dataset.split(dataset.default_policy, self.suite.protocol.split_seed)))
             train = [rid for rid in view.record_ids if split.get(rid) == "train"] or view.record_ids
             scaler = view.fit_standardizer(train)
-        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded)
+        windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded,
+                          units=dataset.store.info.units)
         self._windows[key] = windows
         return windows
 

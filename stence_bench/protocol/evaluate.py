@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ import torch
 
 from .. import metrics
 from ..data.splits import label_fractions, sample_hash
+from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
 from ..suite import Cell
 from . import distributed
-from .data import Windows, Workspace, lead_mask
+from .data import Workspace, lead_mask
 from .pretrain import build_encoder, checkpoint_path, load_checkpoint
 
 EMBEDDING_DIR = "embeddings"
@@ -111,34 +113,23 @@ def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Mo
 
 @torch.no_grad()
 def window_mean(module: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None,
-                max_windows: int = 512) -> np.ndarray:
-    """The module's output averaged over each record's own windows (:meth:`Windows.sliding`; eval mode, on the
-    module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]`` float64."""
+                max_windows: int = 512, out: np.ndarray | None = None) -> np.ndarray:
+    """The module's output averaged over each record's own windows (:meth:`Windows.sliding_starts`; eval mode, on
+    the module's device), about ``max_windows`` windows a forward pass: ``[len(rows), out]``, float64 or written
+    into ``out`` (a memory-mapped file: nothing of size ``len(rows)`` is held in memory)."""
     module.eval()
     device = next(module.parameters()).device
-    out = []
-    for chunk in _chunks_of_windows(windows, rows, max_windows):
-        x, counts = windows.sliding(chunk, mask)
+    for batch in loader(windows, windows.sliding_chunks(rows, max_windows), lead_mask=mask, device=device):
         with distributed.current().autocast():
-            z = module(x.to(device)).float().cpu().double()
-        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.from_numpy(counts))
+            z = module(batch["x"].to(device, non_blocking=True)).float().cpu().double()
+        counts = torch.from_numpy(batch["counts"])
+        owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
         sums = torch.zeros(len(counts), z.shape[-1], dtype=torch.float64).index_add_(0, owner, z)
-        out.append((sums / torch.from_numpy(counts)[:, None]).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
-
-
-def _chunks_of_windows(windows: Windows, rows: np.ndarray, max_windows: int) -> list[np.ndarray]:
-    """``rows`` cut into consecutive runs of about ``max_windows`` evaluation windows (at least one record each)."""
-    counts = np.array([len(windows.sliding_starts(int(r))) for r in rows], dtype=np.int64)
-    chunks, start, total = [], 0, 0
-    for i, k in enumerate(counts):
-        if total and total + k > max_windows:
-            chunks.append(rows[start:i])
-            start, total = i, 0
-        total += k
-    if start < len(rows):
-        chunks.append(rows[start:])
-    return chunks
+        if out is None:
+            out = np.zeros((len(rows), z.shape[-1]))
+        start, end = batch["tag"]
+        out[start:end] = (sums / counts[:, None]).numpy()
+    return out if out is not None else np.zeros((0, 1))
 
 
 def embed(encoder: torch.nn.Module, windows: Windows, rows: np.ndarray, mask: torch.Tensor | None) -> np.ndarray:
@@ -163,8 +154,9 @@ def embedding_key(cell: Cell, ws: Workspace, registry: Registry, task: TaskSpec)
 
 
 def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path, task: TaskSpec) -> np.ndarray:
-    """Every record of the task's dataset embedded by the cell's encoder, cached on disk: ``[records, dim]``, named
-    by :func:`embedding_key` (never reused for other weights, contract, data or code)."""
+    """Every record of the task's dataset embedded by the cell's encoder, cached on disk and returned memory-mapped
+    (read-only): ``[records, dim]`` float32, named by :func:`embedding_key` (never reused for other weights,
+    contract, data or code). Written as it is computed, so memory does not grow with the dataset."""
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
     folder = Path(root) / EMBEDDING_DIR / weights_name(cell)
@@ -172,18 +164,24 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     path = folder / f"{name}.npy"
     ids_path = folder / f"{name}.ids"
     if path.is_file() and ids_path.is_file() and ids_path.read_text().split("\n") == windows.record_ids:
-        return np.load(path)
+        return np.load(path, mmap_mode="r")
     encoder, _ = encoder_for(cell, registry, root)
     encoder.to(distributed.current().device)
-    emb = embed(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, emb)
-    ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
-    ids_tmp.write_text("\n".join(windows.record_ids))
-    os.replace(ids_tmp, ids_path)
-    os.replace(tmp, path)
-    return emb
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(windows.record_ids),
+                                                                          int(encoder.embed_dim)))
+    try:
+        window_mean(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads), out=out)
+        out.flush()
+        del out
+        ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
+        ids_tmp.write_text("\n".join(windows.record_ids))
+        os.replace(ids_tmp, ids_path)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")
 
 
 # -- scoring -------------------------------------------------------------------------------------------------
@@ -258,16 +256,17 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
     data = task_data(ws, task, windows)
-    emb = cached_embeddings(cell, ws, registry, root, task)[data.rows]
+    cached = cached_embeddings(cell, ws, registry, root, task)  # memory-mapped: only the rows read are loaded
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
-    mean, std = emb[train].mean(axis=0), emb[train].std(axis=0) + 1e-6
-    x = (emb - mean) / std
+    x_train, x_val, x_test = (np.asarray(cached[data.rows[part]]) for part in (train, val, test))
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
     grid = sorted(ws.suite.protocol.linear_probe.c_grid)
     selection = _selection_metric(task)
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
-    for c, (val_pred, test_pred) in zip(grid, _fit_predict_path(task.task_kind, x[train], data.y[train], x[val],
-                                                                x[test], grid)):
+    for c, (val_pred, test_pred) in zip(grid, _fit_predict_path(task.task_kind, x_train, data.y[train], x_val,
+                                                                x_test, grid)):
         value = metrics.score(task.task_kind, _shape(task.task_kind, data.y[val]), _shape(task.task_kind, val_pred),
                               metrics=[selection])[selection]
         better = best is None or (np.isfinite(value) and (not np.isfinite(best[1]) or
@@ -396,20 +395,30 @@ def train_epoch(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss_f
     ctx = distributed.current()
     device = next(model.parameters()).device
     model.train()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2 * ctx.world and len(order) >= 2:
-            continue  # batch norm needs two samples (on every rank)
-        mine = ctx.part(len(idx))
-        x = windows.crops(rows[idx], rng, mask, part=mine)
+    for batch in loader(windows, finetune_plan(windows, rows, order, batch_size, rng), lead_mask=mask, device=device):
+        idx, mine = batch["tag"]
         with ctx.autocast():
-            out = model(x.to(device))
+            out = model(batch["x"].to(device, non_blocking=True))
         loss = loss_fn(out.float(), targets[idx[mine]].to(device))
         if ctx.distributed:
             loss = loss * (len(idx[mine]) * ctx.world / len(idx))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+
+
+def finetune_plan(windows: Windows, rows: np.ndarray, order: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> Iterator[Cut]:
+    """An epoch's batches for finetuning: each global batch of ``order`` (skipping one too small for batch norm on
+    every rank), a random window per record, this rank's slice cut. Tag: the batch's positions and the slice."""
+    ctx = distributed.current()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 * ctx.world and len(order) >= 2:
+            continue  # batch norm needs two samples (on every rank)
+        mine = ctx.part(len(idx))
+        offsets = windows.random_offsets(rows[idx], rng)
+        yield Cut(rows[idx][mine], offsets[mine], tag=(idx, mine))
 
 
 # -- zero-shot -------------------------------------------------------------------------------------------------
@@ -464,11 +473,13 @@ def _centre_loss(model: torch.nn.Module, windows: Windows, rows: np.ndarray, mas
     device = next(model.parameters()).device
     model.eval()
     mine = np.arange(len(rows))[ctx.part(len(rows))]
+    plan = (Cut(rows[part], windows.centre_offsets(rows[part]), tag=part)
+            for part in (mine[start : start + chunk] for start in range(0, len(mine), chunk)))
     total = 0.0
-    for start in range(0, len(mine), chunk):
-        part = mine[start : start + chunk]
+    for batch in loader(windows, plan, lead_mask=mask, device=device):
+        part = batch["tag"]
         with ctx.autocast():
-            out = model(windows.centre(rows[part], mask).to(device))
+            out = model(batch["x"].to(device, non_blocking=True))
         total += float(loss_fn(out.float(), target[part].to(device))) * len(part)
     total, count = ctx.sum(total, float(len(mine)))
     return total / max(count, 1.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.windows import Cut, Normalizer, Windows, loader
 from ..errors import StenceBenchError
 from ..registry import Registry
 from ..suite import Cell
 from . import distributed
 from .data import (
-    Windows,
     Workspace,
     angiogram_paths,
     metadata_frame,
@@ -222,15 +222,13 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     said = time.perf_counter()
     for epoch in range(start_epoch, settings.epochs):
         # randomness per epoch (not carried over from the last one), so a resumed run repeats an uninterrupted one
-        rng = np.random.default_rng([cell.seed, epoch])
         torch.manual_seed(_torch_seed(cell.seed, epoch, ctx.rank))  # augmentations: each rank its own
-        order = _order(patient_ids.numpy(), rng, grouped)
+        plan = pretraining_plan(windows, view_rows, patient_ids.numpy(), grouped, cell.seed, epoch, batch_size, mine,
+                                objective)
         epoch_losses = []
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]  # the global batch; this rank takes its slice
-            local = idx[mine]
-            batch: dict[str, Any] = {**ecg_inputs(windows, view_rows[idx], rng, mine, objective),
-                                     "patient_id": patient_ids[local]}
+        for windows_batch in loader(windows, plan, device=ctx.device):
+            local = windows_batch["tag"][mine]
+            batch: dict[str, Any] = {**ecg_inputs(windows_batch, objective), "patient_id": patient_ids[local]}
             if "angiography" in items:
                 batch["angiography"] = torch.stack([items["angiography"][i] for i in local])
             if "text" in items:
@@ -276,20 +274,43 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     return info
 
 
-def ecg_inputs(windows: Windows, rows: np.ndarray, rng: np.random.Generator, part: slice,
-               objective: torch.nn.Module) -> dict[str, Any]:
-    """The ECG part of a pretraining batch: a random window of each record of ``rows`` (this rank's ``part`` of
-    the global batch), a second one where the objective wants segments; normalised as the encoder's contract says,
-    or in millivolts with the contract's ``normalize`` where the objective augments in physical units."""
-    out: dict[str, Any] = {}
-    keys = ["ecg", "ecg_segment"][: max(1, int(getattr(objective, "segments", 1)))]
-    for key in keys:
-        if getattr(objective, "physical_units", False):
-            # every record's window has min(length, n) valid samples, whichever offset: one normaliser fits both
-            out[key], out["normalize"] = windows.crops_physical(rows, rng, part=part)
-        else:
-            out[key] = windows.crops(rows, rng, part=part)
+def pretraining_cut(windows: Windows, rows: np.ndarray, rng: np.random.Generator, part: slice,
+                    objective: torch.nn.Module, tag: Any = None) -> Cut:
+    """The ECG windows of one pretraining step: a random window of each record of the global batch ``rows`` (offsets
+    drawn for all of them, so every rank's generator stays in step; this rank cuts its ``part``), and a second one
+    where the objective wants segments, stacked after the first; millivolts where the objective augments in
+    physical units."""
+    segments = max(1, int(getattr(objective, "segments", 1)))
+    offsets = [windows.random_offsets(rows, rng) for _ in range(segments)]
+    return Cut(np.concatenate([rows[part]] * segments), np.concatenate([o[part] for o in offsets]),
+               normalize=not getattr(objective, "physical_units", False), tag=tag)
+
+
+def ecg_inputs(batch: dict[str, Any], objective: torch.nn.Module) -> dict[str, Any]:
+    """The ECG part of a pretraining batch from the windows of a :func:`pretraining_cut`: ``ecg``, ``ecg_segment``
+    where the objective wants it, and ``normalize`` (the contract's normalisation) where it takes millivolts."""
+    segments = max(1, int(getattr(objective, "segments", 1)))
+    x = batch["x"]
+    k = len(x) // segments
+    out: dict[str, Any] = {"ecg": x[:k]}
+    if segments > 1:
+        out["ecg_segment"] = x[k : 2 * k]
+    if "normalize" in batch:  # every record's window has min(length, n) valid samples: one normaliser fits both
+        whole = batch["normalize"]
+        out["normalize"] = Normalizer(whole.spec, whole.scaler, whole.valid[:k])
     return out
+
+
+def pretraining_plan(windows: Windows, view_rows: np.ndarray, patients: np.ndarray, grouped: bool, seed: int,
+                     epoch: int, batch_size: int, part: slice, objective: torch.nn.Module) -> Iterator[Cut]:
+    """One epoch's steps, drawn from the seed and the epoch number (a resumed run repeats an uninterrupted one):
+    the global order (a patient's records together where ``grouped``), then each full global batch's windows.
+    Each cut's tag is the batch's positions into ``view_rows``."""
+    rng = np.random.default_rng([seed, epoch])
+    order = _order(patients, rng, grouped)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[start : start + batch_size]  # the global batch; this rank takes its slice
+        yield pretraining_cut(windows, view_rows[idx], rng, part, objective, tag=idx)
 
 
 def _global_batch(cell: Cell, wanted: int, records: int, world: int) -> int:

@@ -52,6 +52,10 @@ class Layout(BaseModel):
     #: What :meth:`labels` gives, in words, recorded with every pretraining that learns from it; ``""`` for a
     #: layout without labels (its DatasetSpec should then not list the ``labels`` modality).
     label_source: ClassVar[str] = "report statements (each record's meta 'statements', else its 'report' in sentences)"
+    #: What the samples :meth:`read` returns are: ``mV`` (every layout reading physical recordings), or ``z-score``
+    #: for a source whose publisher standardised the signals so that millivolts cannot be recovered (EchoNext).
+    #: Ingest records it in the store (``store.json`` ``units``); views refuse what assumes millivolts.
+    units: ClassVar[str] = "mV"
 
     def scan(self, source: Path) -> Scan:  # pragma: no cover - every layout overrides it
         raise NotImplementedError
@@ -67,6 +71,17 @@ class Layout(BaseModel):
         if not self.label_source:
             return [[] for _ in range(len(source.records))]
         return [report_statements(meta) for meta in source.records["meta"]]
+
+
+def flag_labels(source: TaskSource, columns: tuple[str, ...]) -> list[list[str]]:
+    """Each record's labels where a layout keeps 0/1 flags in its meta (``{"RBBB": 1, "AF": 0}``): the names of the
+    ``columns`` set to a true value (1, ``True``, ``"true"``), in the order of ``columns``."""
+    def true(value: Any) -> bool:
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "1.0", "true", "yes")
+        return bool(value) and value == value  # NaN is no flag
+
+    return [[c for c in columns if true(meta.get(c, 0))] for meta in source.records["meta"]]
 
 
 def report_statements(meta: dict[str, Any]) -> list[str]:

@@ -79,3 +79,21 @@ class Cinc2021Layout(Layout):
 
     def labels(self, source: TaskSource) -> list[list[str]]:
         return [[str(code) for code in (meta.get("dx") or [])] for meta in source.records["meta"]]
+
+
+class ChapmanNingboLayout(Cinc2021Layout):
+    """Chapman-Shaoxing and Ningbo (PhysioNet ``ecg-arrhythmia``, Zheng et al.): the same WFDB records with
+    ``# Age``, ``# Sex`` and ``# Dx`` (SNOMED-CT) as in the Challenge 2021, in ``WFDBRecords/NN/NNN/JSxxxxx``; the
+    release's ``ConditionNames_SNOMED-CT.csv`` is kept in the store when present. No patient ids: each record is
+    its own patient. A record's id is its name (``JS00001``: unique in the release)."""
+
+    name: ClassVar[str] = "chapman-ningbo"
+
+    def scan(self, source: Path) -> Scan:
+        scan = super().scan(source)
+        for ref in [*scan.refs, *(ref for ref, _ in scan.problems)]:
+            ref.record_id = Path(ref.record_id).name
+        names = source / "ConditionNames_SNOMED-CT.csv"
+        if names.is_file():
+            scan.tables["condition_names"] = pd.read_csv(names, dtype=str)
+        return scan
