@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean
+from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean, unknown_name_message
 from .hashing import digest
 from .registry import Registry
 from .specs import Name, OmitWhenDefault, WeightsLayout
@@ -188,12 +188,32 @@ class DataSource(_Model):
 
 
 class DataConfig(_Model):
-    """The data a suite runs on: the synthetic cohort, named sources, or both (a source overrides the cohort's)."""
+    """The data a suite runs on: the synthetic cohort, named sources, or both (a source overrides the cohort's).
+
+    The cohort is on when ``[data]`` names no source and says nothing of ``synthetic`` (a suite without ``[data]``
+    or with only ``pretrain``); a suite with sources runs on them alone unless it asks for the cohort too
+    (``synthetic = {}`` for its defaults)."""
 
     synthetic: SyntheticData | None = None
     sources: dict[str, DataSource] = {}
     #: The dataset whose training patients pretrain every encoder x objective.
     pretrain: str = "mimic-iv-ecg"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cohort_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "synthetic" not in value and not value.get("sources"):
+            return {**value, "synthetic": {}}
+        return value
+
+    def provided(self) -> list[str]:
+        """The datasets that have a source: the cohort's two exports (when it is on) and the named sources."""
+        cohort = list(SYNTHETIC_DATASETS) if self.synthetic is not None else []
+        return sorted({*cohort, *self.sources})
+
+
+#: The datasets the synthetic cohort provides (its MIMIC-IV-ECG and PTB-XL exports).
+SYNTHETIC_DATASETS = ("mimic-iv-ecg", "ptbxl")
 
 
 class Cluster(_Model):
@@ -264,8 +284,14 @@ def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
         where = _format_loc(loc) or "(file)"
         if err["type"] == "extra_forbidden":
             parent = tuple(p for p in loc[:-1] if isinstance(p, str))
-            known = _MODEL_AT[parent].model_fields if parent in _MODEL_AT else {}
-            problems.append(f"{source}: {where}: unknown field{did_you_mean(str(loc[-1]), known)}")
+            in_source = len(parent) == 3 and parent[:2] == ("data", "sources")
+            model = DataSource if in_source else _MODEL_AT.get(parent)
+            known = model.model_fields if model is not None else {}
+            hint = did_you_mean(str(loc[-1]), known)
+            if in_source and not hint:  # a layout option written beside path
+                hint = (f"; layout options go in options: options = {{ {loc[-1]} = ... }} (a source's fields: "
+                        f"{', '.join(known)})")
+            problems.append(f"{source}: {where}: unknown field{hint}")
         elif err["type"] == "missing":
             problems.append(f"{source}: {where}: required field missing")
         else:
@@ -312,6 +338,10 @@ def resolve_suite_path(arg: str) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.toml"))
+        listing = f" (it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
+        raise SuiteError([f"{arg}: a folder, not a suite; give a suite file (.toml) or a suite's name{listing}"])
     if path.suffix == ".toml" or "/" in arg:
         raise SuiteError([f"{arg}: no such file"])
     suites = find_suites()
@@ -367,22 +397,67 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
                 spec.preset(choice.preset)
             except UnknownNameError as exc:
                 problems.append(f"{source}: encoders[{i}].preset: {exc}")
+    missing_sources = _missing_sources(suite, registry, source)
+    pretraining_known = not any(p.startswith(f"{source}: data.pretrain:") for p in missing_sources)
     for i, choice in enumerate(suite.objectives):
         spec = check("objectives", i, "objective", choice.name)
         if spec is not None and choice.preset is not None:
             problems.append(f"{source}: objectives[{i}].preset: objectives have no presets; use options")
-        if spec is None:
+        if spec is None or not pretraining_known:
             continue
         if spec.as_given and not any(c.weights is not None for c in suite.encoders):
             problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} evaluates an encoder's given weights "
                             "as loaded, and no encoder of the suite has weights = \"...\"")
-        lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
-        if lacking:
-            problems.append(
-                f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, which the "
-                f"pretraining dataset {suite.data.pretrain!r} does not provide"
-            )
+        why = cannot_pretrain(spec, suite, registry)
+        if why:
+            problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} {why}")
+    problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
+    return problems
+
+
+def _missing_sources(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Every dataset the suite reads has a source (the cohort's or its own), and every source a known layout."""
+    problems: list[str] = []
+    data = suite.data
+    provided = data.provided()
+    datasets = registry.datasets
+    for name, src in data.sources.items():
+        layout = src.layout or name
+        if layout in datasets:
+            continue
+        if src.layout is not None:
+            problems.append(f"{source}: data.sources.{name}.layout: "
+                            f"{unknown_name_message('dataset', layout, datasets.names())}")
+        else:
+            problems.append(f"{source}: data.sources.{name}: no layout is registered as {name!r}; name one with "
+                            f"layout = \"...\"{did_you_mean(name, datasets.names())} (known: "
+                            f"{', '.join(sorted(datasets.names()))})")
+
+    def remedy(name: str) -> str:
+        cohort = (" or synthetic = {} for the built-in cohort's" if name in SYNTHETIC_DATASETS and data.synthetic is None
+                  else "")
+        return (f"add [data.sources.{name}] path = \"...\"{cohort} (sources: {', '.join(provided) or 'none'})")
+
+    for i, task in enumerate(suite.tasks):
+        if task not in registry.tasks:
+            continue
+        needed = registry.tasks.get(task).dataset
+        if needed not in provided:
+            problems.append(f"{source}: tasks[{i}]: task {task!r} reads dataset {needed!r}, which has no source: "
+                            f"{remedy(needed)}")
+    pretrains = [c.name for c in suite.objectives if c.name in registry.objectives
+                 and registry.objectives.get(c.name).pretrains]
+    if suite.controls:
+        pretrains += [s.name for s in registry.objectives if s.control and s.pretrains
+                      and s.name not in {c.name for c in suite.objectives}]
+    if pretrains and data.pretrain not in provided:
+        default = "" if "pretrain" in data.model_fields_set else " (the default)"
+        others = f"; or set pretrain to one of: {', '.join(provided)}" if provided else ""
+        controls = "; or controls = false" if suite.controls and not any(
+            c.name in registry.objectives and registry.objectives.get(c.name).pretrains for c in suite.objectives) else ""
+        problems.append(f"{source}: data.pretrain: the pretraining dataset {data.pretrain!r}{default} has no source "
+                        f"(objectives that pretrain there: {', '.join(pretrains)}): {remedy(data.pretrain)}{others}{controls}")
     return problems
 
 
@@ -412,33 +487,98 @@ def _contained_test_data(suite: Suite, registry: Registry, source: str) -> list[
 
 
 def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
-    """What the suite's pretraining dataset can give objectives: its layout's modalities, plus what a tables
-    folder can add (clinical metadata and risk, angiograms linked from the stenosis table, report labels)."""
+    """What the suite's pretraining dataset can give objectives, as the runner reads it: its layout's modalities
+    (``labels`` from the layout's own annotations, :meth:`~stence_bench.data.layouts.base.Layout.labels`; a report
+    text gives statement labels too), but clinical ``metadata`` and ``angiography``, which come from a tables
+    folder (``patients.csv``; ``stenosis.csv`` linking angiograms, or ``angiography_embeddings.csv``), as the
+    synthetic cohort's MIMIC-IV-ECG export has one. Depends on the suite and the registry only (no file is read),
+    so that the controls left out (:func:`left_out_controls`) are the same wherever it is asked."""
     name = suite.data.pretrain
     source = suite.data.sources.get(name)
-    synthetic = suite.data.synthetic is not None and name in ("mimic-iv-ecg", "ptbxl") and source is None
+    synthetic = suite.data.synthetic is not None and name in SYNTHETIC_DATASETS and source is None
     layout = (source.layout or name) if source is not None else name
     provided = set(registry.datasets.get(layout).modalities) if layout in registry.datasets else {"ecg"}
-    if synthetic and name == "mimic-iv-ecg":  # tables, reports, angiograms or precomputed angiography embeddings
-        provided |= {"metadata", "labels", "angiography"}
-    if source is not None and source.tables:
-        provided |= {"metadata", "labels", "angiography"}
+    provided -= TABLE_MODALITIES
+    if (synthetic and name == "mimic-iv-ecg") or (source is not None and source.tables):
+        provided |= TABLE_MODALITIES
     if "text" in provided:
         provided.add("labels")  # report statements
     return provided
 
 
+#: What pretraining reads from a source's tables folder, whatever its layout declares.
+TABLE_MODALITIES = frozenset({"metadata", "angiography"})
+
+
+def cannot_pretrain(spec: Any, suite: Suite, registry: Registry) -> str | None:
+    """Why objective ``spec`` cannot pretrain on the suite's pretraining dataset (the modalities it lacks), or
+    ``None`` when it can (or does not pretrain)."""
+    if not spec.pretrains:
+        return None
+    lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
+    if not lacking:
+        return None
+    hint = (" (metadata and angiography come from a tables folder: tables = \"...\" beside the source's path)"
+            if lacking & TABLE_MODALITIES else "")
+    return (f"needs {', '.join(sorted(lacking))}, which the pretraining dataset {suite.data.pretrain!r} does not "
+            f"provide{hint}")
+
+
 def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
-    """Load a suite and check its names, then the code they name (:func:`check_code`); any problem raises
-    :class:`SuiteError` listing all of them."""
+    """Load a suite and check its names, then its sources (:func:`check_sources`) and the code the names point to
+    (:func:`check_code`); any problem raises :class:`SuiteError` listing all of them."""
     suite, path = load_suite(arg)
     problems = check_names(suite, registry, str(path))
     if problems:
         raise SuiteError(problems)
-    problems = check_code(suite, registry, str(path))
+    problems = check_sources(suite, registry, str(path)) + check_code(suite, registry, str(path))
     if problems:
         raise SuiteError(problems)
     return suite, path
+
+
+def check_sources(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
+    """What a run would fail on when it reads its data: a source's folder (or tables folder) that does not exist,
+    and layout ``options`` the layout does not take or whose value it refuses (with a did-you-mean). Relative
+    paths are read from the current directory, as ``run`` reads them. Imports the layouts; names must have passed
+    :func:`check_names`."""
+    from pydantic import ValidationError
+
+    from .errors import PluginError
+    from .specs import import_object
+
+    problems: list[str] = []
+    here = Path.cwd()
+    for name, src in suite.data.sources.items():
+        where = f"{source}: data.sources.{name}"
+        for field, value, what in (("path", src.path, "file or folder"), ("tables", src.tables, "folder")):
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            exists = path.is_dir() if field == "tables" else path.exists()
+            if not exists:
+                relative = "" if path.is_absolute() else f" (a relative path is read from the current directory, {here})"
+                problems.append(f"{where}.{field}: {value}: no such {what}{relative}")
+        layout_name = src.layout or name
+        try:
+            layout = import_object(registry.datasets.get(layout_name).reader, what=f"dataset {layout_name!r}")
+        except PluginError as exc:
+            problems.append(f"{where}.layout: {exc}")
+            continue
+        known = sorted(getattr(layout, "model_fields", {}))
+        unknown = [key for key in src.options if key not in known]
+        for key in unknown:
+            problems.append(f"{where}.options.{key}: layout {layout_name!r} takes no option {key!r}"
+                            f"{did_you_mean(key, known)} (options: {', '.join(known) or 'none'})")
+        if unknown:
+            continue
+        try:
+            layout(**src.options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                at = ".".join(map(str, err["loc"]))
+                problems.append(f"{where}.options{'.' + at if at else ''}: layout {layout_name!r}: {err['msg']}")
+    return problems
 
 
 #: What the harness passes an objective's factory itself: not options a suite may set.
@@ -662,15 +802,17 @@ class CellOutcome(_Model):
 
 
 def resolved_objectives(suite: Suite, registry: Registry) -> tuple[list[Choice], list[str]]:
-    """The suite's objectives plus the registered controls it does not list (one that evaluates given weights only
-    when an encoder has some); also the names that were added."""
+    """The suite's objectives plus the registered controls it does not list and that can run on its pretraining
+    data (:func:`left_out_controls` says which cannot, and why; one that evaluates given weights only when an
+    encoder has some); also the names that were added."""
     objectives = list(suite.objectives)
     added: list[str] = []
     if suite.controls:
         listed = {c.name for c in objectives}
         given = any(c.weights is not None for c in suite.encoders)
+        left_out = left_out_controls(suite, registry)
         for spec in registry.objectives:
-            if spec.control and spec.name not in listed and (given or not spec.as_given):
+            if spec.control and spec.name not in listed and spec.name not in left_out and (given or not spec.as_given):
                 objectives.append(Choice(name=spec.name))
                 added.append(spec.name)
     return objectives, added
@@ -705,6 +847,27 @@ def with_weight_hashes(suite: Suite, registry: Registry) -> Suite:
                 update={"sha256": weights.sha256})})
         encoders.append(choice)
     return suite.model_copy(update={"encoders": tuple(encoders)})
+
+
+def left_out_controls(suite: Suite, registry: Registry) -> dict[str, str]:
+    """The registered controls a suite would add but that cannot run on its pretraining dataset (``supervised``
+    on a layout without labels), each with the reason: they are left out of the plan, said by ``validate`` and
+    ``run`` in one line, and shown as absent (not failed) on the leaderboard."""
+    if not suite.controls:
+        return {}
+    listed = {c.name for c in suite.objectives}
+    out = {}
+    for spec in registry.objectives:
+        if spec.control and spec.name not in listed:
+            why = cannot_pretrain(spec, suite, registry)
+            if why:
+                out[spec.name] = why
+    return out
+
+
+def left_out_notices(suite: Suite, registry: Registry) -> list[str]:
+    """One line per control left out of the suite's plan (:func:`left_out_controls`)."""
+    return [f"control {name!r} left out: it {why}" for name, why in left_out_controls(suite, registry).items()]
 
 
 def plan(suite: Suite, registry: Registry) -> list[Cell]:

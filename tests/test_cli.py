@@ -114,3 +114,58 @@ def test_the_installed_command_reports_errors_without_traceback(tmp_path):
 
 def test_format_table_aligns_columns():
     assert format_table(["a", "bb"], [["xxx", 1], ["y", 22]]).splitlines() == ["a    bb", "---  --", "xxx  1", "y    22"]
+
+
+# -- messages that said the wrong thing (issue 22) ------------------------------------------------------------------
+
+
+def test_a_folder_given_as_suite_is_called_a_folder(registry, tmp_path):
+    """Before: "no such file or suite" for a folder that exists."""
+    result = invoke(registry, "run", str(REPO / "leaderboards"))
+    assert result.exit_code == 2
+    held = ", ".join(sorted(p.name for p in (REPO / "leaderboards").glob("*.toml")))
+    assert "quickstart.toml" in held
+    assert result.output.strip() == (f"Error: {REPO / 'leaderboards'}: a folder, not a suite; give a suite file "
+                                     f"(.toml) or a suite's name (it holds {held})")
+    assert invoke(registry, "validate", str(tmp_path)).output.strip() == (
+        f"Error: {tmp_path}: a folder, not a suite; give a suite file (.toml) or a suite's name")
+
+
+def test_a_device_the_machine_lacks_names_the_flag_the_user_typed(registry, tmp_path, monkeypatch):
+    """Before: `--device cuda` on a CPU machine named STENCE_BENCH_DEVICE, which the user never set."""
+    import torch
+
+    from stence_bench.protocol import distributed
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is not refused here")
+    monkeypatch.delenv(distributed.ENV_DEVICE, raising=False)
+    result = invoke(registry, "run", "quickstart", "--out", str(tmp_path / "run"), "--device", "cuda")
+    assert result.exit_code == 2 and result.output.splitlines()[-1] == (
+        "Error: --device cuda: no GPU is visible to this process")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setenv(distributed.ENV_DEVICE, "cuda")
+    with pytest.raises(stence_bench.errors.StenceBenchError, match="^STENCE_BENCH_DEVICE='cuda': no GPU is visible"):
+        distributed.setup()
+    with pytest.raises(stence_bench.errors.StenceBenchError, match=r"^--device gpu: not a device \(auto, cpu, cuda"):
+        distributed.setup(device="gpu")
+
+
+def test_results_show_says_when_no_task_matches(registry, tmp_path):
+    """Before: an empty table and exit 0 for a pattern that matches nothing."""
+    fixture = REPO / "tests" / "fixtures" / "leaderboard" / "mini"
+    result = invoke(registry, "results", "show", str(fixture), "--task", "stenosis.7")
+    assert result.exit_code == 2 and result.output.strip() == (
+        "Error: --task 'stenosis.7': no task of the results matches; did you mean 'stenosis.70'? "
+        "(tasks: ptbxl.superdiagnostic, stenosis.70)")
+    shown = invoke(registry, "results", "show", str(fixture), "--task", "stenosis.*")
+    assert shown.exit_code == 0 and "stenosis.70" in shown.output and "ptbxl" not in shown.output
+
+
+def test_list_datasets_shows_every_format_the_wfdb_reader_reads(registry):
+    """Before: wfdb-16, wfdb-212, wfdb-mat, although the reader reads 16, 24, 32, 61, 80, 160, 212 and .mat."""
+    from stence_bench.data.wfdb_io import SUPPORTED_FORMATS
+
+    rows = invoke(registry, "list", "datasets").output.splitlines()[2:]
+    formats = next(r for r in rows if r.startswith("wfdb ")).split()[3].split(",")
+    assert sorted(formats) == sorted([*(f"wfdb-{f}" for f in SUPPORTED_FORMATS), "wfdb-mat"])

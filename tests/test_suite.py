@@ -84,7 +84,7 @@ def test_repeated_entries_are_reported(registry):
 
 
 def test_objective_needing_what_the_pretraining_dataset_lacks_is_refused():
-    # the built-in ptbxl layout provides ecg, patient ids, labels and metadata, but no report text
+    # the built-in ptbxl layout provides ecg, patient ids and labels (scp_codes), but no report text
     plugin = Plugin("p", objectives=[objective("my_text_clip", modalities=("ecg", "text"))])
     registry = Registry.load(extra=[plugin], environ=BUILTINS_ONLY)
     text = GOOD.replace('objectives = ["none"]', 'objectives = ["my_text_clip"]') + '[data]\npretrain = "ptbxl"\n'
@@ -99,7 +99,8 @@ def test_objective_needing_what_the_pretraining_dataset_lacks_is_refused():
     on_ptbxl = clip + '[data]\npretrain = "ptbxl"\n'
     assert problems(on_ptbxl, registry) == [
         "x.toml: objectives[0]: objective 'clip' needs angiography, which the pretraining dataset 'ptbxl' "
-        "does not provide"
+        "does not provide (metadata and angiography come from a tables folder: tables = \"...\" beside the "
+        "source's path)"
     ]
 
 

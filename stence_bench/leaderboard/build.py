@@ -37,7 +37,9 @@ SUITE_FILE = "suite.json"
 CONTROL = "none"
 STAGE_LABELS = {"linear_probe": "linear probe", "finetune": "finetune", "zero_shot": "zero-shot"}
 
-CellStatus = Literal["done", "partial", "failed", "missing", "n/a"]
+#: ``absent``: a control the suite would have added but that cannot run on its pretraining data (left out of the
+#: plan, :func:`stence_bench.suite.left_out_controls`), never counted as failed or missing.
+CellStatus = Literal["done", "partial", "failed", "missing", "n/a", "absent"]
 
 
 class _Model(OmitWhenDefault):
@@ -187,6 +189,9 @@ class ObjectiveInfo(_Model):
     options: list[dict[str, Any]]
     #: evaluates given weights as loaded (``pretrained``): a row only for encoders with weights
     as_given: bool = False
+
+    #: Why a control was left out of the suite's plan (it cannot run on the pretraining data); empty otherwise.
+    absent: str = ""
 
     _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given",)
 
@@ -444,6 +449,12 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
         add_encoder(name, preset, options, weights)
     for name, options in suite_objectives:
         add_objective(name, options)
+    for name, why in _left_out_controls(suite, registry).items():
+        label = labels.objective(name, {})
+        if label not in objectives:  # (an earlier run's results of it are shown as they are)
+            add_objective(name, {})
+            objectives[label].absent = why
+            notes.append(f"control {name!r} left out: it {why}")
     if registry is not None:
         for info in encoders.values():
             if not info.registered:
@@ -504,6 +515,15 @@ def _cell_order(r: CellResult) -> tuple[Any, ...]:
     return (STAGE_ORDER.get(c.stage, 9), c.stage, c.leads, -1.0 if c.fraction is None else c.fraction, c.encoder,
             str(c.preset), c.objective,
             c.seed, -1 if c.draw is None else c.draw, r.key)
+
+
+def _left_out_controls(suite: dict[str, Any], registry: Any) -> dict[str, str]:
+    """The controls the suite's plan left out (see :func:`stence_bench.suite.left_out_controls`), by name."""
+    if registry is None or "protocol" not in suite:
+        return {}
+    from ..suite import Suite, left_out_controls
+
+    return left_out_controls(Suite.model_validate(suite), registry)
 
 
 def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: list[str], obj_order: list[str],
@@ -578,7 +598,11 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
                           "(protocol.pretrain.test_overlap = allow)" + (f"; {declared.note}" if declared.status ==
                                                                         "overlap" else "")))
             table_cells = []
-            for col in columns:
+            if objectives[obj].absent:
+                title = f"absent: control {obj!r} left out of the suite: it {objectives[obj].absent}"
+                table_cells = [TableCell(status="absent", n_done=0, n_failed=0, n_expected=0, title=title)
+                               for _ in columns]
+            for col in columns if not objectives[obj].absent else ():
                 n_expected = col.expected
                 if col.stage == "zero_shot" and obj not in zero_shot_objectives:
                     n_expected = 0
@@ -595,8 +619,8 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
         for i, rank in _rank(values, lower).items():  # type: ignore[arg-type]
             rows[i].cells[j].rank = rank
     for row in rows:
-        applicable = [c for c in row.cells if c.status != "n/a"]
-        incomplete = [columns[j].label for j, c in enumerate(row.cells) if c.status not in ("done", "n/a")]
+        applicable = [c for c in row.cells if c.status not in ("n/a", "absent")]
+        incomplete = [columns[j].label for j, c in enumerate(row.cells) if c.status not in ("done", "n/a", "absent")]
         if applicable and not incomplete:
             row.mean_rank = round(sum(c.rank for c in applicable if c.rank is not None) / len(applicable), 6)
             row.mean_rank_title = f"mean of the {len(applicable)} column ranks"

@@ -5,7 +5,8 @@ depend on is the data as it is now and the code that computed them:
 
 - ``records``: the records it read (ids, signal checksums, patients, and for evaluation their split);
 - ``labels``: the task's labels of those records (evaluation cells);
-- ``tables``: the tables and reports a pretraining objective reads beside the ECGs (metadata, angiography, text);
+- ``tables``, ``reports``, ``labels``: what a pretraining objective reads beside the ECGs (metadata, angiography,
+  report text, the layout's labels and their source);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
 - ``weights``: the sha256 of the given weights file its encoder starts from (``weights =`` in the suite; the hash is
   in the cell's key too, so a changed file is another cell, never a finished one);
@@ -27,7 +28,7 @@ from ..data.views import VIEW_VERSION
 from ..hashing import digest
 from ..registry import Registry
 from ..suite import Cell
-from .data import Workspace
+from .data import Workspace, record_labels
 
 #: The code that turns data into numbers, by part: bump a part when it changes numbers for unchanged inputs.
 CODE_VERSIONS: dict[str, str] = {
@@ -111,6 +112,8 @@ class Inputs:
             modalities = set(self.registry.objectives.get(cell.objective).modalities)
             if modalities & {"text", "labels"}:  # reports
                 out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])
+            if "labels" in modalities:  # the layout's labels (PTB-XL's come from a table, CinC 2021's from headers)
+                out["labels"] = digest(record_labels(dataset))
             if modalities & {"metadata", "angiography"}:
                 out["tables"] = digest({name: _frame_digest(table) for name, table in sorted(dataset.tables.items())})
             self._cache[key] = out

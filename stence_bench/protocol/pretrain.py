@@ -29,8 +29,8 @@ from .data import (
     angiogram_paths,
     metadata_frame,
     patient_codes,
+    record_labels,
     report_labels,
-    report_statements,
     report_texts,
 )
 
@@ -191,13 +191,14 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         if hasattr(module, "fit"):
             module.fit(items["text"])
         modality_encoders["text"] = module
-    labels, vocab = None, []
+    labels, vocab, label_source = None, [], None
     if "labels" in obj_spec.modalities:
-        said = report_statements(dataset)
-        # the vocabulary of statements is learned from the pretraining records only
+        said, label_source = record_labels(dataset)  # the dataset's own annotations, as its layout declares them
+        # the label vocabulary is learned from the pretraining records only
         pretraining_labels, vocab = report_labels([said[r] for r in data_rows])
         if not vocab:
-            raise StenceBenchError(f"objective {cell.objective!r} needs labels; dataset {dataset_name!r} has no reports")
+            raise StenceBenchError(f"objective {cell.objective!r} needs labels; no pretraining record of dataset "
+                                   f"{dataset_name!r} has any (labels from {label_source.rstrip(': ')})")
         labels = torch.from_numpy(pretraining_labels)
     metadata = risk = None
     if "metadata" in obj_spec.modalities:
@@ -283,7 +284,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
             "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
-            "label_vocabulary": vocab if labels is not None else None,
+            "label_vocabulary": vocab if labels is not None else None, "label_source": label_source,
             **({"weights": given_weights} if given_weights is not None else {}),
             "wall_s": time.perf_counter() - started}
     if ctx.main:
