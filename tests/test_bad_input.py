@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import BUILTINS_ONLY, cli_env, make_distribution
+from conftest import BUILTINS_ONLY, alive, child_pids, cli_env, make_distribution
 
 from stence_bench.cli import cli
 from stence_bench.data.ingest import ingest
@@ -108,25 +108,6 @@ def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.1)
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def child_pids(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 @linux_only
