@@ -120,3 +120,17 @@ def test_the_readme_lists_every_command():
     assert "stence-bench data compare-real" in commands and len(commands) >= 12
     for command in commands:
         assert command in listed, f"README's command list lacks {command!r}"
+
+
+def test_the_worked_mimic_example_in_the_cluster_guide_is_a_valid_suite(tmp_path):
+    """docs/cluster.md's MIMIC-IV-ECG -> PTB-XL / CinC 2021 suite: every name, option and field checks out; only its
+    download folders are absent here."""
+    from stence_bench.suite import check_names, parse_suite
+
+    guide = (REPO / "docs" / "cluster.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", guide, re.S) if 'name = "mimic-pretraining"' in b]
+    suite = parse_suite(block, "docs/cluster.md")
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    problems = [p for p in check_names(suite, registry, "docs/cluster.md") if "/data/physionet.org" not in p]
+    assert problems == []
+    assert suite.protocol.pretrain.epochs == 50 and suite.cluster.gpus_per_job == 8
