@@ -307,7 +307,7 @@ class ECGStore:
     def fingerprint(self) -> str:
         """The dataset fingerprint: a hash of every record id with its checksum."""
         h = xxhash.xxh3_64()
-        for rid, checksum in sorted(zip(self.manifest["record_id"], self.manifest["checksum"])):
+        for rid, checksum in sorted(zip(self.manifest["record_id"].tolist(), self.manifest["checksum"].tolist())):
             h.update(f"{rid}:{checksum}\n".encode())
         return h.hexdigest()
 
