@@ -133,6 +133,25 @@ class LinearProbe(_Model):
     c_grid: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
+class Subgroups(_Model):
+    """The prespecified subgroups every evaluation cell also scores on its test records (besides the task's own,
+    :attr:`~stence_bench.specs.TaskSpec.subgroups`): sex, and age bands cut at ``age_bands`` (each band holds its
+    lower edge: ``[40, 60)`` is ``age 40-59``)."""
+
+    sex: bool = True
+    #: Edges of the age bands, in years, increasing: ``(40, 60, 80)`` gives ``<40``, ``40-59``, ``60-79``, ``>=80``;
+    #: empty: no age bands.
+    age_bands: tuple[Annotated[float, Field(gt=0, lt=150)], ...] = (40.0, 60.0, 80.0)
+    #: A subgroup with fewer test patients is scored and shown but never named the worst (too few to say).
+    min_patients: Annotated[int, Field(ge=1)] = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> Subgroups:
+        if list(self.age_bands) != sorted(set(self.age_bands)):
+            raise ValueError(f"age_bands: edges must increase, got {list(self.age_bands)}")
+        return self
+
+
 class Protocol(_Model):
     """How every task x encoder x objective is evaluated."""
 
@@ -153,6 +172,9 @@ class Protocol(_Model):
     pretrain: Pretraining = Pretraining()
     finetune: Finetuning = Finetuning()
     linear_probe: LinearProbe = LinearProbe()
+    subgroups: Subgroups = Subgroups()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("subgroups",)
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -264,6 +286,7 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol", "pretrain"): Pretraining,
     ("protocol", "finetune"): Finetuning,
     ("protocol", "linear_probe"): LinearProbe,
+    ("protocol", "subgroups"): Subgroups,
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
     ("cluster",): Cluster,
@@ -885,6 +908,8 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
         if stage == "pretrain":
             return out
         out["bootstrap"] = proto.bootstrap
+        if proto.subgroups != Subgroups():  # the default subgroups are the scoring code's (keys kept)
+            out["subgroups"] = proto.subgroups.model_dump(mode="json")
         if stage in ("linear_probe", "finetune"):
             out[stage] = getattr(proto, stage).model_dump(mode="json")
         return out

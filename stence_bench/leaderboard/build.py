@@ -103,6 +103,13 @@ class TableCell(_Model):
     #: 1 = best in the column (ties share a rank); ``None`` when the cell has no value.
     rank: int | None = None
     title: str
+    #: the worst prespecified subgroup with enough test patients, its mean and 95% CI (beside the overall score)
+    worst_subgroup: str | None = None
+    worst_mean: float | None = None
+    worst_ci_low: float | None = None
+    worst_ci_high: float | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("worst_subgroup", "worst_mean", "worst_ci_low", "worst_ci_high")
 
 
 class TableRow(_Model):
@@ -711,6 +718,11 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
         title.append(f"best of its column in {100 * row.p_best:.0f}% of resamples")
     if row.n_stale:
         title.append(f"{row.n_stale} stale (kept by --reuse-stale)")
+    if row.worst_subgroup is not None:
+        interval = f" [{_num(row.worst_low)}, {_num(row.worst_high)}]" if row.worst_low is not None else ""
+        title.append(f"worst subgroup {row.worst_subgroup} {_num(row.worst_mean)}{interval}")
+    if row.subgroups:
+        title.append("subgroups: " + ", ".join(f"{name} {_num(v)}" for name, v in row.subgroups.items()))
     if not is_control:
         if row.diff is not None:
             interval = f"[{_num(row.diff_low, True)}, {_num(row.diff_high, True)}]"
@@ -722,7 +734,9 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
     return TableCell(status=status, n_done=n_done, n_failed=n_failed, n_expected=n_expected, mean=row.mean,
                      ci_low=row.ci_low, ci_high=row.ci_high, spread=row.spread, diff=row.diff, diff_low=row.diff_low,
                      diff_high=row.diff_high, diff_excludes_zero=row.diff_excludes_zero, significant=row.significant,
-                     p_holm=row.p_holm, p_best=row.p_best, n_stale=row.n_stale, title="; ".join(title))
+                     p_holm=row.p_holm, p_best=row.p_best, n_stale=row.n_stale, title="; ".join(title),
+                     worst_subgroup=row.worst_subgroup, worst_mean=row.worst_mean, worst_ci_low=row.worst_low,
+                     worst_ci_high=row.worst_high)
 
 
 # --- downloads ----------------------------------------------------------------------------------------------

@@ -388,9 +388,10 @@ def patient_codes(patients: pd.Series) -> np.ndarray:
     return np.array(pd.factorize(patients.astype(str))[0], dtype=np.int64)  # a writable copy
 
 
-def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
-    """Clinical metadata per record (numeric fields, NaN where missing) and the SCORE2-style risk in [0, 1],
-    from a ``patients`` table keyed by ``subject_id`` (the MIMIC-IV convention); ``None`` without one."""
+def patients_table(dataset: Dataset) -> pd.DataFrame | None:
+    """The dataset's ``patients`` table (keyed by ``subject_id``, the MIMIC-IV convention, or ``patient_id``) as one
+    row per record of the dataset (indexed by record id, NaN for a record whose patient it lacks); ``None`` without
+    one."""
     tables = dataset.tables
     if "patients" not in tables:
         return None
@@ -400,18 +401,26 @@ def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
         return None
     table[key] = table[key].astype(str)
     table = table.drop_duplicates(key).set_index(key)
+    values = table.reindex(dataset.records["patient_id"].astype(str).to_numpy())
+    values.index = pd.Index(dataset.records["record_id"].to_numpy(), name="record_id")
+    return values
+
+
+def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
+    """Clinical metadata per record (numeric fields, NaN where missing) and the SCORE2-style risk in [0, 1],
+    from a ``patients`` table (:func:`patients_table`); ``None`` without one."""
+    table = patients_table(dataset)
+    if table is None:
+        return None
     if "sex" in table.columns:
         table["sex"] = table["sex"].map({"F": 1.0, "M": 0.0, "female": 1.0, "male": 0.0})
     risk_column = next((c for c in ("score2", "risk") if c in table.columns), None)
     risk = table[risk_column].astype(float) if risk_column else pd.Series(np.nan, index=table.index)
     if risk_column == "score2":
         risk = risk / 100.0
-    fields = table.drop(columns=[c for c in (risk_column,) if c]).select_dtypes("number")
-    patients = dataset.records["patient_id"].astype(str)
-    values = fields.reindex(patients.to_numpy())
-    values.index = dataset.records["record_id"].to_numpy()
-    risk_per_record = pd.Series(risk.reindex(patients.to_numpy()).to_numpy(), index=values.index)
-    return values, risk_per_record
+    values = table.drop(columns=[c for c in (risk_column,) if c]).select_dtypes("number")
+    values.index = values.index.rename(None)
+    return values, pd.Series(risk.to_numpy(), index=values.index)
 
 
 def report_texts(dataset: Dataset) -> list[str | None]:

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from ..suite import Cell
 from . import distributed
 from .data import Workspace, lead_mask
 from .partial import finetuning_parameters, trainable_count
+from .subgroups import membership as subgroup_membership
 from .pretrain import build_encoder, checkpoint_path, load_checkpoint, load_given_weights, loads_given_weights
 
 EMBEDDING_DIR = "embeddings"
@@ -58,6 +60,11 @@ class TaskData:
     y: np.ndarray  # [n, C]
     split: np.ndarray
     classes: list[str]
+    #: Prespecified subgroups (:mod:`stence_bench.protocol.subgroups`): their names and ``[n, G]`` membership.
+    subgroup_names: list[str] = dataclass_field(default_factory=list)
+    subgroups: np.ndarray | None = None
+    #: Subgroups with fewer test patients are never named the worst.
+    subgroup_min_patients: int = 1
 
     def part(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -77,9 +84,12 @@ def task_data(ws: Workspace, task: TaskSpec, windows: Windows) -> TaskData:
     for name in ("train", "val", "test"):
         if not (split == name).any():
             raise StenceBenchError(f"task {task.name!r}: the {name} split is empty ({len(ids)} labelled records)")
+    settings = ws.suite.protocol.subgroups
+    names, members = subgroup_membership(dataset, task, ids, settings)
     return TaskData(task=task, rows=np.array(keep), record_ids=ids,
                     patients=np.array([str(patient_of[rid]) for rid in ids]), y=y, split=split,
-                    classes=[str(c) for c in labels.columns])
+                    classes=[str(c) for c in labels.columns], subgroup_names=names, subgroups=members,
+                    subgroup_min_patients=settings.min_patients)
 
 
 def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
@@ -226,6 +236,10 @@ def score_cell(task: TaskSpec, data: TaskData, val_pred: np.ndarray, test_pred: 
         "test_ids": data.record_ids[test].astype(str), "test_patients": data.patients[test].astype(str),
         "test_y": data.y[test], "test_pred": np.asarray(test_pred, dtype=np.float64).reshape(len(test), -1),
     }
+    if data.subgroups is not None:
+        predictions.update(subgroup_names=np.array(data.subgroup_names, dtype=str),
+                           test_subgroups=data.subgroups[test].reshape(len(test), len(data.subgroup_names)),
+                           subgroup_min_patients=np.array(data.subgroup_min_patients))
     return {**score_predictions(predictions, n_resamples, seed), "predictions": predictions}
 
 
@@ -251,13 +265,46 @@ def score_predictions(p: Any, n_resamples: int, seed: int) -> dict[str, Any]:
         if name == metric:
             main = summary
     assert main is not None
+    subgroups = {}
+    if "subgroup_names" in p:
+        subgroups = subgroup_scores(kind, metric, y_test, p_test, patients, [str(n) for n in p["subgroup_names"]],
+                                    np.asarray(p["test_subgroups"], dtype=bool), weights, threshold,
+                                    int(p["subgroup_min_patients"]))
     return {
-        "metric": metric, "value": main["value"], "ci": ci, "scores": scores,
+        "metric": metric, "value": main["value"], "ci": ci, "scores": scores, "subgroups": subgroups,
         "n": {"test": len(y_test), "test_patients": len(set(patients)), "val": len(y_val)},
         "thresholds": [_float(t) for t in thresholds],
         "bootstrap": {"n_resamples": n_resamples, "seed": seed,
                       "values": [round(float(v), 6) for v in np.asarray(main["values"])]},
     }
+
+
+def subgroup_scores(kind: str, metric: str, y: np.ndarray, pred: np.ndarray, patients: np.ndarray, names: list[str],
+                    members: np.ndarray, weights: np.ndarray | None, threshold: Any, min_patients: int
+                    ) -> dict[str, dict[str, Any]]:
+    """The main metric on each subgroup of the test records (``members[:, g]``), with the val-chosen thresholds,
+    and its interval from the cell's own patient resamples (``weights``, :func:`metrics.bootstrap_indices`)
+    restricted to the subgroup's records: on resample ``b`` the subgroup is the drawn patients who are in it, so
+    every cell of a task, and every subgroup, shares the resamples (paired differences stay possible). A subgroup
+    whose metric is undefined (one class only) has ``value`` None; ``counted`` is False below ``min_patients``
+    test patients (never named the worst)."""
+    out: dict[str, dict[str, Any]] = {}
+    for g, name in enumerate(names):
+        idx = np.flatnonzero(members[:, g])
+        n_patients = len(set(patients[idx].tolist()))
+        entry: dict[str, Any] = {"value": None, "ci": [None, None], "n": int(len(idx)), "n_patients": n_patients,
+                                 "counted": n_patients >= min_patients, "values": []}
+        if len(idx):
+            entry["value"] = _float(metrics.score(kind, y[idx], pred[idx], threshold=threshold,
+                                                  metrics=[metric])[metric])  # type: ignore[list-item]
+            if weights is not None:
+                values = metrics.bootstrap(kind, metric, y[idx], pred[idx], weights[:, idx],  # type: ignore[arg-type]
+                                           threshold=threshold)
+                low, high = metrics.interval(values)
+                entry["ci"] = [_float(low), _float(high)]
+                entry["values"] = [None if not np.isfinite(v) else round(float(v), 6) for v in values]
+        out[name] = entry
+    return out
 
 
 def _shape(kind: str, a: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ depend on is the data as it is now and the code that computed them:
 
 - ``records``: the records it read (ids, signal checksums, patients, and for evaluation their split);
 - ``labels``: the task's labels of those records (evaluation cells);
+- ``subgroups``: which of those records are in each prespecified subgroup (their age, sex, the task's columns);
 - ``tables``, ``reports``, ``labels``: what a pretraining objective reads beside the ECGs (metadata, angiography,
   report text, the layout's labels and their source);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
@@ -29,13 +30,14 @@ from ..hashing import digest
 from ..registry import Registry
 from ..suite import Cell
 from .data import Workspace, record_labels
+from .subgroups import membership as subgroup_membership
 
 #: The code that turns data into numbers, by part: bump a part when it changes numbers for unchanged inputs.
 CODE_VERSIONS: dict[str, str] = {
     "view": str(VIEW_VERSION),  # resampling, filtering (stence_bench.data.views)
     "windows": "2",  # cutting and normalising windows (protocol.data.Windows): 2 = windows inside each record
     "pretraining": "2",  # the pretraining loop and its data: 2 = no held-out patient, VCG in millivolts
-    "scoring": "2",  # probes, finetuning, metrics and intervals: 2 = per-record window means
+    "scoring": "3",  # probes, finetuning, metrics and intervals: 2 = per-record window means, 3 = subgroups
 }
 #: The parts each stage depends on.
 STAGE_CODE = {"pretrain": ("view", "windows", "pretraining"), "embed": ("view", "windows")}
@@ -95,7 +97,9 @@ class Inputs:
             records = pd.DataFrame({"checksum": dataset.checksums.reindex(ids).to_numpy(),
                                     "patient": dataset.patients.reindex(ids).to_numpy(),
                                     "split": split.to_numpy()}, index=ids)
-            self._cache[key] = {"records": _frame_digest(records), "labels": _frame_digest(labels)}
+            names, members = subgroup_membership(dataset, task, ids, self.ws.suite.protocol.subgroups)
+            self._cache[key] = {"records": _frame_digest(records), "labels": _frame_digest(labels),
+                                "subgroups": digest([names, np.packbits(members, axis=0).tolist()])}
         return self._cache[key]
 
     def _pretraining(self, cell: Cell) -> dict[str, Any]:

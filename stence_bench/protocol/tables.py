@@ -13,7 +13,9 @@ test patients (its ``bootstrap.values``: the metric on resample ``b``), so the r
   p-value; ``*`` marks a difference whose Holm-adjusted p-value (per task and stage, over every encoder x
   objective x lead set x fraction compared with the control) is at most 0.05;
 - ``p_best``: the share of resamples in which the row is the best of its column (task, stage, leads, fraction):
-  how sure its rank 1 is.
+  how sure its rank 1 is;
+- ``subgroups`` and ``worst_subgroup``: each prespecified subgroup's mean over the cells, and the worst one with
+  enough test patients, with the same two-level interval (:func:`subgroup_summary`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
@@ -63,6 +66,14 @@ class Row:
     p_best: float | None = None
     #: cells kept although their inputs changed (``run --reuse-stale``)
     n_stale: int = 0
+    #: each prespecified subgroup's mean over the row's cells (None where undefined in some cell)
+    subgroups: dict[str, float | None] = dataclass_field(default_factory=dict)
+    #: the worst subgroup with enough test patients (``protocol.subgroups.min_patients`` in every cell), its mean and
+    #: interval (the two-level bootstrap of the row's cells on their shared resamples, as the row's own)
+    worst_subgroup: str | None = None
+    worst_mean: float | None = None
+    worst_low: float | None = None
+    worst_high: float | None = None
 
 
 #: Significance level of the Holm-corrected paired differences.
@@ -159,6 +170,34 @@ def two_level(values: np.ndarray, seed: int) -> np.ndarray:
     return values[pick, np.arange(values.shape[1])[:, None]].mean(axis=1)  # NaN (undefined) stays undefined
 
 
+def subgroup_summary(row: Row, cells: list[CellResult], seed: int) -> None:
+    """Fill ``row``'s subgroup means and its worst subgroup from its finished ``cells``' subgroup results: a
+    subgroup's mean is the mean of its cells' values (defined only where every cell has one); the worst is the lowest
+    (highest for MAE, RMSE) among those counted in every cell (enough test patients), its interval the two-level
+    bootstrap of the cells' subgroup values on the shared resamples (:func:`two_level`)."""
+    if not cells or not all(r.subgroups for r in cells):
+        return
+    sign = -1.0 if row.metric in LOWER_IS_BETTER else 1.0
+    candidates: list[tuple[float, int, str]] = []
+    for order, name in enumerate(cells[0].subgroups):
+        entries = [r.subgroups.get(name) for r in cells]
+        if any(e is None for e in entries):
+            continue
+        values = [e.value for e in entries]  # type: ignore[union-attr]
+        mean = float(np.mean(values)) if all(v is not None for v in values) else None  # type: ignore[arg-type]
+        row.subgroups[name] = mean
+        if mean is not None and all(e.counted for e in entries):  # type: ignore[union-attr]
+            candidates.append((sign * mean, order, name))
+    if not candidates:
+        return
+    _, _, name = min(candidates)
+    row.worst_subgroup, row.worst_mean = name, row.subgroups[name]
+    resamples = [np.asarray([np.nan if v is None else v for v in r.subgroups[name].values], dtype=float)
+                 for r in cells]
+    if resamples[0].size and len({v.size for v in resamples}) == 1:
+        row.worst_low, row.worst_high = _interval(two_level(np.stack(resamples), seed))
+
+
 def bootstrap_p_value(differences: np.ndarray) -> float | None:
     """Two-sided p-value of a difference from its bootstrap distribution: twice the smaller share of resamples on
     either side of zero (at most 1)."""
@@ -228,6 +267,7 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
             row.ci_low, row.ci_high = _interval(boot)
             row.ci_kind = "patients" if len(stacked) == 1 else "cells+patients"
             resampled[len(rows)] = boot
+        subgroup_summary(row, done, _seed("subgroup", *key))
         if obj != control and mine:
             ctrl = values_of([r for r in groups.get((task, enc, control, stage, leads, fraction), [])
                               if r.status == "done"])
@@ -286,13 +326,15 @@ def results_table(results: list[CellResult], *, task_pattern: str | None = None)
             " *" if r.significant else "")
         cells = f"{r.n_cells - r.n_failed}/{r.n_cells}" + (f" ({r.n_stale} stale)" if r.n_stale else "")
         best = "-" if r.p_best is None else f"{r.p_best:.2f}"
+        worst = "-" if r.worst_subgroup is None else f"{r.worst_subgroup} {_num(r.worst_mean)}"
         table.append([r.task, r.stage, r.encoder, r.objective, r.leads if r.leads != "all" else "",
                       "-" if r.fraction is None else f"{r.fraction:g}", r.metric, _num(r.mean), ci, _num(r.spread), diff,
-                      best, cells])
+                      best, worst, cells])
     headers = ["task", "stage", "encoder", "objective", "lead", "fraction", "metric", "mean", "95% CI",
-               "sd draws", "vs none (95% CI)", "P(best)", "cells"]
+               "sd draws", "vs none (95% CI)", "P(best)", "worst subgroup", "cells"]
     note = ("\n95% CI: patient bootstrap for one cell; with several draws or seeds, a two-level bootstrap over the "
             "cells and the test patients. * Holm-adjusted p <= 0.05 (per task and stage) for the paired difference "
             "to the control. P(best): share of resamples in which the row is the best of its column. "
-            "sd draws: spread over label draws. stale: kept with --reuse-stale although its inputs changed.")
+            "sd draws: spread over label draws. worst subgroup: the prespecified subgroup (sex, age band, the task's "
+            "columns) with the worst mean among those with enough test patients. stale: kept with --reuse-stale although its inputs changed.")
     return format_table(headers, table) + note
