@@ -260,6 +260,39 @@ class Cluster(_Model):
     sbatch: dict[str, JsonValue] = {}
 
 
+class RowRef(_Model):
+    """A row of a suite's tables in a comparison: an encoder (its name, or ``name[preset]``) and an objective; a
+    field left out means any row's (as the compared row) or the compared row's own (as the reference). A bare
+    string is an objective."""
+
+    encoder: str | None = None
+    objective: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"objective": value} if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.encoder, self.objective) if x) or "every row"
+
+
+class Comparison(_Model):
+    """Paired differences of rows against a reference row on the shared resamples, per task and across the suite's
+    tasks (:func:`stence_bench.protocol.tables.compare`): ``row = "clip", reference = "clip_text"``, or
+    ``reference = "supervised"`` (every row against the supervised control of its encoder)."""
+
+    #: A name for the comparison; default: ``"<row> vs <reference>"``.
+    name: str | None = None
+    row: RowRef = RowRef()
+    reference: RowRef
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.row.label} vs {self.reference.label}"
+
+
 class Suite(_Model):
     """A suite file."""
 
@@ -274,6 +307,11 @@ class Suite(_Model):
     controls: bool = True
     #: Where SLURM jobs go (``--launcher slurm``); not part of any cell's config.
     cluster: Cluster = Cluster()
+    #: Paired differences against reference rows, per task and across tasks (tables and leaderboard only: not part
+    #: of any cell's config).
+    comparisons: tuple[Comparison, ...] = ()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons",)
 
 
 #: Which model validates the table at a location (list indices left out), for did-you-mean on unknown fields.
@@ -290,6 +328,9 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
     ("cluster",): Cluster,
+    ("comparisons",): Comparison,
+    ("comparisons", "row"): RowRef,
+    ("comparisons", "reference"): RowRef,
 }
 
 
@@ -436,6 +477,31 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} {why}")
     problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
+    problems += _check_comparisons(suite, registry, source)
+    return problems
+
+
+def _check_comparisons(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Each comparison names encoders and objectives of the suite (its controls included), and a reference that is
+    another row."""
+    objectives = [c.name for c in resolved_objectives(suite, registry)[0]] if all(
+        c.name in registry.objectives for c in suite.objectives) else [c.name for c in suite.objectives]
+    encoders = sorted({c.name for c in suite.encoders} | {c.label for c in suite.encoders})
+    problems = []
+    for i, comparison in enumerate(suite.comparisons):
+        for part in ("row", "reference"):
+            ref: RowRef = getattr(comparison, part)
+            if ref.encoder is not None and ref.encoder not in encoders:
+                problems.append(f"{source}: comparisons[{i}].{part}.encoder: {ref.encoder!r} is not an encoder of the "
+                                f"suite{did_you_mean(ref.encoder, encoders)} (encoders: {', '.join(encoders)})")
+            if ref.objective is not None and ref.objective not in objectives:
+                problems.append(f"{source}: comparisons[{i}].{part}.objective: {ref.objective!r} is not an objective "
+                                f"of the suite{did_you_mean(ref.objective, objectives)} (objectives: "
+                                f"{', '.join(objectives)})")
+        if comparison.reference == RowRef():
+            problems.append(f"{source}: comparisons[{i}].reference: name an encoder or an objective to compare with")
+        elif comparison.row == comparison.reference:
+            problems.append(f"{source}: comparisons[{i}]: the row and its reference are the same")
     return problems
 
 

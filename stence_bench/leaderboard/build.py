@@ -29,7 +29,7 @@ from pydantic import ConfigDict
 
 from ..errors import StenceBenchError
 from ..protocol.results import RESULT_DIR, CellResult, load_results
-from ..protocol.tables import LOWER_IS_BETTER, Labels, Row, aggregate, weights_tag
+from ..protocol.tables import LOWER_IS_BETTER, Difference, Labels, Row, aggregate, compare, weights_tag
 from ..specs import OmitWhenDefault
 
 #: The file a run writes beside its results: the validated suite (name, description, protocol).
@@ -223,6 +223,10 @@ class SuitePage(_Model):
     stence_bench_versions: list[str]
     pretraining: list[ProvenanceCell]
     notes: list[str]
+    #: the suite's comparisons (``comparisons =``): per task, then the means over tasks
+    comparisons: list[Difference] = []
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons",)
 
 
 class Site(_Model):
@@ -511,7 +515,18 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
         dataset_fingerprints=sorted({r.dataset_fingerprint for r in results if r.dataset_fingerprint}),
         stence_bench_versions=sorted({r.versions.get("stence-bench", "") for r in results} - {""}),
         pretraining=[_provenance(r) for r in sorted(pretraining, key=_cell_order)], notes=notes,
+        comparisons=_comparisons(suite, evaluations, labels),
     )
+
+
+def _comparisons(suite: dict[str, Any], evaluations: list[CellResult], labels: Labels) -> list[Difference]:
+    """The suite's comparisons (its ``suite.json``'s ``comparisons``) on its results."""
+    from ..suite import Comparison
+
+    listed = [Comparison.model_validate(c) for c in suite.get("comparisons") or []]
+    if not listed:
+        return []
+    return compare(evaluations, listed, labels=labels)
 
 
 STAGE_ORDER = {"pretrain": 0, "linear_probe": 1, "finetune": 2, "zero_shot": 3}

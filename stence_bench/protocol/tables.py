@@ -29,6 +29,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from .results import CellResult
 
@@ -226,32 +227,53 @@ def _seed(*parts: Any) -> int:
     return xxhash.xxh3_64_intdigest("|".join(map(str, parts)).encode()) % (2**32)
 
 
-def aggregate(results: list[CellResult], control: str = "none", labels: Labels | None = None) -> list[Row]:
-    """One row per task x encoder x objective (named by ``labels``, default: from these results) x stage x leads
-    x fraction (see the module's docstring for the numbers)."""
-    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+def row_groups(results: list[CellResult], labels: Labels) -> dict[tuple[Any, ...], list[CellResult]]:
+    """The evaluation results by row: (task, encoder label, objective label, stage, leads, fraction)."""
     groups: dict[tuple[Any, ...], list[CellResult]] = defaultdict(list)
     for r in results:
         c = r.cell
         if c.stage == "pretrain" or c.task is None:
             continue
         groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
+    return groups
 
-    def values_of(cells: list[CellResult]) -> dict[tuple[Any, Any], np.ndarray]:
-        """Each finished cell's resample values by (draw, seed), when they share one resample count."""
-        out = {(r.cell.draw, r.cell.seed): np.asarray([np.nan if v is None else v for v in
-                                                       (r.bootstrap.get("values") or [])], dtype=float)
-               for r in cells if r.status == "done" and r.value is not None}
-        out = {k: v for k, v in out.items() if len(v)}
-        return out if out and len({len(v) for v in out.values()}) == 1 else {}
 
+def values_of(cells: list[CellResult]) -> dict[tuple[Any, Any], np.ndarray]:
+    """Each finished cell's resample values by (draw, seed), when they share one resample count."""
+    out = {(r.cell.draw, r.cell.seed): np.asarray([np.nan if v is None else v for v in
+                                                   (r.bootstrap.get("values") or [])], dtype=float)
+           for r in cells if r.status == "done" and r.value is not None}
+    out = {k: v for k, v in out.items() if len(v)}
+    return out if out and len({len(v) for v in out.values()}) == 1 else {}
+
+
+def paired_resamples(mine: dict[tuple[Any, Any], np.ndarray], reference: dict[tuple[Any, Any], np.ndarray],
+                     metric: str, seed: int, relative: bool = False) -> np.ndarray | None:
+    """The paired difference of a row to a reference row on the shared resamples: each cell paired with the
+    reference's cell of the same draw and seed (the same labelled patients), the pairs resampled with the patients
+    (:func:`two_level`); signed so that positive is better (for MAE and RMSE too). ``relative``: the difference
+    as a share of the reference's value (for MAE and RMSE: the relative reduction, ``1 - row / reference``).
+    ``[B]``, or ``None`` when no cell pairs."""
+    pairs = [k for k in mine if k in reference and len(reference[k]) == len(mine[k])]
+    if not pairs:
+        return None
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diffs = [(mine[k] - reference[k]) / (np.abs(reference[k]) if relative else 1.0) for k in pairs]
+    return sign * two_level(np.stack(diffs), seed)
+
+
+def aggregate(results: list[CellResult], control: str = "none", labels: Labels | None = None) -> list[Row]:
+    """One row per task x encoder x objective (named by ``labels``, default: from these results) x stage x leads
+    x fraction (see the module's docstring for the numbers)."""
+    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+    groups = row_groups(results, labels)
     rows = []
     resampled: dict[int, np.ndarray] = {}  # row index -> its two-level values (for P(best))
     for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         task, enc, obj, stage, leads, fraction = key
         done = [r for r in cells if r.status == "done" and r.value is not None]
         metric = next((r.metric for r in cells if r.metric), "")
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         values = np.array([r.value for r in done], dtype=float)
         mine = values_of(done)
         row = Row(task=task, encoder=enc, objective=obj, stage=stage, leads=leads, fraction=fraction,
@@ -269,11 +291,9 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
             resampled[len(rows)] = boot
         subgroup_summary(row, done, _seed("subgroup", *key))
         if obj != control and mine:
-            ctrl = values_of([r for r in groups.get((task, enc, control, stage, leads, fraction), [])
-                              if r.status == "done"])
-            pairs = [k for k in mine if k in ctrl and len(ctrl[k]) == len(mine[k])]
-            if pairs:
-                d = sign * two_level(np.stack([mine[k] - ctrl[k] for k in pairs]), _seed("diff", *key))
+            d = paired_resamples(mine, values_of(groups.get((task, enc, control, stage, leads, fraction), [])),
+                                 metric, _seed("diff", *key))
+            if d is not None:
                 row.diff = float(np.nanmean(d))
                 row.diff_low, row.diff_high = _interval(d)
                 row.diff_excludes_zero = row.diff_low is not None and (row.diff_low > 0 or row.diff_high < 0)
@@ -309,10 +329,142 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
     return rows
 
 
+class Difference(BaseModel):
+    """A row against a reference row: on one task (``task``), or the mean over the suite's tasks that share the
+    metric (``task`` None, ``tasks`` listed): the mean gain (positive = better), for MAE and RMSE as the relative
+    reduction ``1 - row / reference`` across tasks (their units differ), with its interval and p-value."""
+
+    comparison: str
+    task: str | None
+    encoder: str
+    objective: str
+    reference_encoder: str
+    reference_objective: str
+    stage: str
+    leads: str
+    fraction: float | None
+    metric: str
+    #: ``difference`` (the metric's, positive = better) or ``relative reduction`` (MAE, RMSE across tasks)
+    measure: str
+    mean: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    #: Holm-adjusted over the comparison's differences within a task and stage (per-task rows only)
+    p_holm: float | None = None
+    significant: bool = False
+    tasks: list[str] = []
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _find(labels: set[str], names: dict[str, str], wanted: str | None, own: str) -> str | None:
+    """The row label a comparison names: ``own`` when it names none; a label equal to ``wanted``, else the one label
+    whose bare name is ``wanted`` (``None``: none or several)."""
+    if wanted is None:
+        return own
+    if wanted in labels:
+        return wanted
+    found = [label for label in labels if names[label] == wanted]
+    return found[0] if len(found) == 1 else None
+
+
+def compare(results: list[CellResult], comparisons: Iterable[Any], labels: Labels | None = None) -> list[Difference]:
+    """The suite's comparisons (:class:`stence_bench.suite.Comparison`: a row and a reference row) as paired
+    differences on the shared resamples (:func:`paired_resamples`, the same as the differences to the control):
+    one per task x matching row x stage x leads x fraction, Holm-corrected per comparison, task and stage; then,
+    per matching row x stage x leads x fraction and metric, the mean over the tasks that have the pair, its interval
+    the resample-wise mean of the tasks' two-level differences (each task's resamples are its own: tasks count as
+    independent), measured as a difference, or for MAE and RMSE as a relative reduction."""
+    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+    groups = row_groups(results, labels)
+    encoders = {key[1]: next(r.cell.encoder for r in cells) for key, cells in groups.items()}
+    objectives = {key[2]: next(r.cell.objective for r in cells) for key, cells in groups.items()}
+    out: list[Difference] = []
+    for comparison in comparisons:
+        name = comparison.label
+        per_task: list[tuple[tuple[Any, ...], Difference, np.ndarray, np.ndarray | None]] = []
+        for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            task, enc, obj, stage, leads, fraction = key
+            row_enc = _find(set(encoders), encoders, comparison.row.encoder, enc)
+            row_obj = _find(set(objectives), objectives, comparison.row.objective, obj)
+            if (row_enc, row_obj) != (enc, obj):
+                continue
+            ref_enc = _find(set(encoders), encoders, comparison.reference.encoder, enc)
+            ref_obj = _find(set(objectives), objectives, comparison.reference.objective, obj)
+            if ref_enc is None or ref_obj is None or (ref_enc, ref_obj) == (enc, obj):
+                continue
+            reference = groups.get((task, ref_enc, ref_obj, stage, leads, fraction), [])
+            mine, ref = values_of(cells), values_of(reference)
+            metric = next((r.metric for r in cells if r.metric), "")
+            d = paired_resamples(mine, ref, metric, _seed("compare", name, *key))
+            if d is None:
+                continue
+            relative = (paired_resamples(mine, ref, metric, _seed("compare", name, *key), relative=True)
+                        if metric in LOWER_IS_BETTER else None)
+            low, high = _interval(d)
+            diff = Difference(comparison=name, task=task, encoder=enc, objective=obj, reference_encoder=ref_enc,
+                              reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
+                              measure="difference", mean=float(np.nanmean(d)), low=low, high=high,
+                              p_value=bootstrap_p_value(d))
+            per_task.append((key, diff, d, relative))
+        families: dict[tuple[str, str], list[Difference]] = defaultdict(list)
+        for _, diff, _, _ in per_task:
+            if diff.p_value is not None:
+                families[(str(diff.task), diff.stage)].append(diff)
+        for members in families.values():
+            for diff, p in zip(members, holm([m.p_value for m in members])):  # type: ignore[misc]
+                diff.p_holm, diff.significant = p, p <= ALPHA
+        out += [diff for _, diff, _, _ in per_task]
+        summaries: dict[tuple[Any, ...], list[tuple[str, np.ndarray]]] = defaultdict(list)
+        for key, diff, d, relative in per_task:
+            task, enc, obj, stage, leads, fraction = key
+            vector = relative if relative is not None else d
+            summaries[(enc, obj, diff.reference_encoder, diff.reference_objective, stage, leads, fraction,
+                       diff.metric)].append((task, vector))
+        for (enc, obj, ref_enc, ref_obj, stage, leads, fraction, metric), members in summaries.items():
+            if len({len(v) for _, v in members}) != 1:
+                continue  # tasks bootstrapped with other resample counts
+            stacked = np.stack([v for _, v in members])
+            mean_vector = stacked.mean(axis=0)  # a resample undefined on one task is undefined
+            low, high = _interval(mean_vector)
+            out.append(Difference(
+                comparison=name, task=None, encoder=enc, objective=obj, reference_encoder=ref_enc,
+                reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
+                measure="relative reduction" if metric in LOWER_IS_BETTER else "difference",
+                mean=float(np.mean(np.nanmean(stacked, axis=1))), low=low, high=high,
+                p_value=bootstrap_p_value(mean_vector), tasks=[t for t, _ in members]))
+    return out
+
+
 def _num(v: float | None, signed: bool = False) -> str:
     if v is None:
         return "-"
     return f"{v:+.3f}" if signed else f"{v:.3f}"
+
+
+def comparisons_table(differences: list[Difference]) -> str:
+    """The comparisons as text: per task, then the means over tasks."""
+    from ..cli import format_table
+
+    table = []
+    for d in differences:
+        value = (f"{d.mean * 100:+.1f} %" if d.measure == "relative reduction" and d.mean is not None
+                 else _num(d.mean, True))
+        interval = (f"[{d.low * 100:+.1f}, {d.high * 100:+.1f}] %" if d.measure == "relative reduction"
+                    and d.low is not None and d.high is not None else f"[{_num(d.low, True)}, {_num(d.high, True)}]")
+        what = d.task if d.task is not None else f"mean of {len(d.tasks)} task{'s' * (len(d.tasks) != 1)}"
+        measure = d.metric + (" reduction" if d.metric in LOWER_IS_BETTER else " gain")
+        table.append([d.comparison, what, d.stage, f"{d.encoder} {d.objective}",
+                      f"{d.reference_encoder} {d.reference_objective}", d.leads if d.leads != "all" else "",
+                      "-" if d.fraction is None else f"{d.fraction:g}", measure,
+                      value + (" *" if d.significant else ""), interval])
+    headers = ["comparison", "task", "stage", "row", "reference", "lead", "fraction", "measure", "mean", "95% CI"]
+    note = ("\nPaired on the shared resamples (draw by draw); positive = better. * Holm-adjusted p <= 0.05 per "
+            "comparison, task and stage. Means over tasks: MAE and RMSE as the relative reduction "
+            "(1 - row / reference), other metrics as the difference; their interval is the resample-wise mean of "
+            "the tasks' paired differences.")
+    return format_table(headers, table) + note
 
 
 def results_table(results: list[CellResult], *, task_pattern: str | None = None) -> str:
