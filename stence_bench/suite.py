@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -28,7 +29,13 @@ from .registry import Registry
 from .specs import Name, OmitWhenDefault, WeightsLayout
 
 Stage = Literal["linear_probe", "finetune", "zero_shot"]
-LeadSet = Literal["all", "I"]
+#: ``all`` (the encoder's own leads), or lead names joined by ``+``: ``I`` (lead I alone), ``I+II``, ``II+V5``.
+LeadSet = Annotated[str, StringConstraints(pattern=r"^(all|[A-Za-z0-9]+(\+[A-Za-z0-9]+)*)$")]
+
+
+def lead_names(leads: str, own: Sequence[str]) -> tuple[str, ...]:
+    """The leads a lead set names: ``own`` (the encoder's) for ``all``, else the ``+``-joined names."""
+    return tuple(own) if leads == "all" else tuple(leads.split("+"))
 SUITE_PACKAGE = "stence_bench_leaderboards"
 
 
@@ -106,6 +113,11 @@ class Pretraining(_Model):
     #: (flagged as contamination on the leaderboard). Validation and test *patients* of every task are always
     #: kept out of pretraining.
     test_overlap: Literal["refuse", "exclude", "allow"] = "refuse"
+    #: The leads pretraining sees (a lead set, as ``protocol.leads``): ``I`` pretrains on lead I alone, the other
+    #: leads zero, on the records that have it (CLEF's lead-I pretraining).
+    leads: LeadSet = "all"
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("leads",)
 
 
 class Finetuning(_Model):
@@ -163,7 +175,9 @@ class Protocol(_Model):
     #: Draws per fraction below 1 (a fraction of 1 is the whole split: one draw).
     draws: Annotated[int, Field(ge=1)] = 3
     seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
-    #: ``all``: the encoder's own leads; ``I``: lead I alone (single-lead use).
+    #: Lead sets every cell is evaluated on: ``all`` (the encoder's own leads), ``I`` (lead I alone: single-lead
+    #: use), or names joined by ``+`` (``I+II``: reduced-lead use); the other leads are zero. A record is scored on a
+    #: lead set only when it has every lead of it (a single-lead record on ``I``, never on ``all``).
     leads: Annotated[tuple[LeadSet, ...], Field(min_length=1)] = ("all",)
     #: Bootstrap resamples over test patients for confidence intervals.
     bootstrap: Annotated[int, Field(ge=0)] = 1000
@@ -478,6 +492,30 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
     problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
     problems += _check_comparisons(suite, registry, source)
+    problems += _check_lead_sets(suite, registry, source)
+    return problems
+
+
+def _check_lead_sets(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Every lead set names leads of every encoder of the suite, each once."""
+    problems = []
+    sets = [(f"protocol.leads[{i}]", leads) for i, leads in enumerate(suite.protocol.leads)]
+    sets.append(("protocol.pretrain.leads", suite.protocol.pretrain.leads))
+    for where, leads in sets:
+        if leads == "all":
+            continue
+        names = lead_names(leads, ())
+        if len(set(names)) != len(names):
+            problems.append(f"{source}: {where}: {leads!r} names a lead twice")
+            continue
+        for i, choice in enumerate(suite.encoders):
+            if choice.name not in registry.encoders:
+                continue
+            own = registry.encoders.get(choice.name).leads
+            lacking = [n for n in names if n not in own]
+            if lacking:
+                problems.append(f"{source}: {where}: encoder {choice.label!r} (encoders[{i}]) has no lead "
+                                f"{', '.join(lacking)}{did_you_mean(lacking[0], own)} (its leads: {', '.join(own)})")
     return problems
 
 

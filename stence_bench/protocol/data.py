@@ -41,7 +41,7 @@ from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
-from ..suite import DataSource, Suite
+from ..suite import DataSource, Suite, lead_names
 from ..task_data import TaskSource
 
 Echo = Callable[[str], None]
@@ -149,12 +149,15 @@ class Dataset:
 
 
 def lead_mask(spec: EncoderSpec, leads: str) -> torch.Tensor | None:
-    """``all``: no mask; ``I``: lead I alone, every other lead zeroed (single-lead use of a 12-lead encoder)."""
+    """``all``: no mask; ``I``: lead I alone, every other lead zeroed (single-lead use of a 12-lead encoder);
+    ``I+II``: those leads (reduced-lead use)."""
     if leads == "all":
         return None
-    if leads not in spec.leads:
-        raise DataError(f"encoder {spec.name!r} has no lead {leads!r} (its leads: {', '.join(spec.leads)})")
-    return torch.tensor([1.0 if lead == leads else 0.0 for lead in spec.leads])
+    names = lead_names(leads, spec.leads)
+    lacking = [name for name in names if name not in spec.leads]
+    if lacking:
+        raise DataError(f"encoder {spec.name!r} has no lead {', '.join(lacking)} (its leads: {', '.join(spec.leads)})")
+    return torch.tensor([1.0 if lead in names else 0.0 for lead in spec.leads])
 
 
 class Progress:
@@ -378,7 +381,7 @@ class Workspace:
             train = [rid for rid in view.record_ids if split.get(rid) == "train"] or view.record_ids
             scaler = view.fit_standardizer(train)
         windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded,
-                          units=dataset.store.info.units)
+                          units=dataset.store.info.units, present=view.present)
         self._windows[key] = windows
         return windows
 

@@ -37,7 +37,7 @@ from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
-from ..suite import Cell
+from ..suite import Cell, lead_names
 from . import distributed
 from .data import Workspace, lead_mask
 from .partial import finetuning_parameters, trainable_count
@@ -70,15 +70,20 @@ class TaskData:
         return np.flatnonzero(self.split == name)
 
 
-def task_data(ws: Workspace, task: TaskSpec, windows: Windows) -> TaskData:
+def task_data(ws: Workspace, task: TaskSpec, windows: Windows, leads: str = "all") -> TaskData:
+    """The task's labelled records in ``windows`` that have every lead of the lead set ``leads`` (a single-lead
+    record is scored on ``I``, never on ``all``), with their split, labels, patients and subgroups."""
     dataset = ws.dataset(task.dataset)
     labels = ws.labels(task)
     split_of = dict(zip(dataset.records["record_id"], dataset.split(task.split, ws.suite.protocol.split_seed)))
     patient_of = dict(zip(dataset.patients.index, dataset.patients.to_numpy()))
-    keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index]
+    has = windows.has_leads(lead_names(leads, windows.spec.leads))
+    keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index and has[i]]
     ids = np.array([windows.record_ids[i] for i in keep], dtype=object)
     if not len(ids):
-        raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label")
+        lacking = sum(rid in labels.index for rid in windows.record_ids) if not has.all() else 0
+        why = f" and leads {leads}" if lacking else ""
+        raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label{why}")
     y = labels.reindex(ids).to_numpy(dtype=np.float64)
     split = np.array([split_of[rid] for rid in ids])
     for name in ("train", "val", "test"):
@@ -329,7 +334,7 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
     task = registry.tasks.get(cell.task)
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     cached = cached_embeddings(cell, ws, registry, root, task)  # memory-mapped: only the rows read are loaded
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
@@ -409,7 +414,7 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
     task = registry.tasks.get(cell.task)
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
     mask = lead_mask(spec, cell.leads)
@@ -520,7 +525,7 @@ def zero_shot(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict
         raise StenceBenchError(f"objective {cell.objective!r} has no text side for zero-shot evaluation")
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     names = ["positive", "negative"] if task.task_kind == "binary" else data.classes
     missing = [n for n in names if n not in task.prompts]
     if missing:
