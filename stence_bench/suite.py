@@ -164,6 +164,15 @@ class Subgroups(_Model):
         return self
 
 
+class External(_Model):
+    """External validation of a task: trained (and tuned) on its own dataset's training and validation patients,
+    tested on every labelled record of each of ``datasets`` (other sources the task's labels are defined on: the same
+    layout and tables, or a layout giving the same classes)."""
+
+    task: str
+    datasets: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
 class Protocol(_Model):
     """How every task x encoder x objective is evaluated."""
 
@@ -187,8 +196,11 @@ class Protocol(_Model):
     finetune: Finetuning = Finetuning()
     linear_probe: LinearProbe = LinearProbe()
     subgroups: Subgroups = Subgroups()
+    #: External validation: a task's linear probes and finetunes also tested on other datasets (cells of their own,
+    #: their key naming the test dataset), beside the internal ones on the leaderboard.
+    external: tuple[External, ...] = ()
 
-    _omit_when_default: ClassVar[tuple[str, ...]] = ("subgroups",)
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("subgroups", "external")
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -339,6 +351,7 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol", "finetune"): Finetuning,
     ("protocol", "linear_probe"): LinearProbe,
     ("protocol", "subgroups"): Subgroups,
+    ("protocol", "external"): External,
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
     ("cluster",): Cluster,
@@ -493,6 +506,32 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
     problems += _contained_test_data(suite, registry, source)
     problems += _check_comparisons(suite, registry, source)
     problems += _check_lead_sets(suite, registry, source)
+    problems += _check_external(suite, registry, source)
+    return problems
+
+
+def _check_external(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Each external validation names a task of the suite and other datasets with a source."""
+    problems = []
+    provided = suite.data.provided()
+    seen: set[tuple[str, str]] = set()
+    for i, external in enumerate(suite.protocol.external):
+        where = f"{source}: protocol.external[{i}]"
+        if external.task not in suite.tasks:
+            problems.append(f"{where}.task: {external.task!r} is not a task of the suite"
+                            f"{did_you_mean(external.task, suite.tasks)} (tasks: {', '.join(suite.tasks)})")
+            continue
+        own = registry.tasks.get(external.task).dataset if external.task in registry.tasks else None
+        for j, name in enumerate(external.datasets):
+            if name == own:
+                problems.append(f"{where}.datasets[{j}]: {name!r} is task {external.task!r}'s own dataset (its test "
+                                "split is the internal result)")
+            elif name not in provided:
+                problems.append(f"{where}.datasets[{j}]: dataset {name!r} has no source{did_you_mean(name, provided)} "
+                                f"(add [data.sources.{name}] path = \"...\"; sources: {', '.join(provided) or 'none'})")
+            elif (external.task, name) in seen:
+                problems.append(f"{where}.datasets[{j}]: task {external.task!r} is tested on {name!r} twice")
+            seen.add((external.task, name))
     return problems
 
 
@@ -885,8 +924,11 @@ class Cell(_Model):
     #: The encoder entry's given weights (``weights =`` in the suite): loaded by every objective but the random-init
     #: control, whose cells name them only to sit beside them (:attr:`ObjectiveSpec.loads_weights`).
     weights: CellWeights | None = None
+    #: External validation: the dataset tested on (trained and tuned on the task's own); None: the task's own test
+    #: split.
+    test_dataset: str | None = None
 
-    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights",)
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights", "test_dataset")
 
     def pretrain_cell(self) -> Cell | None:
         """The pretraining cell whose checkpoint this evaluation starts from (``None`` without pretraining)."""
@@ -909,6 +951,8 @@ class Cell(_Model):
         if self.fraction is not None:
             parts.append(f"f={self.fraction:g} d={self.draw}")
         parts.append(f"seed {self.seed}" + ("" if self.leads == "all" else f" lead {self.leads}"))
+        if self.test_dataset is not None:
+            parts.append(f"tested on {self.test_dataset}")
         return " ".join(parts)
 
     @property
@@ -1026,6 +1070,9 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                 out[f"modality.{modality}"] = registry.fingerprint("modality", name)
         return out
 
+    external: dict[str, list[str]] = {}
+    for item in proto.external:
+        external.setdefault(item.task, []).extend(d for d in item.datasets if d not in external.get(item.task, []))
     cells: list[Cell] = []
     for seed in proto.seeds:
         for enc, given in zip(suite.encoders, weights):
@@ -1066,8 +1113,9 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                                 continue
                             for fraction in proto.fractions:
                                 for draw in range(1 if fraction == 1.0 else proto.draws):
-                                    cells.append(
-                                        Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
-                                             **common, **extra)
-                                    )
+                                    for test in (None, *external.get(task, ())):
+                                        cells.append(
+                                            Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
+                                                 test_dataset=test, **common, **extra)
+                                        )
     return cells

@@ -304,7 +304,8 @@ class Workspace:
         return self._labels[task.name]
 
     def held_out(self) -> HeldOut:
-        """Every validation and test record of every task of the suite, by (namespace, patient) and by signal."""
+        """Every validation and test record of every task of the suite (and every record of an external test set),
+        by (namespace, patient) and by signal."""
         if self._held_out is None:
             seed = self.suite.protocol.split_seed
             held = HeldOut()
@@ -316,6 +317,13 @@ class Workspace:
                 held.patients.update((dataset.namespace, p) for p in dataset.patients.reindex(ids).to_numpy())
                 for checksum, rid in zip(dataset.checksums.reindex(ids).to_numpy(), ids):
                     held.signals.setdefault(str(checksum), (task.name, dataset.name, str(rid)))
+            for external in self.suite.protocol.external:  # an external test set: every record of it
+                for name in external.datasets:
+                    dataset = self.dataset(name)
+                    ids = dataset.records["record_id"].to_numpy()
+                    held.patients.update((dataset.namespace, p) for p in dataset.patients.reindex(ids).to_numpy())
+                    for checksum, rid in zip(dataset.checksums.reindex(ids).to_numpy(), ids):
+                        held.signals.setdefault(str(checksum), (external.task, dataset.name, str(rid)))
             self._held_out = held
         return self._held_out
 

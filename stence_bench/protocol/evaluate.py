@@ -69,13 +69,23 @@ class TaskData:
     def part(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
 
+    def take(self, positions: np.ndarray) -> TaskData:
+        """These records only."""
+        return TaskData(task=self.task, rows=self.rows[positions], record_ids=self.record_ids[positions],
+                        patients=self.patients[positions], y=self.y[positions], split=self.split[positions],
+                        classes=self.classes, subgroup_names=self.subgroup_names,
+                        subgroups=None if self.subgroups is None else self.subgroups[positions],
+                        subgroup_min_patients=self.subgroup_min_patients)
 
-def task_data(ws: Workspace, task: TaskSpec, windows: Windows, leads: str = "all") -> TaskData:
+
+def task_data(ws: Workspace, task: TaskSpec, windows: Windows, leads: str = "all", whole: bool = False) -> TaskData:
     """The task's labelled records in ``windows`` that have every lead of the lead set ``leads`` (a single-lead
-    record is scored on ``I``, never on ``all``), with their split, labels, patients and subgroups."""
+    record is scored on ``I``, never on ``all``), with their split, labels, patients and subgroups. ``whole``: every
+    record is a test record (an external test set)."""
     dataset = ws.dataset(task.dataset)
     labels = ws.labels(task)
-    split_of = dict(zip(dataset.records["record_id"], dataset.split(task.split, ws.suite.protocol.split_seed)))
+    split_of = {} if whole else dict(zip(dataset.records["record_id"],
+                                         dataset.split(task.split, ws.suite.protocol.split_seed)))
     patient_of = dict(zip(dataset.patients.index, dataset.patients.to_numpy()))
     has = windows.has_leads(lead_names(leads, windows.spec.leads))
     keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index and has[i]]
@@ -85,8 +95,8 @@ def task_data(ws: Workspace, task: TaskSpec, windows: Windows, leads: str = "all
         why = f" and leads {leads}" if lacking else ""
         raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label{why}")
     y = labels.reindex(ids).to_numpy(dtype=np.float64)
-    split = np.array([split_of[rid] for rid in ids])
-    for name in ("train", "val", "test"):
+    split = np.array(["test"] * len(ids)) if whole else np.array([split_of[rid] for rid in ids])
+    for name in ("test",) if whole else ("train", "val", "test"):
         if not (split == name).any():
             raise StenceBenchError(f"task {task.name!r}: the {name} split is empty ({len(ids)} labelled records)")
     settings = ws.suite.protocol.subgroups
@@ -107,6 +117,64 @@ def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
     masks = label_fractions(data.patients[train], labels, ws.suite.protocol.fractions, draw=cell.draw or 0,
                             seed=ws.suite.protocol.split_seed)
     return train[np.asarray(masks[cell.fraction], dtype=bool)]
+
+
+# -- external validation ---------------------------------------------------------------------------------------
+
+
+def external_task(task: TaskSpec, dataset: str) -> TaskSpec:
+    """The task's labels read on another dataset (its own labels cache entry, ``task@dataset``)."""
+    return task.model_copy(update={"dataset": dataset, "name": f"{task.name}@{dataset}"})
+
+
+@dataclass
+class External:
+    """An external test set: the task's labelled records of another dataset that have the cell's leads, less any
+    whose patient (same patient namespace) or signal is one of the internal training or validation records."""
+
+    task: TaskSpec
+    windows: Windows
+    data: TaskData
+    #: records left out for their overlap with the internal training and validation records
+    dropped: int
+
+
+def external_data(ws: Workspace, task: TaskSpec, internal: TaskData, cell: Cell, spec: Any) -> External:
+    """The cell's external test set (``cell.test_dataset``), checked to have the task's classes."""
+    name = str(cell.test_dataset)
+    ext_task = external_task(task, name)
+    windows = ws.windows(name, spec)
+    data = task_data(ws, ext_task, windows, cell.leads, whole=True)
+    if data.classes != internal.classes:
+        raise StenceBenchError(f"task {task.name!r} on dataset {name!r} gives classes {data.classes}, not the "
+                               f"{internal.classes} of {task.dataset!r}: it cannot be tested there")
+    own, other = ws.dataset(task.dataset), ws.dataset(name)
+    seen = np.concatenate([internal.part("train"), internal.part("val")])
+    checksums = set(own.checksums.reindex(internal.record_ids[seen]).astype(str))
+    overlap = np.array([str(c) in checksums for c in other.checksums.reindex(data.record_ids).to_numpy()], dtype=bool)
+    if own.namespace == other.namespace:
+        patients = set(internal.patients[seen])
+        overlap |= np.isin(data.patients, list(patients))
+    keep = np.flatnonzero(~overlap)
+    if not len(keep):
+        raise StenceBenchError(f"task {task.name!r}: every labelled record of dataset {name!r} is a training or "
+                               f"validation record (or patient) of {task.dataset!r}: nothing external to test on")
+    return External(task=ext_task, windows=windows, data=data.take(keep), dropped=int(overlap.sum()))
+
+
+def scoring_data(internal: TaskData, external: External) -> TaskData:
+    """What an externally tested cell is scored on: the internal validation records (thresholds) and the external
+    records as its test split (their subgroups)."""
+    val, ext = internal.part("val"), external.data
+    groups = ext.subgroups if ext.subgroups is not None else np.zeros((len(ext.record_ids), 0), dtype=bool)
+    return TaskData(task=internal.task, rows=np.zeros(len(val) + len(ext.rows), dtype=np.int64),
+                    record_ids=np.concatenate([internal.record_ids[val], ext.record_ids]),
+                    patients=np.concatenate([internal.patients[val], ext.patients]),
+                    y=np.concatenate([internal.y[val], ext.y]),
+                    split=np.array(["val"] * len(val) + ["test"] * len(ext.record_ids)), classes=internal.classes,
+                    subgroup_names=ext.subgroup_names,
+                    subgroups=np.concatenate([np.zeros((len(val), groups.shape[1]), dtype=bool), groups]),
+                    subgroup_min_patients=ext.subgroup_min_patients)
 
 
 # -- embeddings ----------------------------------------------------------------------------------------------
@@ -339,6 +407,11 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
     x_train, x_val, x_test = (np.asarray(cached[data.rows[part]]) for part in (train, val, test))
+    external = scored = None
+    if cell.test_dataset is not None:  # external validation: the same probe, tested on the other dataset
+        external = external_data(ws, task, data, cell, spec)
+        x_test = np.asarray(cached_embeddings(cell, ws, registry, root, external.task)[external.data.rows])
+        scored = scoring_data(data, external)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
     x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
     grid = sorted(ws.suite.protocol.linear_probe.c_grid)
@@ -353,13 +426,20 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
         if better:
             best = (c, value, val_pred, test_pred)
     assert best is not None
-    result = score_cell(task, data, best[2], best[3], ws.suite.protocol.bootstrap,
-                        bootstrap_seed(task, ws.suite.protocol.split_seed))
-    result["train"] = _train_info(data, train)
+    result = score_cell(task, scored if scored is not None else data, best[2], best[3], ws.suite.protocol.bootstrap,
+                        bootstrap_seed(external.task if external else task, ws.suite.protocol.split_seed))
+    result["train"] = {**_train_info(data, train), **_external_info(external)}
     result["selected"] = {"c": best[0], "val_" + _selection_metric(task): _float(best[1])}
     result["weights"] = given_weights_report(cell, registry, root)
     result["wall_s"] = time.perf_counter() - started
     return result
+
+
+def _external_info(external: External | None) -> dict[str, Any]:
+    if external is None:
+        return {}
+    return {"tested_on": {"dataset": external.task.dataset, "records": len(external.data.record_ids),
+                          "patients": len(set(external.data.patients)), "dropped_overlap": external.dropped}}
 
 
 def _selection_metric(task: TaskSpec) -> str:
@@ -417,6 +497,8 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
     data = task_data(ws, task, windows, cell.leads)
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
+    # external validation: the finetuned model is tested on the other dataset (checked before any training)
+    external = external_data(ws, task, data, cell, spec) if cell.test_dataset is not None else None
     mask = lead_mask(spec, cell.leads)
     encoder, _ = encoder_for(cell, registry, root)
     regression = task.task_kind == "regression"
@@ -454,14 +536,19 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
         return {}  # rank 0 predicts, scores and writes the result
     model.load_state_dict(best_state)
     val_out = window_mean(model, windows, data.rows[val], mask)
-    test_out = window_mean(model, windows, data.rows[test], mask)
+    if external is not None:  # external validation: the same finetuned model, tested on the other dataset
+        test_out = window_mean(model, external.windows, external.data.rows, mask)
+    else:
+        test_out = window_mean(model, windows, data.rows[test], mask)
     if regression:
         val_out, test_out = val_out * scale + centre, test_out * scale + centre
     else:
         val_out, test_out = 1 / (1 + np.exp(-val_out)), 1 / (1 + np.exp(-test_out))
-    result = score_cell(task, data, val_out, test_out, ws.suite.protocol.bootstrap,
-                        bootstrap_seed(task, ws.suite.protocol.split_seed))
-    result["train"] = {**_train_info(data, train), "trained_weights": trainable_count(groups)}
+    result = score_cell(task, scoring_data(data, external) if external else data, val_out, test_out,
+                        ws.suite.protocol.bootstrap,
+                        bootstrap_seed(external.task if external else task, ws.suite.protocol.split_seed))
+    result["train"] = {**_train_info(data, train), "trained_weights": trainable_count(groups),
+                       **_external_info(external)}
     result["selected"] = {"epoch": best_epoch, "epochs_run": epochs_run, "val_loss": best_loss}
     result["weights"] = getattr(encoder, "given_weights", None)
     result["wall_s"] = time.perf_counter() - started

@@ -258,7 +258,7 @@ def versions(registry: Any) -> dict[str, str]:
 
 def paired_differences(results: list[CellResult], control: str = "none") -> list[CellResult]:
     """Fill ``vs_control`` of every finished evaluation result whose random-init control (same task, encoder,
-    stage, fraction, draw, seed, leads) has finished: the difference of the main metric on the same bootstrap
+    stage, fraction, draw, seed, leads, test dataset) has finished: the difference of the main metric on the same bootstrap
     resamples. Returns the results that changed (the caller rewrites them)."""
     from ..metrics import paired_difference
 
@@ -266,7 +266,7 @@ def paired_differences(results: list[CellResult], control: str = "none") -> list
         c = r.cell
         weights = json.dumps(c.weights.identity(), sort_keys=True) if c.weights is not None else None
         return (c.stage, c.task, c.encoder, c.preset, json.dumps(c.encoder_options, sort_keys=True), c.seed,
-                c.fraction, c.draw, c.leads, weights)
+                c.fraction, c.draw, c.leads, weights, c.test_dataset)
 
     controls = {match_key(r): r for r in results if r.status == "done" and r.cell.objective == control
                 and r.cell.stage != "pretrain"}

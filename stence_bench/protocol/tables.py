@@ -69,6 +69,8 @@ class Row:
     n_stale: int = 0
     #: each prespecified subgroup's mean over the row's cells (None where undefined in some cell)
     subgroups: dict[str, float | None] = dataclass_field(default_factory=dict)
+    #: external validation: the dataset tested on (None: the task's own test split)
+    test_dataset: str | None = None
     #: the worst subgroup with enough test patients (``protocol.subgroups.min_patients`` in every cell), its mean and
     #: interval (the two-level bootstrap of the row's cells on their shared resamples, as the row's own)
     worst_subgroup: str | None = None
@@ -228,13 +230,14 @@ def _seed(*parts: Any) -> int:
 
 
 def row_groups(results: list[CellResult], labels: Labels) -> dict[tuple[Any, ...], list[CellResult]]:
-    """The evaluation results by row: (task, encoder label, objective label, stage, leads, fraction)."""
+    """The evaluation results by row: (task, encoder label, objective label, stage, leads, fraction, test dataset)."""
     groups: dict[tuple[Any, ...], list[CellResult]] = defaultdict(list)
     for r in results:
         c = r.cell
         if c.stage == "pretrain" or c.task is None:
             continue
-        groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
+        groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction,
+                c.test_dataset)].append(r)
     return groups
 
 
@@ -271,7 +274,8 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
     rows = []
     resampled: dict[int, np.ndarray] = {}  # row index -> its two-level values (for P(best))
     for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        task, enc, obj, stage, leads, fraction = key
+        task, enc, obj, stage, leads, fraction, test = key
+        seed_key = key[:6] if test is None else key  # internal rows keep their seeds (their intervals unchanged)
         done = [r for r in cells if r.status == "done" and r.value is not None]
         metric = next((r.metric for r in cells if r.metric), "")
         values = np.array([r.value for r in done], dtype=float)
@@ -281,18 +285,18 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
                   mean=float(values.mean()) if len(values) else None, ci_low=None, ci_high=None,
                   spread=float(values.std()) if len(values) > 1 else None,
                   diff=None, diff_low=None, diff_high=None, diff_excludes_zero=False,
-                  n_stale=sum(r.stale is not None for r in done))
+                  n_stale=sum(r.stale is not None for r in done), test_dataset=test)
         if mine:
             stacked = np.stack(list(mine.values()))
             row.ci_patients_low, row.ci_patients_high = _interval(stacked.mean(axis=0))
-            boot = two_level(stacked, _seed(*key))
+            boot = two_level(stacked, _seed(*seed_key))
             row.ci_low, row.ci_high = _interval(boot)
             row.ci_kind = "patients" if len(stacked) == 1 else "cells+patients"
             resampled[len(rows)] = boot
-        subgroup_summary(row, done, _seed("subgroup", *key))
+        subgroup_summary(row, done, _seed("subgroup", *seed_key))
         if obj != control and mine:
-            d = paired_resamples(mine, values_of(groups.get((task, enc, control, stage, leads, fraction), [])),
-                                 metric, _seed("diff", *key))
+            d = paired_resamples(mine, values_of(groups.get((task, enc, control, stage, leads, fraction, test), [])),
+                                 metric, _seed("diff", *seed_key))
             if d is not None:
                 row.diff = float(np.nanmean(d))
                 row.diff_low, row.diff_high = _interval(d)
@@ -302,12 +306,12 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
 
     # Holm over each task x stage; P(best) within each column
     families: dict[tuple[str, str], list[int]] = defaultdict(list)
-    columns: dict[tuple[str, str, str, float | None], list[int]] = defaultdict(list)
+    columns: dict[tuple[str, str, str, float | None, str | None], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         if row.p_value is not None:
             families[(row.task, row.stage)].append(i)
         if i in resampled:
-            columns[(row.task, row.stage, row.leads, row.fraction)].append(i)
+            columns[(row.task, row.stage, row.leads, row.fraction, row.test_dataset)].append(i)
     for members in families.values():
         for i, p in zip(members, holm([rows[i].p_value for i in members])):  # type: ignore[misc]
             rows[i].p_holm = p
@@ -350,6 +354,8 @@ class Difference(BaseModel):
     low: float | None
     high: float | None
     p_value: float | None
+    #: external validation: the dataset tested on (``external`` for a mean over externally tested tasks)
+    test_dataset: str | None = None
     #: Holm-adjusted over the comparison's differences within a task and stage (per-task rows only)
     p_holm: float | None = None
     significant: bool = False
@@ -385,7 +391,7 @@ def compare(results: list[CellResult], comparisons: Iterable[Any], labels: Label
         name = comparison.label
         per_task: list[tuple[tuple[Any, ...], Difference, np.ndarray, np.ndarray | None]] = []
         for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-            task, enc, obj, stage, leads, fraction = key
+            task, enc, obj, stage, leads, fraction, test = key
             row_enc = _find(set(encoders), encoders, comparison.row.encoder, enc)
             row_obj = _find(set(objectives), objectives, comparison.row.objective, obj)
             if (row_enc, row_obj) != (enc, obj):
@@ -394,35 +400,36 @@ def compare(results: list[CellResult], comparisons: Iterable[Any], labels: Label
             ref_obj = _find(set(objectives), objectives, comparison.reference.objective, obj)
             if ref_enc is None or ref_obj is None or (ref_enc, ref_obj) == (enc, obj):
                 continue
-            reference = groups.get((task, ref_enc, ref_obj, stage, leads, fraction), [])
+            reference = groups.get((task, ref_enc, ref_obj, stage, leads, fraction, test), [])
             mine, ref = values_of(cells), values_of(reference)
             metric = next((r.metric for r in cells if r.metric), "")
-            d = paired_resamples(mine, ref, metric, _seed("compare", name, *key))
+            seed = _seed("compare", name, *(key[:6] if test is None else key))
+            d = paired_resamples(mine, ref, metric, seed)
             if d is None:
                 continue
-            relative = (paired_resamples(mine, ref, metric, _seed("compare", name, *key), relative=True)
+            relative = (paired_resamples(mine, ref, metric, seed, relative=True)
                         if metric in LOWER_IS_BETTER else None)
             low, high = _interval(d)
             diff = Difference(comparison=name, task=task, encoder=enc, objective=obj, reference_encoder=ref_enc,
                               reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
                               measure="difference", mean=float(np.nanmean(d)), low=low, high=high,
-                              p_value=bootstrap_p_value(d))
+                              p_value=bootstrap_p_value(d), test_dataset=test)
             per_task.append((key, diff, d, relative))
         families: dict[tuple[str, str], list[Difference]] = defaultdict(list)
         for _, diff, _, _ in per_task:
             if diff.p_value is not None:
-                families[(str(diff.task), diff.stage)].append(diff)
+                families[(str(diff.task), diff.stage)].append(diff)  # (internal and external together)
         for members in families.values():
             for diff, p in zip(members, holm([m.p_value for m in members])):  # type: ignore[misc]
                 diff.p_holm, diff.significant = p, p <= ALPHA
         out += [diff for _, diff, _, _ in per_task]
         summaries: dict[tuple[Any, ...], list[tuple[str, np.ndarray]]] = defaultdict(list)
         for key, diff, d, relative in per_task:
-            task, enc, obj, stage, leads, fraction = key
+            task, enc, obj, stage, leads, fraction, test = key
             vector = relative if relative is not None else d
             summaries[(enc, obj, diff.reference_encoder, diff.reference_objective, stage, leads, fraction,
-                       diff.metric)].append((task, vector))
-        for (enc, obj, ref_enc, ref_obj, stage, leads, fraction, metric), members in summaries.items():
+                       diff.metric, test is not None)].append((task if test is None else f"{task}@{test}", vector))
+        for (enc, obj, ref_enc, ref_obj, stage, leads, fraction, metric, ext), members in summaries.items():
             if len({len(v) for _, v in members}) != 1:
                 continue  # tasks bootstrapped with other resample counts
             stacked = np.stack([v for _, v in members])
@@ -433,7 +440,8 @@ def compare(results: list[CellResult], comparisons: Iterable[Any], labels: Label
                 reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
                 measure="relative reduction" if metric in LOWER_IS_BETTER else "difference",
                 mean=float(np.mean(np.nanmean(stacked, axis=1))), low=low, high=high,
-                p_value=bootstrap_p_value(mean_vector), tasks=[t for t, _ in members]))
+                p_value=bootstrap_p_value(mean_vector), tasks=[t for t, _ in members],
+                test_dataset="external" if ext else None))
     return out
 
 
@@ -454,6 +462,8 @@ def comparisons_table(differences: list[Difference]) -> str:
         interval = (f"[{d.low * 100:+.1f}, {d.high * 100:+.1f}] %" if d.measure == "relative reduction"
                     and d.low is not None and d.high is not None else f"[{_num(d.low, True)}, {_num(d.high, True)}]")
         what = d.task if d.task is not None else f"mean of {len(d.tasks)} task{'s' * (len(d.tasks) != 1)}"
+        if d.test_dataset is not None:
+            what += f" (tested on {d.test_dataset})" if d.task is not None else " (external)"
         measure = d.metric + (" reduction" if d.metric in LOWER_IS_BETTER else " gain")
         table.append([d.comparison, what, d.stage, f"{d.encoder} {d.objective}",
                       f"{d.reference_encoder} {d.reference_objective}", d.leads if d.leads != "all" else "",
@@ -471,6 +481,7 @@ def results_table(results: list[CellResult], *, task_pattern: str | None = None)
     from ..cli import format_table
 
     rows = [r for r in aggregate(results) if task_pattern is None or fnmatch.fnmatch(r.task, task_pattern)]
+    external = any(r.test_dataset is not None for r in rows)
     table = []
     for r in rows:
         ci = f"[{_num(r.ci_low)}, {_num(r.ci_high)}]" if r.ci_low is not None else "-"
@@ -481,9 +492,9 @@ def results_table(results: list[CellResult], *, task_pattern: str | None = None)
         worst = "-" if r.worst_subgroup is None else f"{r.worst_subgroup} {_num(r.worst_mean)}"
         table.append([r.task, r.stage, r.encoder, r.objective, r.leads if r.leads != "all" else "",
                       "-" if r.fraction is None else f"{r.fraction:g}", r.metric, _num(r.mean), ci, _num(r.spread), diff,
-                      best, worst, cells])
+                      best, worst, cells] + ([r.test_dataset or "internal"] if external else []))
     headers = ["task", "stage", "encoder", "objective", "lead", "fraction", "metric", "mean", "95% CI",
-               "sd draws", "vs none (95% CI)", "P(best)", "worst subgroup", "cells"]
+               "sd draws", "vs none (95% CI)", "P(best)", "worst subgroup", "cells"] + (["tested on"] if external else [])
     note = ("\n95% CI: patient bootstrap for one cell; with several draws or seeds, a two-level bootstrap over the "
             "cells and the test patients. * Holm-adjusted p <= 0.05 (per task and stage) for the paired difference "
             "to the control. P(best): share of resamples in which the row is the best of its column. "
