@@ -426,21 +426,49 @@ def results_group() -> None:
 @click.option("--task", "task_pattern", default=None, help="Only tasks matching this glob.")
 def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
     """Print the results of run folders as a table: mean and 95 % CI over draws per task x encoder x objective
-    x stage x fraction, and the paired difference to the random-init control."""
+    x stage x fraction, the paired difference to the random-init control and the worst subgroup; then the
+    suite's comparisons (its suite.json's comparisons), per task and as means over tasks."""
     from .protocol.results import load_results
     from .protocol.tables import results_table
 
     results = load_results(folders)
     if not results:
         raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
-    if task_pattern is not None:
-        import fnmatch
+    import fnmatch
 
+    if task_pattern is not None:
         tasks = sorted({r.cell.task for r in results if r.cell.task})
         if not fnmatch.filter(tasks, task_pattern):
             raise StenceBenchError(f"--task {task_pattern!r}: no task of the results matches"
                                    f"{did_you_mean(task_pattern, tasks)} (tasks: {', '.join(tasks) or 'none'})")
     click.echo(results_table(results, task_pattern=task_pattern))
+    comparisons = suite_comparisons(folders)
+    if comparisons:
+        from .protocol.tables import compare, comparisons_table
+
+        if task_pattern is not None:
+            results = [r for r in results if r.cell.task and fnmatch.fnmatch(r.cell.task, task_pattern)]
+        click.echo("\n" + comparisons_table(compare(results, comparisons)))
+
+
+def suite_comparisons(folders: tuple[Path, ...]) -> list[Any]:
+    """The comparisons of the suites whose run folders are given (their ``suite.json``), once each."""
+    from .protocol.results import SUITE_FILE
+    from .suite import Comparison
+
+    out: list[Any] = []
+    for folder in folders:
+        for base in (Path(folder), Path(folder).parent):
+            path = base / SUITE_FILE
+            if path.is_file():
+                try:
+                    listed = json.loads(path.read_text()).get("comparisons") or []
+                    found = [Comparison.model_validate(c) for c in listed]
+                except (ValueError, OSError) as exc:
+                    raise StenceBenchError(f"{path}: unreadable comparisons: {str(exc).splitlines()[0]}") from None
+                out += [c for c in found if c not in out]
+                break
+    return out
 
 
 @results_group.command("rescore")

@@ -274,6 +274,12 @@ class TaskSpec(Spec):
     #: Class descriptions for zero-shot evaluation of ECG-text models: one per label column for multi-label
     #: tasks; ``positive`` and ``negative`` for a binary task. Tasks without prompts have no zero-shot cells.
     prompts: dict[str, str] = {}
+    #: Metadata columns whose values are prespecified subgroups of this task (its card says why): each record's
+    #: meta field, else its patient's column in a ``patients`` table; every value is a subgroup (at most 20). Sex
+    #: and age bands are scored for every task (the suite's ``protocol.subgroups``).
+    subgroups: tuple[Annotated[str, StringConstraints(min_length=1)], ...] = ()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("subgroups",)
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -28,7 +29,13 @@ from .registry import Registry
 from .specs import Name, OmitWhenDefault, WeightsLayout
 
 Stage = Literal["linear_probe", "finetune", "zero_shot"]
-LeadSet = Literal["all", "I"]
+#: ``all`` (the encoder's own leads), or lead names joined by ``+``: ``I`` (lead I alone), ``I+II``, ``II+V5``.
+LeadSet = Annotated[str, StringConstraints(pattern=r"^(all|[A-Za-z0-9]+(\+[A-Za-z0-9]+)*)$")]
+
+
+def lead_names(leads: str, own: Sequence[str]) -> tuple[str, ...]:
+    """The leads a lead set names: ``own`` (the encoder's) for ``all``, else the ``+``-joined names."""
+    return tuple(own) if leads == "all" else tuple(leads.split("+"))
 SUITE_PACKAGE = "stence_bench_leaderboards"
 
 
@@ -106,6 +113,11 @@ class Pretraining(_Model):
     #: (flagged as contamination on the leaderboard). Validation and test *patients* of every task are always
     #: kept out of pretraining.
     test_overlap: Literal["refuse", "exclude", "allow"] = "refuse"
+    #: The leads pretraining sees (a lead set, as ``protocol.leads``): ``I`` pretrains on lead I alone, the other
+    #: leads zero, on the records that have it (CLEF's lead-I pretraining).
+    leads: LeadSet = "all"
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("leads",)
 
 
 class Finetuning(_Model):
@@ -133,6 +145,34 @@ class LinearProbe(_Model):
     c_grid: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.001, 0.01, 0.1, 1.0, 10.0)
 
 
+class Subgroups(_Model):
+    """The prespecified subgroups every evaluation cell also scores on its test records (besides the task's own,
+    :attr:`~stence_bench.specs.TaskSpec.subgroups`): sex, and age bands cut at ``age_bands`` (each band holds its
+    lower edge: ``[40, 60)`` is ``age 40-59``)."""
+
+    sex: bool = True
+    #: Edges of the age bands, in years, increasing: ``(40, 60, 80)`` gives ``<40``, ``40-59``, ``60-79``, ``>=80``;
+    #: empty: no age bands.
+    age_bands: tuple[Annotated[float, Field(gt=0, lt=150)], ...] = (40.0, 60.0, 80.0)
+    #: A subgroup with fewer test patients is scored and shown but never named the worst (too few to say).
+    min_patients: Annotated[int, Field(ge=1)] = 10
+
+    @model_validator(mode="after")
+    def _check(self) -> Subgroups:
+        if list(self.age_bands) != sorted(set(self.age_bands)):
+            raise ValueError(f"age_bands: edges must increase, got {list(self.age_bands)}")
+        return self
+
+
+class External(_Model):
+    """External validation of a task: trained (and tuned) on its own dataset's training and validation patients,
+    tested on every labelled record of each of ``datasets`` (other sources the task's labels are defined on: the same
+    layout and tables, or a layout giving the same classes)."""
+
+    task: str
+    datasets: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
 class Protocol(_Model):
     """How every task x encoder x objective is evaluated."""
 
@@ -144,7 +184,9 @@ class Protocol(_Model):
     #: Draws per fraction below 1 (a fraction of 1 is the whole split: one draw).
     draws: Annotated[int, Field(ge=1)] = 3
     seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (0,)
-    #: ``all``: the encoder's own leads; ``I``: lead I alone (single-lead use).
+    #: Lead sets every cell is evaluated on: ``all`` (the encoder's own leads), ``I`` (lead I alone: single-lead
+    #: use), or names joined by ``+`` (``I+II``: reduced-lead use); the other leads are zero. A record is scored on a
+    #: lead set only when it has every lead of it (a single-lead record on ``I``, never on ``all``).
     leads: Annotated[tuple[LeadSet, ...], Field(min_length=1)] = ("all",)
     #: Bootstrap resamples over test patients for confidence intervals.
     bootstrap: Annotated[int, Field(ge=0)] = 1000
@@ -153,6 +195,12 @@ class Protocol(_Model):
     pretrain: Pretraining = Pretraining()
     finetune: Finetuning = Finetuning()
     linear_probe: LinearProbe = LinearProbe()
+    subgroups: Subgroups = Subgroups()
+    #: External validation: a task's linear probes and finetunes also tested on other datasets (cells of their own,
+    #: their key naming the test dataset), beside the internal ones on the leaderboard.
+    external: tuple[External, ...] = ()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("subgroups", "external")
 
     @model_validator(mode="after")
     def _check(self) -> Protocol:
@@ -238,6 +286,39 @@ class Cluster(_Model):
     sbatch: dict[str, JsonValue] = {}
 
 
+class RowRef(_Model):
+    """A row of a suite's tables in a comparison: an encoder (its name, or ``name[preset]``) and an objective; a
+    field left out means any row's (as the compared row) or the compared row's own (as the reference). A bare
+    string is an objective."""
+
+    encoder: str | None = None
+    objective: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"objective": value} if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.encoder, self.objective) if x) or "every row"
+
+
+class Comparison(_Model):
+    """Paired differences of rows against a reference row on the shared resamples, per task and across the suite's
+    tasks (:func:`stence_bench.protocol.tables.compare`): ``row = "clip", reference = "clip_text"``, or
+    ``reference = "supervised"`` (every row against the supervised control of its encoder)."""
+
+    #: A name for the comparison; default: ``"<row> vs <reference>"``.
+    name: str | None = None
+    row: RowRef = RowRef()
+    reference: RowRef
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.row.label} vs {self.reference.label}"
+
+
 class Suite(_Model):
     """A suite file."""
 
@@ -252,6 +333,11 @@ class Suite(_Model):
     controls: bool = True
     #: Where SLURM jobs go (``--launcher slurm``); not part of any cell's config.
     cluster: Cluster = Cluster()
+    #: Paired differences against reference rows, per task and across tasks (tables and leaderboard only: not part
+    #: of any cell's config).
+    comparisons: tuple[Comparison, ...] = ()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons",)
 
 
 #: Which model validates the table at a location (list indices left out), for did-you-mean on unknown fields.
@@ -264,9 +350,14 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol", "pretrain"): Pretraining,
     ("protocol", "finetune"): Finetuning,
     ("protocol", "linear_probe"): LinearProbe,
+    ("protocol", "subgroups"): Subgroups,
+    ("protocol", "external"): External,
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
     ("cluster",): Cluster,
+    ("comparisons",): Comparison,
+    ("comparisons", "row"): RowRef,
+    ("comparisons", "reference"): RowRef,
 }
 
 
@@ -413,6 +504,81 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} {why}")
     problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
+    problems += _check_comparisons(suite, registry, source)
+    problems += _check_lead_sets(suite, registry, source)
+    problems += _check_external(suite, registry, source)
+    return problems
+
+
+def _check_external(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Each external validation names a task of the suite and other datasets with a source."""
+    problems = []
+    provided = suite.data.provided()
+    seen: set[tuple[str, str]] = set()
+    for i, external in enumerate(suite.protocol.external):
+        where = f"{source}: protocol.external[{i}]"
+        if external.task not in suite.tasks:
+            problems.append(f"{where}.task: {external.task!r} is not a task of the suite"
+                            f"{did_you_mean(external.task, suite.tasks)} (tasks: {', '.join(suite.tasks)})")
+            continue
+        own = registry.tasks.get(external.task).dataset if external.task in registry.tasks else None
+        for j, name in enumerate(external.datasets):
+            if name == own:
+                problems.append(f"{where}.datasets[{j}]: {name!r} is task {external.task!r}'s own dataset (its test "
+                                "split is the internal result)")
+            elif name not in provided:
+                problems.append(f"{where}.datasets[{j}]: dataset {name!r} has no source{did_you_mean(name, provided)} "
+                                f"(add [data.sources.{name}] path = \"...\"; sources: {', '.join(provided) or 'none'})")
+            elif (external.task, name) in seen:
+                problems.append(f"{where}.datasets[{j}]: task {external.task!r} is tested on {name!r} twice")
+            seen.add((external.task, name))
+    return problems
+
+
+def _check_lead_sets(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Every lead set names leads of every encoder of the suite, each once."""
+    problems = []
+    sets = [(f"protocol.leads[{i}]", leads) for i, leads in enumerate(suite.protocol.leads)]
+    sets.append(("protocol.pretrain.leads", suite.protocol.pretrain.leads))
+    for where, leads in sets:
+        if leads == "all":
+            continue
+        names = lead_names(leads, ())
+        if len(set(names)) != len(names):
+            problems.append(f"{source}: {where}: {leads!r} names a lead twice")
+            continue
+        for i, choice in enumerate(suite.encoders):
+            if choice.name not in registry.encoders:
+                continue
+            own = registry.encoders.get(choice.name).leads
+            lacking = [n for n in names if n not in own]
+            if lacking:
+                problems.append(f"{source}: {where}: encoder {choice.label!r} (encoders[{i}]) has no lead "
+                                f"{', '.join(lacking)}{did_you_mean(lacking[0], own)} (its leads: {', '.join(own)})")
+    return problems
+
+
+def _check_comparisons(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Each comparison names encoders and objectives of the suite (its controls included), and a reference that is
+    another row."""
+    objectives = [c.name for c in resolved_objectives(suite, registry)[0]] if all(
+        c.name in registry.objectives for c in suite.objectives) else [c.name for c in suite.objectives]
+    encoders = sorted({c.name for c in suite.encoders} | {c.label for c in suite.encoders})
+    problems = []
+    for i, comparison in enumerate(suite.comparisons):
+        for part in ("row", "reference"):
+            ref: RowRef = getattr(comparison, part)
+            if ref.encoder is not None and ref.encoder not in encoders:
+                problems.append(f"{source}: comparisons[{i}].{part}.encoder: {ref.encoder!r} is not an encoder of the "
+                                f"suite{did_you_mean(ref.encoder, encoders)} (encoders: {', '.join(encoders)})")
+            if ref.objective is not None and ref.objective not in objectives:
+                problems.append(f"{source}: comparisons[{i}].{part}.objective: {ref.objective!r} is not an objective "
+                                f"of the suite{did_you_mean(ref.objective, objectives)} (objectives: "
+                                f"{', '.join(objectives)})")
+        if comparison.reference == RowRef():
+            problems.append(f"{source}: comparisons[{i}].reference: name an encoder or an objective to compare with")
+        elif comparison.row == comparison.reference:
+            problems.append(f"{source}: comparisons[{i}]: the row and its reference are the same")
     return problems
 
 
@@ -758,8 +924,11 @@ class Cell(_Model):
     #: The encoder entry's given weights (``weights =`` in the suite): loaded by every objective but the random-init
     #: control, whose cells name them only to sit beside them (:attr:`ObjectiveSpec.loads_weights`).
     weights: CellWeights | None = None
+    #: External validation: the dataset tested on (trained and tuned on the task's own); None: the task's own test
+    #: split.
+    test_dataset: str | None = None
 
-    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights",)
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights", "test_dataset")
 
     def pretrain_cell(self) -> Cell | None:
         """The pretraining cell whose checkpoint this evaluation starts from (``None`` without pretraining)."""
@@ -782,6 +951,8 @@ class Cell(_Model):
         if self.fraction is not None:
             parts.append(f"f={self.fraction:g} d={self.draw}")
         parts.append(f"seed {self.seed}" + ("" if self.leads == "all" else f" lead {self.leads}"))
+        if self.test_dataset is not None:
+            parts.append(f"tested on {self.test_dataset}")
         return " ".join(parts)
 
     @property
@@ -885,6 +1056,8 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
         if stage == "pretrain":
             return out
         out["bootstrap"] = proto.bootstrap
+        if proto.subgroups != Subgroups():  # the default subgroups are the scoring code's (keys kept)
+            out["subgroups"] = proto.subgroups.model_dump(mode="json")
         if stage in ("linear_probe", "finetune"):
             out[stage] = getattr(proto, stage).model_dump(mode="json")
         return out
@@ -897,6 +1070,9 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                 out[f"modality.{modality}"] = registry.fingerprint("modality", name)
         return out
 
+    external: dict[str, list[str]] = {}
+    for item in proto.external:
+        external.setdefault(item.task, []).extend(d for d in item.datasets if d not in external.get(item.task, []))
     cells: list[Cell] = []
     for seed in proto.seeds:
         for enc, given in zip(suite.encoders, weights):
@@ -937,8 +1113,9 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                                 continue
                             for fraction in proto.fractions:
                                 for draw in range(1 if fraction == 1.0 else proto.draws):
-                                    cells.append(
-                                        Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
-                                             **common, **extra)
-                                    )
+                                    for test in (None, *external.get(task, ())):
+                                        cells.append(
+                                            Cell(stage=stage, seed=seed, leads=leads, fraction=fraction, draw=draw,
+                                                 test_dataset=test, **common, **extra)
+                                        )
     return cells

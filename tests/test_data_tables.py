@@ -150,10 +150,22 @@ def test_a_killed_view_build_goes_on_from_its_finished_chunks(store, monkeypatch
 
 def test_records_a_contract_cannot_take_are_left_out_with_their_reason(store):
     registry = Registry.load(environ=BUILTINS_ONLY)
-    needs_v7 = registry.encoders.get("resnet1d18").model_copy(update={"leads": ("I", "V7")})
-    view = build_view(store, needs_v7)
+    posterior = registry.encoders.get("resnet1d18").model_copy(update={"leads": ("V7", "V8")})
+    view = build_view(store, posterior)
     assert len(view) == 0 and len(view.excluded) == 6
-    assert "V7" in view.excluded["reason"].iloc[0]
+    assert "V7, V8" in view.excluded["reason"].iloc[0]
+
+
+def test_records_lacking_some_of_a_contracts_leads_are_kept_with_those_leads_zero_and_named(store):
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    needs_v7 = registry.encoders.get("resnet1d18").model_copy(update={"leads": ("I", "V7")})
+    full = build_view(store, registry.encoders.get("resnet1d18").model_copy(update={"leads": ("I",)}))
+    view = build_view(store, needs_v7)
+    assert len(view) == 6 and len(view.excluded) == 0
+    assert view.present.tolist() == [[True, False]] * 6
+    for rid in view.record_ids:
+        assert np.array_equal(view.prepared(rid)[0], full.prepared(rid)[0])  # lead I as it is
+        assert not view.prepared(rid)[1].any()  # V7: zeros
 
 
 def test_cli_labels_joins_a_table_into_the_store(store, tmp_path):

@@ -3,12 +3,15 @@
 A view holds every record prepared for one contract (leads selected, resampled, band-passed: see
 :func:`stence_bench.data.views.prepare`) at full length, so that loaders only crop and normalise. Encoders that
 declare the same contract share a view (the folder is named by :func:`~stence_bench.data.views.contract_key`).
-A record the contract cannot take (a lead it lacks, too short to filter) is left out of the view with its reason.
+A record that lacks some of the contract's leads is kept, those leads zero rows and named in the index (``missing``):
+the protocol scores it on the lead sets it has (lead I of a single-lead recorder), never on a lead it lacks. A record
+the contract cannot take (none of its leads, too short to filter) is left out of the view with its reason.
 
     store/views/<contract key>/
       contract.json         the contract, the store fingerprint it was built from, its chunks (written last)
       chunk-NNNNN-<h>.f32   the prepared samples of a chunk of records, record after record
-      chunk-NNNNN-<h>.csv   record_id, offset, n_samples (or the reason it is left out); <h>: a hash of the
+      chunk-NNNNN-<h>.csv   record_id, offset, n_samples, missing (the contract's leads it lacks, "+"-joined), or
+                            the reason it is left out; <h>: a hash of the
                             chunk's records and signals, so a chunk of a changed store is never reused
 
 A view is built in chunks of :data:`CHUNK` records, in worker processes (``workers``), each chunk written under a
@@ -30,7 +33,7 @@ import pandas as pd
 from ..hashing import digest
 from ..specs import EncoderSpec
 from .store import ECGStore, StoreError, write_atomic
-from .views import Standardizer, contract_dict, contract_key, prepare, window
+from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare, window
 
 VIEW_DIR = "views"
 
@@ -43,8 +46,8 @@ class ContractView:
         self.folder = os.fspath(folder)
         frames = []
         for number, chunk in enumerate(chunks):
-            index = pd.read_csv(os.path.join(self.folder, f"{chunk}.csv"), dtype={"record_id": str, "reason": str},
-                                keep_default_na=False)
+            index = pd.read_csv(os.path.join(self.folder, f"{chunk}.csv"),
+                                dtype={"record_id": str, "reason": str, "missing": str}, keep_default_na=False)
             index["chunk"] = number
             frames.append(index)
         index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*INDEX_COLUMNS, "chunk"])
@@ -54,6 +57,10 @@ class ContractView:
         self._chunk = kept["chunk"].astype(np.int64).to_numpy()
         self._offset = kept["offset"].astype(np.int64).to_numpy()
         self._length = kept["n_samples"].astype(np.int64).to_numpy()
+        #: ``[records, leads]``: whether each record has each of the contract's leads (a lacking one is zeros)
+        lacking = [set(m.split("+")) - {""} for m in (kept["missing"] if "missing" in kept else [""] * len(kept))]
+        self.present = np.array([[lead not in lack for lead in spec.leads] for lack in lacking],
+                                dtype=bool).reshape(len(kept), len(spec.leads))
         self._position = {rid: i for i, rid in enumerate(self.record_ids)}
         self._data = [np.memmap(os.path.join(self.folder, f"{chunk}.f32"), dtype=np.float32, mode="r")
                       if os.path.getsize(os.path.join(self.folder, f"{chunk}.f32")) else np.zeros(0, np.float32)
@@ -81,14 +88,15 @@ class ContractView:
     def window(self, record_id: str, *, offset: int | None = None, standardizer: Standardizer | None = None) -> np.ndarray:
         """The encoder's input for one record: ``[n_leads, spec.n_samples]``, cropped (centred by default) and
         normalised as the contract says."""
-        return window(self.prepared(record_id), self.spec, standardizer=standardizer, offset=offset)
+        return window(self.prepared(record_id), self.spec, standardizer=standardizer, offset=offset,
+                      present=self.present[self._position[record_id]])
 
     def fit_standardizer(self, record_ids: Sequence[str]) -> Standardizer:
         """One per-lead scaler over every sample of ``record_ids`` (the training split), whole records as in the
         PTB-XL benchmark's global scaler: the ``zscore_dataset`` normalisation."""
         scaler = Standardizer(leads=self.spec.leads)
         for rid in record_ids:
-            scaler.partial_fit(self.prepared(rid))
+            scaler.partial_fit(self.prepared(rid), self.present[self._position[rid]])  # a lacking lead adds nothing
         return scaler
 
 
@@ -115,7 +123,7 @@ def check_units(units: str, spec: EncoderSpec, *, where: str) -> None:
 
 #: Records per chunk of a view: the unit of a parallel, resumable build.
 CHUNK = 2048
-INDEX_COLUMNS = ["record_id", "offset", "n_samples", "reason"]
+INDEX_COLUMNS = ["record_id", "offset", "n_samples", "missing", "reason"]
 
 
 def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], None] | None = None,
@@ -186,13 +194,16 @@ def _build_chunk(root: str, spec: EncoderSpec, folder: str, name: str, start: in
     with open(tmp, "wb") as fh:
         for i in range(start, stop):
             rid = store.manifest["record_id"].iat[i]
+            leads = store.leads(i)
             try:
-                x = prepare(store.signal(i), float(store.manifest["fs"].iat[i]), store.leads(i), spec)
+                x = prepare(store.signal(i), float(store.manifest["fs"].iat[i]), leads, spec, fill_missing=True)
             except ValueError as exc:
-                rows.append({"record_id": rid, "offset": -1, "n_samples": 0, "reason": str(exc).splitlines()[0]})
+                rows.append({"record_id": rid, "offset": -1, "n_samples": 0, "missing": "",
+                             "reason": str(exc).splitlines()[0]})
             else:
                 x.tofile(fh)
-                rows.append({"record_id": rid, "offset": offset, "n_samples": x.shape[1], "reason": ""})
+                rows.append({"record_id": rid, "offset": offset, "n_samples": x.shape[1],
+                             "missing": "+".join(missing_leads(leads, spec)), "reason": ""})
                 offset += x.size
     os.replace(tmp, os.path.join(folder, f"{name}.f32"))
     write_atomic(Path(folder) / f"{name}.csv", pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(index=False))

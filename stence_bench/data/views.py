@@ -38,7 +38,7 @@ MAX_RESAMPLE_FACTOR = 1000
 #: Relative tolerance between the rational up/down ratio and ``fs_out / fs_in``.
 RESAMPLE_RTOL = 1e-6
 #: Bump when the view pipeline changes numbers for an unchanged contract: it is hashed into :func:`contract_key`.
-VIEW_VERSION = 1
+VIEW_VERSION = 2  # 2: records lacking some of the contract's leads are kept, those leads zero (and named)
 #: The :class:`~stence_bench.specs.EncoderSpec` fields that change the view.
 CONTRACT_FIELDS: tuple[str, ...] = ("sampling_rate", "window_s", "leads", "bandpass_hz", "normalization")
 
@@ -100,8 +100,10 @@ def fit_window(signal: np.ndarray, n_samples: int, *, offset: int | None = None)
     return np.pad(signal, pad)
 
 
-def select_leads(signal: np.ndarray, leads_in: Sequence[str], leads_out: Sequence[str]) -> np.ndarray:
-    """Rows of ``signal`` (named ``leads_in``) in the order ``leads_out``; a missing lead is a ValueError."""
+def select_leads(signal: np.ndarray, leads_in: Sequence[str], leads_out: Sequence[str], *,
+                 fill_missing: bool = False) -> np.ndarray:
+    """Rows of ``signal`` (named ``leads_in``) in the order ``leads_out``; a missing lead is a ValueError, or with
+    ``fill_missing`` a row of zeros (a record with none of ``leads_out`` is still a ValueError)."""
     signal = np.asarray(signal)
     leads_in, leads_out = tuple(leads_in), tuple(leads_out)
     if signal.ndim < 1 or signal.shape[0] != len(leads_in):
@@ -112,9 +114,21 @@ def select_leads(signal: np.ndarray, leads_in: Sequence[str], leads_out: Sequenc
         return signal
     index = {name: i for i, name in enumerate(leads_in)}
     missing = [name for name in leads_out if name not in index]
-    if missing:
+    if missing and (not fill_missing or len(missing) == len(leads_out)):
         raise ValueError(f"record lacks lead(s) {', '.join(missing)}; it has {', '.join(leads_in)}")
+    if missing:
+        out = np.zeros((len(leads_out), *signal.shape[1:]), dtype=signal.dtype)
+        for j, name in enumerate(leads_out):
+            if name in index:
+                out[j] = signal[index[name]]
+        return out
     return signal[[index[name] for name in leads_out]]
+
+
+def missing_leads(leads_in: Sequence[str], spec: EncoderSpec) -> list[str]:
+    """The leads of ``spec``'s contract a record with ``leads_in`` lacks (the view holds them as zeros)."""
+    have = set(leads_in)
+    return [name for name in spec.leads if name not in have]
 
 
 @functools.lru_cache(maxsize=64)
@@ -172,16 +186,23 @@ class Standardizer:
     """One per-lead mean and std over many records (a global scaler fitted on the training folds).
 
     :meth:`partial_fit` takes one ``[n_leads, n_samples]`` record at a time; counts, means and centred sums of
-    squares are kept in float64 and merged with Chan et al.'s pairwise update, so a large baseline offset does
-    not cancel away the variance. The std is the population one (``ddof=0``), as ``np.std``.
+    squares are kept per lead in float64 and merged with Chan et al.'s pairwise update, so a large baseline offset
+    does not cancel away the variance. A record that lacks some leads (``present``) adds to the others only: a lead's
+    statistics are over the records that have it (a lead no record had gets mean 0, std 1). The std is the
+    population one (``ddof=0``), as ``np.std``.
     """
 
     def __init__(self, leads: Sequence[str] | None = None, eps: float = 1e-6):
         self.leads: tuple[str, ...] | None = tuple(leads) if leads is not None else None
         self.eps = float(eps)
-        self.count = 0
+        self._n: np.ndarray | None = None  # samples per lead
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        """Samples of the lead with the most (every lead's, when every record had every lead)."""
+        return 0 if self._n is None else int(self._n.max())
 
     @property
     def fitted(self) -> bool:
@@ -194,26 +215,31 @@ class Standardizer:
         if n_leads is not None and signal.shape[0] != n_leads:
             raise ValueError(f"Standardizer.{what}: signal has {signal.shape[0]} leads, the scaler {n_leads}")
 
-    def partial_fit(self, signal: np.ndarray) -> Standardizer:
-        """Add one record's samples to the running per-lead statistics."""
+    def partial_fit(self, signal: np.ndarray, present: np.ndarray | None = None) -> Standardizer:
+        """Add one record's samples to the running per-lead statistics; ``present`` (bool per lead): the leads it
+        has (default: all), the others left as they are."""
         x = np.asarray(signal, dtype=np.float64)
         self._check_shape(x, "partial_fit")
         m = x.shape[1]
+        leads = x.shape[0]
+        if self._n is None:
+            self._n, self._mean, self._m2 = np.zeros(leads), np.zeros(leads), np.zeros(leads)
         if m == 0:
             return self
         if not np.isfinite(x).all():
             raise ValueError("Standardizer.partial_fit: signal has non-finite samples")
+        have = np.ones(leads, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+        assert self._mean is not None and self._m2 is not None
         batch_mean = x.mean(axis=1)
         batch_m2 = np.square(x - batch_mean[:, None]).sum(axis=1)
-        if self._mean is None or self._m2 is None:
-            self._mean, self._m2, self.count = batch_mean, batch_m2, m
-            return self
-        n = self.count
+        n = self._n
         total = n + m
         delta = batch_mean - self._mean
-        self._mean = self._mean + delta * (m / total)
-        self._m2 = self._m2 + batch_m2 + np.square(delta) * (n * m / total)
-        self.count = total
+        mean = self._mean + delta * (m / total)
+        m2 = self._m2 + batch_m2 + np.square(delta) * (n * m / total)
+        self._mean = np.where(have, mean, self._mean)
+        self._m2 = np.where(have, m2, self._m2)
+        self._n = np.where(have, total, n)
         return self
 
     @property
@@ -225,10 +251,10 @@ class Standardizer:
 
     @property
     def std(self) -> np.ndarray:
-        """Per-lead population standard deviation (float64)."""
+        """Per-lead population standard deviation (float64); 1 for a lead no record had."""
         self._require_fit()
-        assert self._m2 is not None
-        return np.sqrt(self._m2 / self.count)
+        assert self._m2 is not None and self._n is not None
+        return np.where(self._n > 0, np.sqrt(self._m2 / np.maximum(self._n, 1)), 1.0)
 
     def _require_fit(self) -> None:
         if not self.fitted:
@@ -238,8 +264,11 @@ class Standardizer:
         """JSON-able state (floats round-trip exactly through ``json``)."""
         self._require_fit()
         assert self._mean is not None and self._m2 is not None
+        assert self._n is not None
+        counts = [int(c) for c in self._n]
         return {"leads": list(self.leads) if self.leads is not None else None, "eps": self.eps,
-                "count": int(self.count), "mean": self._mean.tolist(), "m2": self._m2.tolist()}
+                "count": counts[0] if len(set(counts)) == 1 else counts,
+                "mean": self._mean.tolist(), "m2": self._m2.tolist()}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Standardizer:
@@ -248,14 +277,14 @@ class Standardizer:
             new = cls(leads=state["leads"], eps=state["eps"])
             mean = np.asarray(state["mean"], dtype=np.float64)
             m2 = np.asarray(state["m2"], dtype=np.float64)
-            count = int(state["count"])
+            count = np.broadcast_to(np.asarray(state["count"], dtype=np.float64), mean.shape).copy()
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"Standardizer.from_dict: bad state: {type(exc).__name__}: {exc}") from exc
-        if mean.ndim != 1 or mean.shape != m2.shape or count < 1 or (m2 < 0).any():
+        if mean.ndim != 1 or mean.shape != m2.shape or count.max(initial=0) < 1 or (count < 0).any() or (m2 < 0).any():
             raise ValueError("Standardizer.from_dict: bad state: need count >= 1 and equal-length mean, m2 >= 0")
         if new.leads is not None and len(new.leads) != len(mean):
             raise ValueError(f"Standardizer.from_dict: {len(new.leads)} leads but {len(mean)} means")
-        new._mean, new._m2, new.count = mean, m2, count
+        new._mean, new._m2, new._n = mean, m2, count
         return new
 
     def __repr__(self) -> str:
@@ -279,16 +308,18 @@ def contract_key(spec: EncoderSpec) -> str:
     return digest({"view_version": VIEW_VERSION, **contract_dict(spec)})
 
 
-def prepare(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec) -> np.ndarray:
+def prepare(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec, *,
+            fill_missing: bool = False) -> np.ndarray:
     """The part of the contract that does not depend on the window: select leads, resample, band-pass.
 
     Full length, float32 ``[len(spec.leads), n]`` at ``spec.sampling_rate``: what a view cache stores, once per
-    contract (:mod:`stence_bench.data.view_cache`).
+    contract (:mod:`stence_bench.data.view_cache`). ``fill_missing``: a lead of the contract the record lacks is a
+    row of zeros (:func:`missing_leads` names them), not an error.
     """
     signal = np.asarray(signal)
     if signal.ndim != 2 or signal.shape[1] == 0:
         raise ValueError(f"expected a non-empty [n_leads, n_samples] signal, got {signal.shape}")
-    x = select_leads(signal, leads, spec.leads)
+    x = select_leads(signal, leads, spec.leads, fill_missing=fill_missing)
     x = resample(x, fs, spec.sampling_rate)
     if spec.bandpass_hz is not None:
         x = bandpass(x, spec.sampling_rate, *spec.bandpass_hz)
@@ -308,11 +339,12 @@ def check_standardizer(spec: EncoderSpec, standardizer: Standardizer | None) -> 
 
 
 def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardizer | None = None,
-           offset: int | None = None, normalize: bool = True) -> np.ndarray:
+           offset: int | None = None, normalize: bool = True, present: np.ndarray | None = None) -> np.ndarray:
     """The window the encoder sees, from a :func:`prepare` d signal: crop, normalise, then zero-pad, with the
     harness's one implementation (:class:`stence_bench.data.windows.Windows`, which imports torch).
 
-    ``offset`` places the window, in samples at ``spec.sampling_rate`` (default: centred).
+    ``offset`` places the window, in samples at ``spec.sampling_rate`` (default: centred); ``present``: the
+    contract's leads the record has (default: all; a lacking one is zeros, kept out of the statistics).
     """
     from .windows import Cut, Windows
 
@@ -329,7 +361,8 @@ def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardize
         raise ValueError(f"offset {offset} is outside [0, {max(length - n, 0)}] for {length} samples "
                          f"and a window of {n}")
     contract = spec if normalize else spec.model_copy(update={"normalization": "none"})
-    windows = Windows.of_arrays(contract, ["record"], [prepared], standardizer if normalize else None)
+    windows = Windows.of_arrays(contract, ["record"], [prepared], standardizer if normalize else None,
+                                present=None if present is None else np.asarray(present)[None])
     return windows.take(Cut(np.array([0]), np.array([offset])))["x"][0].numpy()
 
 

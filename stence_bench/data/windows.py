@@ -61,7 +61,7 @@ class Windows:
 
     def __init__(self, spec: EncoderSpec, record_ids: list[str], read: Callable[[int], np.ndarray],
                  lengths: np.ndarray, scaler: Standardizer | None = None,
-                 excluded: pd.DataFrame | None = None, units: str = "mV"):
+                 excluded: pd.DataFrame | None = None, units: str = "mV", present: np.ndarray | None = None):
         if spec.normalization == "zscore_dataset" and scaler is None:
             raise ValueError(f"encoder {spec.name!r} normalises by dataset statistics: Windows needs a scaler")
         self.spec, self.record_ids, self.read = spec, list(record_ids), read
@@ -70,13 +70,23 @@ class Windows:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.scaler = scaler
         self.excluded = excluded if excluded is not None else pd.DataFrame()
+        #: ``[records, leads]``: whether each record has each lead of the contract (a lacking one reads as zeros,
+        #: is left out of the normalisation's statistics and stays zero)
+        self.present = (np.ones((len(self.record_ids), len(spec.leads)), dtype=bool) if present is None
+                        else np.asarray(present, dtype=bool).reshape(len(self.record_ids), len(spec.leads)))
+
+    def has_leads(self, leads: Iterable[str]) -> np.ndarray:
+        """Which records have every one of ``leads`` (names of the contract's leads): ``[records]`` bool."""
+        columns = [self.spec.leads.index(lead) for lead in leads]
+        return self.present[:, columns].all(axis=1)
 
     @classmethod
     def of_arrays(cls, spec: EncoderSpec, record_ids: list[str], arrays: list[np.ndarray],
-                  scaler: Standardizer | None = None) -> Windows:
+                  scaler: Standardizer | None = None, present: np.ndarray | None = None) -> Windows:
         """Windows over records held in memory (tests, small tools)."""
         arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-        return cls(spec, record_ids, arrays.__getitem__, np.array([a.shape[-1] for a in arrays]), scaler)
+        return cls(spec, record_ids, arrays.__getitem__, np.array([a.shape[-1] for a in arrays]), scaler,
+                   present=present)
 
     @cached_property
     def position(self) -> dict[str, int]:
@@ -96,8 +106,9 @@ class Windows:
             valid[i] = min(record.shape[-1], n)
         return torch.from_numpy(out), valid
 
-    def normalizer(self, valid: np.ndarray) -> Normalizer:
-        return Normalizer(self.spec, self.scaler, valid)
+    def normalizer(self, valid: np.ndarray, rows: np.ndarray | None = None) -> Normalizer:
+        present = None if rows is None or self.present.all() else self.present[np.asarray(rows, dtype=np.int64)]
+        return Normalizer(self.spec, self.scaler, valid, present)
 
     def take(self, cut: Cut, lead_mask: torch.Tensor | None = None) -> dict[str, Any]:
         """The batch ``cut`` describes: ``x`` (normalised, lead mask applied; or millivolts with ``normalize`` for
@@ -112,9 +123,9 @@ class Windows:
         x, valid = self.cut(cut.rows, cut.offsets)
         out: dict[str, Any] = {"counts": cut.counts, "tag": cut.tag}
         if cut.normalize:
-            out["x"] = _mask(self.normalizer(valid)(x), lead_mask)
+            out["x"] = _mask(self.normalizer(valid, cut.rows)(x), lead_mask)
         else:
-            out["x"], out["normalize"] = x, self.normalizer(valid)
+            out["x"], out["normalize"] = _mask(x, lead_mask), self.normalizer(valid, cut.rows)
         return out
 
     def random_offsets(self, rows: np.ndarray, generator: np.random.Generator) -> np.ndarray:
@@ -191,24 +202,40 @@ def _mask(x: torch.Tensor, lead_mask: torch.Tensor | None) -> torch.Tensor:
 
 class Normalizer:
     """An encoder contract's normalisation of a batch of windows whose first ``valid[i]`` samples are signal and
-    the rest zero padding: statistics over the signal only, padding left at zero. Callable on any device."""
+    the rest zero padding: statistics over the signal only, padding left at zero. ``present`` (``[B, leads]``
+    bool, default all): the leads each window's record has; a lacking lead (zeros) is left out of the statistics
+    (``zscore_all_leads``) and stays zero. Callable on any device."""
 
-    def __init__(self, spec: EncoderSpec, scaler: Standardizer | None, valid: np.ndarray | list[int]):
+    def __init__(self, spec: EncoderSpec, scaler: Standardizer | None, valid: np.ndarray | list[int],
+                 present: np.ndarray | None = None):
         self.spec, self.scaler = spec, scaler
         self.valid = np.asarray(valid, dtype=np.int64)
+        self.present = None if present is None else np.asarray(present, dtype=bool).reshape(len(self.valid), -1)
         if spec.normalization == "zscore_dataset" and (scaler is None or not scaler.fitted):
             raise ValueError(f"encoder {spec.name!r} declares normalization 'zscore_dataset': pass a Standardizer "
                              "fitted on the training records")
 
+    def part(self, rows: slice) -> Normalizer:
+        """The normaliser of a part of the batch (its windows ``rows``)."""
+        return Normalizer(self.spec, self.scaler, self.valid[rows],
+                          None if self.present is None else self.present[rows])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]
-        short = np.flatnonzero(self.valid < n)
+        lacking = (np.zeros(len(self.valid), dtype=bool) if self.present is None
+                   else ~self.present.all(axis=1))
+        irregular = np.flatnonzero((self.valid < n) | lacking)
         if self.spec.normalization in ("zscore_record", "zscore_all_leads"):
             dims = (-1,) if self.spec.normalization == "zscore_record" else (-2, -1)  # each lead, or all together
             out = _zscore(x, dims)
-            for i in short:  # a record shorter than the window: statistics of its own samples, then zeros
-                m = int(self.valid[i])
-                out[i] = torch.nn.functional.pad(_zscore(x[i : i + 1, :, :m], dims), (0, n - m))[0] if m else 0.0
+            for i in irregular:  # a record shorter than the window, or lacking leads: statistics of its own samples
+                m = int(self.valid[i])  # and leads, then zeros
+                have = (torch.ones(x.shape[1], dtype=torch.bool) if self.present is None
+                        else torch.from_numpy(self.present[i])).to(x.device)
+                out[i] = 0.0
+                if m and bool(have.any()):
+                    own = _zscore(x[i : i + 1, have, :m], dims)[0]
+                    out[i, have, :m] = own
             return out
         if self.spec.normalization == "zscore_dataset":
             assert self.scaler is not None
@@ -217,8 +244,10 @@ class Normalizer:
             mean = torch.as_tensor(self.scaler.mean, dtype=torch.float64, device=x.device)[None, :, None]
             std = torch.as_tensor(self.scaler.std, dtype=torch.float64, device=x.device)[None, :, None]
             x = ((x.double() - mean) / (std + self.scaler.eps)).to(x.dtype)
-            for i in short:
+            for i in irregular:
                 x[i, :, int(self.valid[i]) :] = 0.0
+                if self.present is not None:
+                    x[i, torch.from_numpy(~self.present[i]).to(x.device)] = 0.0
         return x
 
 

@@ -29,7 +29,7 @@ from pydantic import ConfigDict
 
 from ..errors import StenceBenchError
 from ..protocol.results import RESULT_DIR, CellResult, load_results
-from ..protocol.tables import LOWER_IS_BETTER, Labels, Row, aggregate, weights_tag
+from ..protocol.tables import LOWER_IS_BETTER, Difference, Labels, Row, aggregate, compare, weights_tag
 from ..specs import OmitWhenDefault
 
 #: The file a run writes beside its results: the validated suite (name, description, protocol).
@@ -58,7 +58,7 @@ class Contamination(_Model):
 
 
 class Column(_Model):
-    """One column of a task table: a protocol stage (and lead set) at one label fraction."""
+    """One column of a task table: a protocol stage (and lead set, and test dataset) at one label fraction."""
 
     id: str
     stage: str
@@ -67,10 +67,15 @@ class Column(_Model):
     label: str
     #: Cells a complete row has here (seeds x draws).
     expected: int
+    #: external validation: the dataset tested on (None: the task's own test split)
+    test_dataset: str | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("test_dataset",)
 
 
 class StageGroup(_Model):
-    """The columns of one stage (and lead set), the header spanning them, and the heatmap's fraction."""
+    """The columns of one stage (and lead set, and test dataset), the header spanning them, and the heatmap's
+    fraction."""
 
     stage: str
     leads: str
@@ -78,6 +83,9 @@ class StageGroup(_Model):
     columns: list[str]
     heatmap_fraction: float | None
     heatmap_column: str
+    test_dataset: str | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("test_dataset",)
 
 
 class TableCell(_Model):
@@ -103,6 +111,13 @@ class TableCell(_Model):
     #: 1 = best in the column (ties share a rank); ``None`` when the cell has no value.
     rank: int | None = None
     title: str
+    #: the worst prespecified subgroup with enough test patients, its mean and 95% CI (beside the overall score)
+    worst_subgroup: str | None = None
+    worst_mean: float | None = None
+    worst_ci_low: float | None = None
+    worst_ci_high: float | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("worst_subgroup", "worst_mean", "worst_ci_low", "worst_ci_high")
 
 
 class TableRow(_Model):
@@ -216,6 +231,10 @@ class SuitePage(_Model):
     stence_bench_versions: list[str]
     pretraining: list[ProvenanceCell]
     notes: list[str]
+    #: the suite's comparisons (``comparisons =``): per task, then the means over tasks
+    comparisons: list[Difference] = []
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons",)
 
 
 class Site(_Model):
@@ -504,7 +523,18 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
         dataset_fingerprints=sorted({r.dataset_fingerprint for r in results if r.dataset_fingerprint}),
         stence_bench_versions=sorted({r.versions.get("stence-bench", "") for r in results} - {""}),
         pretraining=[_provenance(r) for r in sorted(pretraining, key=_cell_order)], notes=notes,
+        comparisons=_comparisons(suite, evaluations, labels),
     )
+
+
+def _comparisons(suite: dict[str, Any], evaluations: list[CellResult], labels: Labels) -> list[Difference]:
+    """The suite's comparisons (its ``suite.json``'s ``comparisons``) on its results."""
+    from ..suite import Comparison
+
+    listed = [Comparison.model_validate(c) for c in suite.get("comparisons") or []]
+    if not listed:
+        return []
+    return compare(evaluations, listed, labels=labels)
 
 
 STAGE_ORDER = {"pretrain": 0, "linear_probe": 1, "finetune": 2, "zero_shot": 3}
@@ -537,38 +567,48 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
     metric = spec.metric if spec is not None else next((r.metric for r in cells if r.metric), "")
     lower = metric in LOWER_IS_BETTER
 
-    # columns: every stage x leads x fraction seen, and those the suite's protocol plans
-    keys: set[tuple[str, str, float | None]] = {(r.cell.stage, r.cell.leads, r.cell.fraction) for r in cells}
+    # columns: every stage x leads x fraction (x test dataset) seen, and those the suite's protocol plans; an
+    # external test set's columns beside the internal ones of the same stage and lead set
+    keys: set[tuple[str, str, float | None, str | None]] = {
+        (r.cell.stage, r.cell.leads, r.cell.fraction, r.cell.test_dataset) for r in cells}
     p_stages = [st for st in protocol.get("stages", []) if st != "zero_shot"]
+    externals = [d for e in protocol.get("external", []) if e.get("task") == task for d in e.get("datasets", [])]
     for st in p_stages:
         for leads in protocol.get("leads", ["all"]):
             for fr in protocol.get("fractions", []):
-                keys.add((st, leads, float(fr)))
+                for test in (None, *externals):
+                    keys.add((st, leads, float(fr), test))
     stage_rank = {st: i for i, st in enumerate(["linear_probe", "finetune", "zero_shot"])}
-    ordered = sorted(keys, key=lambda k: (stage_rank.get(k[0], 9), k[0], k[1] != "all", k[1],
-                                          -1.0 if k[2] is None else k[2]))
-    count: dict[tuple[str, str, str, str, float | None], list[CellResult]] = defaultdict(list)
+    ordered = sorted(keys, key=lambda k: (stage_rank.get(k[0], 9), k[0], k[1] != "all", k[1], k[3] is not None,
+                                          k[3] or "", -1.0 if k[2] is None else k[2]))
+    count: dict[tuple[str, str, str, str, float | None, str | None], list[CellResult]] = defaultdict(list)
     for r in cells:
         c = r.cell
-        count[(labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
+        count[(labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction, c.test_dataset)].append(r)
     columns: list[Column] = []
-    for st, leads, fr in ordered:
-        seen = max((len(v) for k, v in count.items() if k[2:] == (st, leads, fr)), default=0)
+    for st, leads, fr, test in ordered:
+        seen = max((len(v) for k, v in count.items() if k[2:] == (st, leads, fr, test)), default=0)
         planned = 0
         if st in protocol.get("stages", []) and leads in protocol.get("leads", []) and (
-                fr is None or fr in [float(x) for x in protocol.get("fractions", [])]):
+                fr is None or fr in [float(x) for x in protocol.get("fractions", [])]) and (
+                test is None or test in externals):
             draws = 1 if fr is None or fr == 1.0 else int(protocol.get("draws", 1))
             planned = len(protocol.get("seeds", [0])) * draws
-        col_id = f"{st}|{leads}|{'-' if fr is None else f'{fr:g}'}"
+        col_id = f"{st}|{leads}|{'-' if fr is None else f'{fr:g}'}" + ("" if test is None else f"|{test}")
         columns.append(Column(id=col_id, stage=st, leads=leads, fraction=fr,
                               label=fraction_label(fr) if st != "zero_shot" else "zero-shot",
-                              expected=max(seen, planned, 1)))
+                              expected=max(seen, planned, 1), test_dataset=test))
     groups: list[StageGroup] = []
     for col in columns:
-        if not groups or (groups[-1].stage, groups[-1].leads) != (col.stage, col.leads):
+        if not groups or (groups[-1].stage, groups[-1].leads, groups[-1].test_dataset) != (
+                col.stage, col.leads, col.test_dataset):
             label = STAGE_LABELS.get(col.stage, col.stage) + ("" if col.leads == "all" else f", lead {col.leads}")
+            if col.test_dataset is not None:
+                label += f", external: {col.test_dataset}"
+            elif externals:
+                label += ", internal"
             groups.append(StageGroup(stage=col.stage, leads=col.leads, label=label, columns=[], heatmap_fraction=None,
-                                     heatmap_column=""))
+                                     heatmap_column="", test_dataset=col.test_dataset))
         groups[-1].columns.append(col.id)
     by_id = {c.id: c for c in columns}
     for g in groups:
@@ -580,8 +620,8 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
     def count_of(enc: str, obj: str) -> int:
         return sum(len(v) for k, v in count.items() if k[:2] == (enc, obj))
 
-    agg_by: dict[tuple[str, str, str, str, float | None], Row] = {
-        (row.encoder, row.objective, row.stage, row.leads, row.fraction): row for row in agg}
+    agg_by: dict[tuple[str, str, str, str, float | None, str | None], Row] = {
+        (row.encoder, row.objective, row.stage, row.leads, row.fraction, row.test_dataset): row for row in agg}
     dataset = spec.dataset if spec is not None else None
     rows: list[TableRow] = []
     for enc in enc_order:
@@ -606,9 +646,9 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
                 n_expected = col.expected
                 if col.stage == "zero_shot" and obj not in zero_shot_objectives:
                     n_expected = 0
-                table_cells.append(_table_cell(agg_by.get((enc, obj, col.stage, col.leads, col.fraction)),
-                                               count.get((enc, obj, col.stage, col.leads, col.fraction), []),
-                                               n_expected, metric, obj == CONTROL))
+                where = (enc, obj, col.stage, col.leads, col.fraction, col.test_dataset)
+                table_cells.append(_table_cell(agg_by.get(where), count.get(where, []), n_expected, metric,
+                                               obj == CONTROL))
             rows.append(TableRow(encoder=enc, objective=obj, control=objectives[obj].control,
                                  contamination=contamination, cells=table_cells,
                                  n_done=sum(c.n_done for c in table_cells),
@@ -711,6 +751,11 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
         title.append(f"best of its column in {100 * row.p_best:.0f}% of resamples")
     if row.n_stale:
         title.append(f"{row.n_stale} stale (kept by --reuse-stale)")
+    if row.worst_subgroup is not None:
+        interval = f" [{_num(row.worst_low)}, {_num(row.worst_high)}]" if row.worst_low is not None else ""
+        title.append(f"worst subgroup {row.worst_subgroup} {_num(row.worst_mean)}{interval}")
+    if row.subgroups:
+        title.append("subgroups: " + ", ".join(f"{name} {_num(v)}" for name, v in row.subgroups.items()))
     if not is_control:
         if row.diff is not None:
             interval = f"[{_num(row.diff_low, True)}, {_num(row.diff_high, True)}]"
@@ -722,14 +767,16 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
     return TableCell(status=status, n_done=n_done, n_failed=n_failed, n_expected=n_expected, mean=row.mean,
                      ci_low=row.ci_low, ci_high=row.ci_high, spread=row.spread, diff=row.diff, diff_low=row.diff_low,
                      diff_high=row.diff_high, diff_excludes_zero=row.diff_excludes_zero, significant=row.significant,
-                     p_holm=row.p_holm, p_best=row.p_best, n_stale=row.n_stale, title="; ".join(title))
+                     p_holm=row.p_holm, p_best=row.p_best, n_stale=row.n_stale, title="; ".join(title),
+                     worst_subgroup=row.worst_subgroup, worst_mean=row.worst_mean, worst_ci_low=row.worst_low,
+                     worst_ci_high=row.worst_high)
 
 
 # --- downloads ----------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["key", "suite", "task", "stage", "encoder", "preset", "objective", "fraction", "draw", "seed", "leads",
                "metric", "value", "ci_low", "ci_high", "vs_control_mean", "vs_control_low", "vs_control_high",
-               "status", "wall_s", "dataset_fingerprint", "git_commit"]
+               "status", "wall_s", "dataset_fingerprint", "git_commit", "test_dataset"]
 
 
 def csv_text(suite: SuiteResults) -> str:
@@ -748,7 +795,8 @@ def csv_text(suite: SuiteResults) -> str:
         writer.writerow([r.key, suite.name, v(c.task), c.stage, c.encoder, v(c.preset), c.objective, v(c.fraction),
                          v(c.draw), c.seed, c.leads, v(r.metric), v(r.value), v(ci[0] if ci else None),
                          v(ci[1] if len(ci) > 1 else None), v(d.mean if d else None), v(d.ci_low if d else None),
-                         v(d.ci_high if d else None), r.status, r.wall_s, v(r.dataset_fingerprint), v(r.git_commit)])
+                         v(d.ci_high if d else None), r.status, r.wall_s, v(r.dataset_fingerprint), v(r.git_commit),
+                         v(c.test_dataset)])
     return buf.getvalue()
 
 

@@ -41,7 +41,7 @@ from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
-from ..suite import DataSource, Suite
+from ..suite import DataSource, Suite, lead_names
 from ..task_data import TaskSource
 
 Echo = Callable[[str], None]
@@ -149,12 +149,15 @@ class Dataset:
 
 
 def lead_mask(spec: EncoderSpec, leads: str) -> torch.Tensor | None:
-    """``all``: no mask; ``I``: lead I alone, every other lead zeroed (single-lead use of a 12-lead encoder)."""
+    """``all``: no mask; ``I``: lead I alone, every other lead zeroed (single-lead use of a 12-lead encoder);
+    ``I+II``: those leads (reduced-lead use)."""
     if leads == "all":
         return None
-    if leads not in spec.leads:
-        raise DataError(f"encoder {spec.name!r} has no lead {leads!r} (its leads: {', '.join(spec.leads)})")
-    return torch.tensor([1.0 if lead == leads else 0.0 for lead in spec.leads])
+    names = lead_names(leads, spec.leads)
+    lacking = [name for name in names if name not in spec.leads]
+    if lacking:
+        raise DataError(f"encoder {spec.name!r} has no lead {', '.join(lacking)} (its leads: {', '.join(spec.leads)})")
+    return torch.tensor([1.0 if lead in names else 0.0 for lead in spec.leads])
 
 
 class Progress:
@@ -301,7 +304,8 @@ class Workspace:
         return self._labels[task.name]
 
     def held_out(self) -> HeldOut:
-        """Every validation and test record of every task of the suite, by (namespace, patient) and by signal."""
+        """Every validation and test record of every task of the suite (and every record of an external test set),
+        by (namespace, patient) and by signal."""
         if self._held_out is None:
             seed = self.suite.protocol.split_seed
             held = HeldOut()
@@ -313,6 +317,13 @@ class Workspace:
                 held.patients.update((dataset.namespace, p) for p in dataset.patients.reindex(ids).to_numpy())
                 for checksum, rid in zip(dataset.checksums.reindex(ids).to_numpy(), ids):
                     held.signals.setdefault(str(checksum), (task.name, dataset.name, str(rid)))
+            for external in self.suite.protocol.external:  # an external test set: every record of it
+                for name in external.datasets:
+                    dataset = self.dataset(name)
+                    ids = dataset.records["record_id"].to_numpy()
+                    held.patients.update((dataset.namespace, p) for p in dataset.patients.reindex(ids).to_numpy())
+                    for checksum, rid in zip(dataset.checksums.reindex(ids).to_numpy(), ids):
+                        held.signals.setdefault(str(checksum), (external.task, dataset.name, str(rid)))
             self._held_out = held
         return self._held_out
 
@@ -378,7 +389,7 @@ class Workspace:
             train = [rid for rid in view.record_ids if split.get(rid) == "train"] or view.record_ids
             scaler = view.fit_standardizer(train)
         windows = Windows(spec, list(view.record_ids), view.at, view.lengths, scaler, excluded=view.excluded,
-                          units=dataset.store.info.units)
+                          units=dataset.store.info.units, present=view.present)
         self._windows[key] = windows
         return windows
 
@@ -388,9 +399,10 @@ def patient_codes(patients: pd.Series) -> np.ndarray:
     return np.array(pd.factorize(patients.astype(str))[0], dtype=np.int64)  # a writable copy
 
 
-def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
-    """Clinical metadata per record (numeric fields, NaN where missing) and the SCORE2-style risk in [0, 1],
-    from a ``patients`` table keyed by ``subject_id`` (the MIMIC-IV convention); ``None`` without one."""
+def patients_table(dataset: Dataset) -> pd.DataFrame | None:
+    """The dataset's ``patients`` table (keyed by ``subject_id``, the MIMIC-IV convention, or ``patient_id``) as one
+    row per record of the dataset (indexed by record id, NaN for a record whose patient it lacks); ``None`` without
+    one."""
     tables = dataset.tables
     if "patients" not in tables:
         return None
@@ -400,18 +412,26 @@ def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
         return None
     table[key] = table[key].astype(str)
     table = table.drop_duplicates(key).set_index(key)
+    values = table.reindex(dataset.records["patient_id"].astype(str).to_numpy())
+    values.index = pd.Index(dataset.records["record_id"].to_numpy(), name="record_id")
+    return values
+
+
+def metadata_frame(dataset: Dataset) -> tuple[pd.DataFrame, pd.Series] | None:
+    """Clinical metadata per record (numeric fields, NaN where missing) and the SCORE2-style risk in [0, 1],
+    from a ``patients`` table (:func:`patients_table`); ``None`` without one."""
+    table = patients_table(dataset)
+    if table is None:
+        return None
     if "sex" in table.columns:
         table["sex"] = table["sex"].map({"F": 1.0, "M": 0.0, "female": 1.0, "male": 0.0})
     risk_column = next((c for c in ("score2", "risk") if c in table.columns), None)
     risk = table[risk_column].astype(float) if risk_column else pd.Series(np.nan, index=table.index)
     if risk_column == "score2":
         risk = risk / 100.0
-    fields = table.drop(columns=[c for c in (risk_column,) if c]).select_dtypes("number")
-    patients = dataset.records["patient_id"].astype(str)
-    values = fields.reindex(patients.to_numpy())
-    values.index = dataset.records["record_id"].to_numpy()
-    risk_per_record = pd.Series(risk.reindex(patients.to_numpy()).to_numpy(), index=values.index)
-    return values, risk_per_record
+    values = table.drop(columns=[c for c in (risk_column,) if c]).select_dtypes("number")
+    values.index = values.index.rename(None)
+    return values, pd.Series(risk.to_numpy(), index=values.index)
 
 
 def report_texts(dataset: Dataset) -> list[str | None]:

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
-from ..suite import Cell
+from ..suite import Cell, lead_names
 from . import distributed
 from .data import Workspace, lead_mask
 from .partial import finetuning_parameters, trainable_count
+from .subgroups import membership as subgroup_membership
 from .pretrain import build_encoder, checkpoint_path, load_checkpoint, load_given_weights, loads_given_weights
 
 EMBEDDING_DIR = "embeddings"
@@ -58,28 +60,51 @@ class TaskData:
     y: np.ndarray  # [n, C]
     split: np.ndarray
     classes: list[str]
+    #: Prespecified subgroups (:mod:`stence_bench.protocol.subgroups`): their names and ``[n, G]`` membership.
+    subgroup_names: list[str] = dataclass_field(default_factory=list)
+    subgroups: np.ndarray | None = None
+    #: Subgroups with fewer test patients are never named the worst.
+    subgroup_min_patients: int = 1
 
     def part(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
 
+    def take(self, positions: np.ndarray) -> TaskData:
+        """These records only."""
+        return TaskData(task=self.task, rows=self.rows[positions], record_ids=self.record_ids[positions],
+                        patients=self.patients[positions], y=self.y[positions], split=self.split[positions],
+                        classes=self.classes, subgroup_names=self.subgroup_names,
+                        subgroups=None if self.subgroups is None else self.subgroups[positions],
+                        subgroup_min_patients=self.subgroup_min_patients)
 
-def task_data(ws: Workspace, task: TaskSpec, windows: Windows) -> TaskData:
+
+def task_data(ws: Workspace, task: TaskSpec, windows: Windows, leads: str = "all", whole: bool = False) -> TaskData:
+    """The task's labelled records in ``windows`` that have every lead of the lead set ``leads`` (a single-lead
+    record is scored on ``I``, never on ``all``), with their split, labels, patients and subgroups. ``whole``: every
+    record is a test record (an external test set)."""
     dataset = ws.dataset(task.dataset)
     labels = ws.labels(task)
-    split_of = dict(zip(dataset.records["record_id"], dataset.split(task.split, ws.suite.protocol.split_seed)))
+    split_of = {} if whole else dict(zip(dataset.records["record_id"],
+                                         dataset.split(task.split, ws.suite.protocol.split_seed)))
     patient_of = dict(zip(dataset.patients.index, dataset.patients.to_numpy()))
-    keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index]
+    has = windows.has_leads(lead_names(leads, windows.spec.leads))
+    keep = [i for i, rid in enumerate(windows.record_ids) if rid in labels.index and has[i]]
     ids = np.array([windows.record_ids[i] for i in keep], dtype=object)
     if not len(ids):
-        raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label")
+        lacking = sum(rid in labels.index for rid in windows.record_ids) if not has.all() else 0
+        why = f" and leads {leads}" if lacking else ""
+        raise StenceBenchError(f"task {task.name!r}: no record of dataset {task.dataset!r} has a label{why}")
     y = labels.reindex(ids).to_numpy(dtype=np.float64)
-    split = np.array([split_of[rid] for rid in ids])
-    for name in ("train", "val", "test"):
+    split = np.array(["test"] * len(ids)) if whole else np.array([split_of[rid] for rid in ids])
+    for name in ("test",) if whole else ("train", "val", "test"):
         if not (split == name).any():
             raise StenceBenchError(f"task {task.name!r}: the {name} split is empty ({len(ids)} labelled records)")
+    settings = ws.suite.protocol.subgroups
+    names, members = subgroup_membership(dataset, task, ids, settings)
     return TaskData(task=task, rows=np.array(keep), record_ids=ids,
                     patients=np.array([str(patient_of[rid]) for rid in ids]), y=y, split=split,
-                    classes=[str(c) for c in labels.columns])
+                    classes=[str(c) for c in labels.columns], subgroup_names=names, subgroups=members,
+                    subgroup_min_patients=settings.min_patients)
 
 
 def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
@@ -92,6 +117,64 @@ def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
     masks = label_fractions(data.patients[train], labels, ws.suite.protocol.fractions, draw=cell.draw or 0,
                             seed=ws.suite.protocol.split_seed)
     return train[np.asarray(masks[cell.fraction], dtype=bool)]
+
+
+# -- external validation ---------------------------------------------------------------------------------------
+
+
+def external_task(task: TaskSpec, dataset: str) -> TaskSpec:
+    """The task's labels read on another dataset (its own labels cache entry, ``task@dataset``)."""
+    return task.model_copy(update={"dataset": dataset, "name": f"{task.name}@{dataset}"})
+
+
+@dataclass
+class External:
+    """An external test set: the task's labelled records of another dataset that have the cell's leads, less any
+    whose patient (same patient namespace) or signal is one of the internal training or validation records."""
+
+    task: TaskSpec
+    windows: Windows
+    data: TaskData
+    #: records left out for their overlap with the internal training and validation records
+    dropped: int
+
+
+def external_data(ws: Workspace, task: TaskSpec, internal: TaskData, cell: Cell, spec: Any) -> External:
+    """The cell's external test set (``cell.test_dataset``), checked to have the task's classes."""
+    name = str(cell.test_dataset)
+    ext_task = external_task(task, name)
+    windows = ws.windows(name, spec)
+    data = task_data(ws, ext_task, windows, cell.leads, whole=True)
+    if data.classes != internal.classes:
+        raise StenceBenchError(f"task {task.name!r} on dataset {name!r} gives classes {data.classes}, not the "
+                               f"{internal.classes} of {task.dataset!r}: it cannot be tested there")
+    own, other = ws.dataset(task.dataset), ws.dataset(name)
+    seen = np.concatenate([internal.part("train"), internal.part("val")])
+    checksums = set(own.checksums.reindex(internal.record_ids[seen]).astype(str))
+    overlap = np.array([str(c) in checksums for c in other.checksums.reindex(data.record_ids).to_numpy()], dtype=bool)
+    if own.namespace == other.namespace:
+        patients = set(internal.patients[seen])
+        overlap |= np.isin(data.patients, list(patients))
+    keep = np.flatnonzero(~overlap)
+    if not len(keep):
+        raise StenceBenchError(f"task {task.name!r}: every labelled record of dataset {name!r} is a training or "
+                               f"validation record (or patient) of {task.dataset!r}: nothing external to test on")
+    return External(task=ext_task, windows=windows, data=data.take(keep), dropped=int(overlap.sum()))
+
+
+def scoring_data(internal: TaskData, external: External) -> TaskData:
+    """What an externally tested cell is scored on: the internal validation records (thresholds) and the external
+    records as its test split (their subgroups)."""
+    val, ext = internal.part("val"), external.data
+    groups = ext.subgroups if ext.subgroups is not None else np.zeros((len(ext.record_ids), 0), dtype=bool)
+    return TaskData(task=internal.task, rows=np.zeros(len(val) + len(ext.rows), dtype=np.int64),
+                    record_ids=np.concatenate([internal.record_ids[val], ext.record_ids]),
+                    patients=np.concatenate([internal.patients[val], ext.patients]),
+                    y=np.concatenate([internal.y[val], ext.y]),
+                    split=np.array(["val"] * len(val) + ["test"] * len(ext.record_ids)), classes=internal.classes,
+                    subgroup_names=ext.subgroup_names,
+                    subgroups=np.concatenate([np.zeros((len(val), groups.shape[1]), dtype=bool), groups]),
+                    subgroup_min_patients=ext.subgroup_min_patients)
 
 
 # -- embeddings ----------------------------------------------------------------------------------------------
@@ -226,6 +309,10 @@ def score_cell(task: TaskSpec, data: TaskData, val_pred: np.ndarray, test_pred: 
         "test_ids": data.record_ids[test].astype(str), "test_patients": data.patients[test].astype(str),
         "test_y": data.y[test], "test_pred": np.asarray(test_pred, dtype=np.float64).reshape(len(test), -1),
     }
+    if data.subgroups is not None:
+        predictions.update(subgroup_names=np.array(data.subgroup_names, dtype=str),
+                           test_subgroups=data.subgroups[test].reshape(len(test), len(data.subgroup_names)),
+                           subgroup_min_patients=np.array(data.subgroup_min_patients))
     return {**score_predictions(predictions, n_resamples, seed), "predictions": predictions}
 
 
@@ -251,13 +338,46 @@ def score_predictions(p: Any, n_resamples: int, seed: int) -> dict[str, Any]:
         if name == metric:
             main = summary
     assert main is not None
+    subgroups = {}
+    if "subgroup_names" in p:
+        subgroups = subgroup_scores(kind, metric, y_test, p_test, patients, [str(n) for n in p["subgroup_names"]],
+                                    np.asarray(p["test_subgroups"], dtype=bool), weights, threshold,
+                                    int(p["subgroup_min_patients"]))
     return {
-        "metric": metric, "value": main["value"], "ci": ci, "scores": scores,
+        "metric": metric, "value": main["value"], "ci": ci, "scores": scores, "subgroups": subgroups,
         "n": {"test": len(y_test), "test_patients": len(set(patients)), "val": len(y_val)},
         "thresholds": [_float(t) for t in thresholds],
         "bootstrap": {"n_resamples": n_resamples, "seed": seed,
                       "values": [round(float(v), 6) for v in np.asarray(main["values"])]},
     }
+
+
+def subgroup_scores(kind: str, metric: str, y: np.ndarray, pred: np.ndarray, patients: np.ndarray, names: list[str],
+                    members: np.ndarray, weights: np.ndarray | None, threshold: Any, min_patients: int
+                    ) -> dict[str, dict[str, Any]]:
+    """The main metric on each subgroup of the test records (``members[:, g]``), with the val-chosen thresholds,
+    and its interval from the cell's own patient resamples (``weights``, :func:`metrics.bootstrap_indices`)
+    restricted to the subgroup's records: on resample ``b`` the subgroup is the drawn patients who are in it, so
+    every cell of a task, and every subgroup, shares the resamples (paired differences stay possible). A subgroup
+    whose metric is undefined (one class only) has ``value`` None; ``counted`` is False below ``min_patients``
+    test patients (never named the worst)."""
+    out: dict[str, dict[str, Any]] = {}
+    for g, name in enumerate(names):
+        idx = np.flatnonzero(members[:, g])
+        n_patients = len(set(patients[idx].tolist()))
+        entry: dict[str, Any] = {"value": None, "ci": [None, None], "n": int(len(idx)), "n_patients": n_patients,
+                                 "counted": n_patients >= min_patients, "values": []}
+        if len(idx):
+            entry["value"] = _float(metrics.score(kind, y[idx], pred[idx], threshold=threshold,
+                                                  metrics=[metric])[metric])  # type: ignore[list-item]
+            if weights is not None:
+                values = metrics.bootstrap(kind, metric, y[idx], pred[idx], weights[:, idx],  # type: ignore[arg-type]
+                                           threshold=threshold)
+                low, high = metrics.interval(values)
+                entry["ci"] = [_float(low), _float(high)]
+                entry["values"] = [None if not np.isfinite(v) else round(float(v), 6) for v in values]
+        out[name] = entry
+    return out
 
 
 def _shape(kind: str, a: np.ndarray) -> np.ndarray:
@@ -282,11 +402,16 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
     task = registry.tasks.get(cell.task)
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     cached = cached_embeddings(cell, ws, registry, root, task)  # memory-mapped: only the rows read are loaded
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
     x_train, x_val, x_test = (np.asarray(cached[data.rows[part]]) for part in (train, val, test))
+    external = scored = None
+    if cell.test_dataset is not None:  # external validation: the same probe, tested on the other dataset
+        external = external_data(ws, task, data, cell, spec)
+        x_test = np.asarray(cached_embeddings(cell, ws, registry, root, external.task)[external.data.rows])
+        scored = scoring_data(data, external)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
     x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
     grid = sorted(ws.suite.protocol.linear_probe.c_grid)
@@ -301,13 +426,20 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
         if better:
             best = (c, value, val_pred, test_pred)
     assert best is not None
-    result = score_cell(task, data, best[2], best[3], ws.suite.protocol.bootstrap,
-                        bootstrap_seed(task, ws.suite.protocol.split_seed))
-    result["train"] = _train_info(data, train)
+    result = score_cell(task, scored if scored is not None else data, best[2], best[3], ws.suite.protocol.bootstrap,
+                        bootstrap_seed(external.task if external else task, ws.suite.protocol.split_seed))
+    result["train"] = {**_train_info(data, train), **_external_info(external)}
     result["selected"] = {"c": best[0], "val_" + _selection_metric(task): _float(best[1])}
     result["weights"] = given_weights_report(cell, registry, root)
     result["wall_s"] = time.perf_counter() - started
     return result
+
+
+def _external_info(external: External | None) -> dict[str, Any]:
+    if external is None:
+        return {}
+    return {"tested_on": {"dataset": external.task.dataset, "records": len(external.data.record_ids),
+                          "patients": len(set(external.data.patients)), "dropped_overlap": external.dropped}}
 
 
 def _selection_metric(task: TaskSpec) -> str:
@@ -362,9 +494,11 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
     task = registry.tasks.get(cell.task)
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     train = training_subset(ws, data, cell)
     val, test = data.part("val"), data.part("test")
+    # external validation: the finetuned model is tested on the other dataset (checked before any training)
+    external = external_data(ws, task, data, cell, spec) if cell.test_dataset is not None else None
     mask = lead_mask(spec, cell.leads)
     encoder, _ = encoder_for(cell, registry, root)
     regression = task.task_kind == "regression"
@@ -402,14 +536,19 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
         return {}  # rank 0 predicts, scores and writes the result
     model.load_state_dict(best_state)
     val_out = window_mean(model, windows, data.rows[val], mask)
-    test_out = window_mean(model, windows, data.rows[test], mask)
+    if external is not None:  # external validation: the same finetuned model, tested on the other dataset
+        test_out = window_mean(model, external.windows, external.data.rows, mask)
+    else:
+        test_out = window_mean(model, windows, data.rows[test], mask)
     if regression:
         val_out, test_out = val_out * scale + centre, test_out * scale + centre
     else:
         val_out, test_out = 1 / (1 + np.exp(-val_out)), 1 / (1 + np.exp(-test_out))
-    result = score_cell(task, data, val_out, test_out, ws.suite.protocol.bootstrap,
-                        bootstrap_seed(task, ws.suite.protocol.split_seed))
-    result["train"] = {**_train_info(data, train), "trained_weights": trainable_count(groups)}
+    result = score_cell(task, scoring_data(data, external) if external else data, val_out, test_out,
+                        ws.suite.protocol.bootstrap,
+                        bootstrap_seed(external.task if external else task, ws.suite.protocol.split_seed))
+    result["train"] = {**_train_info(data, train), "trained_weights": trainable_count(groups),
+                       **_external_info(external)}
     result["selected"] = {"epoch": best_epoch, "epochs_run": epochs_run, "val_loss": best_loss}
     result["weights"] = getattr(encoder, "given_weights", None)
     result["wall_s"] = time.perf_counter() - started
@@ -473,7 +612,7 @@ def zero_shot(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict
         raise StenceBenchError(f"objective {cell.objective!r} has no text side for zero-shot evaluation")
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    data = task_data(ws, task, windows)
+    data = task_data(ws, task, windows, cell.leads)
     names = ["positive", "negative"] if task.task_kind == "binary" else data.classes
     missing = [n for n in names if n not in task.prompts]
     if missing:

@@ -5,6 +5,8 @@ depend on is the data as it is now and the code that computed them:
 
 - ``records``: the records it read (ids, signal checksums, patients, and for evaluation their split);
 - ``labels``: the task's labels of those records (evaluation cells);
+- ``external``: the same of an external test set (``test_dataset``);
+- ``subgroups``: which of those records are in each prespecified subgroup (their age, sex, the task's columns);
 - ``tables``, ``reports``, ``labels``: what a pretraining objective reads beside the ECGs (metadata, angiography,
   report text, the layout's labels and their source);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
@@ -29,13 +31,14 @@ from ..hashing import digest
 from ..registry import Registry
 from ..suite import Cell
 from .data import Workspace, record_labels
+from .subgroups import membership as subgroup_membership
 
 #: The code that turns data into numbers, by part: bump a part when it changes numbers for unchanged inputs.
 CODE_VERSIONS: dict[str, str] = {
     "view": str(VIEW_VERSION),  # resampling, filtering (stence_bench.data.views)
     "windows": "2",  # cutting and normalising windows (protocol.data.Windows): 2 = windows inside each record
     "pretraining": "2",  # the pretraining loop and its data: 2 = no held-out patient, VCG in millivolts
-    "scoring": "2",  # probes, finetuning, metrics and intervals: 2 = per-record window means
+    "scoring": "3",  # probes, finetuning, metrics and intervals: 2 = per-record window means, 3 = subgroups
 }
 #: The parts each stage depends on.
 STAGE_CODE = {"pretrain": ("view", "windows", "pretraining"), "embed": ("view", "windows")}
@@ -66,9 +69,12 @@ class Inputs:
         if cell.stage == "pretrain":
             return self._pretraining(cell)
         weights = self._weights(cell)
-        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "", weights or "")
+        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "", weights or "",
+               cell.test_dataset or "")
         if key not in self._cache:
             out = {**self._task(str(cell.task)), "code": code_versions(cell.stage)}
+            if cell.test_dataset is not None:  # an external test set: its records, labels and subgroups too
+                out["external"] = digest(self._task(str(cell.task), cell.test_dataset))
             source = cell.pretrain_cell()
             if source is not None:
                 out["pretraining"] = digest(self._pretraining(source))
@@ -83,10 +89,14 @@ class Inputs:
 
         return cell.weights.sha256 if cell.weights is not None and loads_given_weights(cell, self.registry) else None
 
-    def _task(self, name: str) -> dict[str, str]:
-        key = ("labels", name)
+    def _task(self, name: str, dataset_name: str | None = None) -> dict[str, str]:
+        key = ("labels", name, dataset_name or "")
         if key not in self._cache:
             task = self.registry.tasks.get(name)
+            if dataset_name is not None:
+                from .evaluate import external_task
+
+                task = external_task(task, dataset_name)
             dataset = self.ws.dataset(task.dataset)
             labels = self.ws.labels(task).sort_index()
             ids = labels.index.to_numpy()
@@ -95,7 +105,9 @@ class Inputs:
             records = pd.DataFrame({"checksum": dataset.checksums.reindex(ids).to_numpy(),
                                     "patient": dataset.patients.reindex(ids).to_numpy(),
                                     "split": split.to_numpy()}, index=ids)
-            self._cache[key] = {"records": _frame_digest(records), "labels": _frame_digest(labels)}
+            names, members = subgroup_membership(dataset, task, ids, self.ws.suite.protocol.subgroups)
+            self._cache[key] = {"records": _frame_digest(records), "labels": _frame_digest(labels),
+                                "subgroups": digest([names, np.packbits(members, axis=0).tolist()])}
         return self._cache[key]
 
     def _pretraining(self, cell: Cell) -> dict[str, Any]:

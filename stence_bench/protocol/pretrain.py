@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.windows import Cut, Normalizer, Windows, loader
+from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
 from ..registry import Registry
-from ..suite import Cell
+from ..suite import Cell, lead_names
 from . import distributed
 from .data import (
     Workspace,
     angiogram_paths,
+    lead_mask,
     metadata_frame,
     patient_codes,
     record_labels,
@@ -160,7 +161,10 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     chosen = ws.pretraining_records()
     allowed = set(chosen.record_ids)
     record_row = {rid: i for i, rid in enumerate(dataset.records["record_id"])}
-    view_rows = np.array([i for i, rid in enumerate(windows.record_ids) if rid in allowed], dtype=np.int64)
+    # ... that have every lead pretraining sees (protocol.pretrain.leads; all of the encoder's by default)
+    leads = settings.leads
+    has = windows.has_leads(lead_names(leads, enc_spec.leads))
+    view_rows = np.array([i for i, rid in enumerate(windows.record_ids) if rid in allowed and has[i]], dtype=np.int64)
     data_rows = np.array([record_row[windows.record_ids[i]] for i in view_rows], dtype=np.int64)
 
     # per-record inputs of the paired modalities, labels, metadata
@@ -216,6 +220,12 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     torch.manual_seed(cell.seed)
     objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
                                n_labels=None if labels is None else labels.shape[1], **options)
+    if leads != "all" and getattr(objective, "physical_units", False):
+        raise StenceBenchError(f"objective {cell.objective!r} augments in the body's lead geometry (physical_units, "
+                               f"such as a VCG rotation), which needs every lead: it cannot pretrain on leads {leads} "
+                               "(protocol.pretrain.leads); turn that augmentation off (patient_contrastive: "
+                               "options = {vcg = false})")
+    mask = lead_mask(enc_spec, leads)
     ctx = distributed.current()
     objective.to(ctx.device)
     optimiser = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -247,7 +257,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         plan = pretraining_plan(windows, view_rows, patient_ids.numpy(), grouped, cell.seed, epoch, batch_size, mine,
                                 objective)
         epoch_losses = []
-        for windows_batch in loader(windows, plan, device=ctx.device):
+        for windows_batch in loader(windows, plan, lead_mask=mask, device=ctx.device):
             local = windows_batch["tag"][mine]
             batch: dict[str, Any] = {**ecg_inputs(windows_batch, objective), "patient_id": patient_ids[local]}
             if "angiography" in items:
@@ -279,6 +289,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             progress(f"{cell.label}: epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")
 
     info = {"dataset": dataset_name, "dataset_fingerprint": dataset.store.fingerprint(), "records": len(data_rows),
+            **({"leads": leads} if leads != "all" else {}),
             "excluded_held_out_patients": chosen.excluded_held_out_patients,
             "test_overlap": dict(chosen.test_overlap), "test_overlap_kept": chosen.test_overlap_kept,
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
@@ -319,7 +330,7 @@ def ecg_inputs(batch: dict[str, Any], objective: torch.nn.Module) -> dict[str, A
         out["ecg_segment"] = x[k : 2 * k]
     if "normalize" in batch:  # every record's window has min(length, n) valid samples: one normaliser fits both
         whole = batch["normalize"]
-        out["normalize"] = Normalizer(whole.spec, whole.scaler, whole.valid[:k])
+        out["normalize"] = whole.part(slice(0, k))
     return out
 
 

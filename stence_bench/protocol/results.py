@@ -36,6 +36,21 @@ class PairedDifference(BaseModel):
     excludes_zero: bool
 
 
+class SubgroupScore(BaseModel):
+    """The main metric on one prespecified subgroup of the test records (:mod:`stence_bench.protocol.subgroups`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float | None
+    #: Percentile interval of ``values``: the cell's patient resamples restricted to the subgroup.
+    ci: list[float | None]
+    n: int
+    n_patients: int
+    #: At least ``protocol.subgroups.min_patients`` test patients: may be named the worst subgroup.
+    counted: bool
+    values: list[float | None] = []
+
+
 class CellResult(BaseModel):
     """One cell's result file."""
 
@@ -57,6 +72,8 @@ class CellResult(BaseModel):
     n: dict[str, int] = {}
     thresholds: list[float | None] = []
     bootstrap: dict[str, JsonValue] = {}
+    #: The main metric on each prespecified subgroup of the test records (sex, age bands, the task's columns).
+    subgroups: dict[str, SubgroupScore] = {}
     train: dict[str, JsonValue] = {}
     selected: dict[str, JsonValue] = {}
     #: Pretraining cells: losses, records, checkpoint.
@@ -202,13 +219,14 @@ def rescore(folder: Path, *, write: bool = False) -> tuple[int, list[str], list[
         new = score_predictions(read_predictions(path), n_resamples, seed)
         new = json.loads(json.dumps(new, default=float, allow_nan=True))  # as it would be stored
         checked += 1
-        fields = [k for k in ("metric", "value", "ci", "scores", "n", "thresholds", "bootstrap")
-                  if not same(getattr(r, k), new[k])]
+        stored = {k: getattr(r, k) for k in ("metric", "value", "ci", "scores", "n", "thresholds", "bootstrap")}
+        stored["subgroups"] = {name: g.model_dump() for name, g in r.subgroups.items()}
+        fields = [k for k in stored if not same(stored[k], new[k])]
         if fields:
             disagree.append(f"{r.key} ({r.cell.label}): {', '.join(fields)} differ")
             if write:
                 for k in fields:
-                    setattr(r, k, new[k])
+                    setattr(r, k, {n: SubgroupScore(**g) for n, g in new[k].items()} if k == "subgroups" else new[k])
                 if isinstance(r.inputs.get("code"), dict):
                     r.inputs["code"] = {**r.inputs["code"], "scoring": CODE_VERSIONS["scoring"]}
                 write_result(folder if base != folder else folder.parent, r)
@@ -240,7 +258,7 @@ def versions(registry: Any) -> dict[str, str]:
 
 def paired_differences(results: list[CellResult], control: str = "none") -> list[CellResult]:
     """Fill ``vs_control`` of every finished evaluation result whose random-init control (same task, encoder,
-    stage, fraction, draw, seed, leads) has finished: the difference of the main metric on the same bootstrap
+    stage, fraction, draw, seed, leads, test dataset) has finished: the difference of the main metric on the same bootstrap
     resamples. Returns the results that changed (the caller rewrites them)."""
     from ..metrics import paired_difference
 
@@ -248,7 +266,7 @@ def paired_differences(results: list[CellResult], control: str = "none") -> list
         c = r.cell
         weights = json.dumps(c.weights.identity(), sort_keys=True) if c.weights is not None else None
         return (c.stage, c.task, c.encoder, c.preset, json.dumps(c.encoder_options, sort_keys=True), c.seed,
-                c.fraction, c.draw, c.leads, weights)
+                c.fraction, c.draw, c.leads, weights, c.test_dataset)
 
     controls = {match_key(r): r for r in results if r.status == "done" and r.cell.objective == control
                 and r.cell.stage != "pretrain"}

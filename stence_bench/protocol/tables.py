@@ -13,7 +13,9 @@ test patients (its ``bootstrap.values``: the metric on resample ``b``), so the r
   p-value; ``*`` marks a difference whose Holm-adjusted p-value (per task and stage, over every encoder x
   objective x lead set x fraction compared with the control) is at most 0.05;
 - ``p_best``: the share of resamples in which the row is the best of its column (task, stage, leads, fraction):
-  how sure its rank 1 is.
+  how sure its rank 1 is;
+- ``subgroups`` and ``worst_subgroup``: each prespecified subgroup's mean over the cells, and the worst one with
+  enough test patients, with the same two-level interval (:func:`subgroup_summary`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from .results import CellResult
 
@@ -63,6 +67,16 @@ class Row:
     p_best: float | None = None
     #: cells kept although their inputs changed (``run --reuse-stale``)
     n_stale: int = 0
+    #: each prespecified subgroup's mean over the row's cells (None where undefined in some cell)
+    subgroups: dict[str, float | None] = dataclass_field(default_factory=dict)
+    #: external validation: the dataset tested on (None: the task's own test split)
+    test_dataset: str | None = None
+    #: the worst subgroup with enough test patients (``protocol.subgroups.min_patients`` in every cell), its mean and
+    #: interval (the two-level bootstrap of the row's cells on their shared resamples, as the row's own)
+    worst_subgroup: str | None = None
+    worst_mean: float | None = None
+    worst_low: float | None = None
+    worst_high: float | None = None
 
 
 #: Significance level of the Holm-corrected paired differences.
@@ -159,6 +173,34 @@ def two_level(values: np.ndarray, seed: int) -> np.ndarray:
     return values[pick, np.arange(values.shape[1])[:, None]].mean(axis=1)  # NaN (undefined) stays undefined
 
 
+def subgroup_summary(row: Row, cells: list[CellResult], seed: int) -> None:
+    """Fill ``row``'s subgroup means and its worst subgroup from its finished ``cells``' subgroup results: a
+    subgroup's mean is the mean of its cells' values (defined only where every cell has one); the worst is the lowest
+    (highest for MAE, RMSE) among those counted in every cell (enough test patients), its interval the two-level
+    bootstrap of the cells' subgroup values on the shared resamples (:func:`two_level`)."""
+    if not cells or not all(r.subgroups for r in cells):
+        return
+    sign = -1.0 if row.metric in LOWER_IS_BETTER else 1.0
+    candidates: list[tuple[float, int, str]] = []
+    for order, name in enumerate(cells[0].subgroups):
+        entries = [r.subgroups.get(name) for r in cells]
+        if any(e is None for e in entries):
+            continue
+        values = [e.value for e in entries]  # type: ignore[union-attr]
+        mean = float(np.mean(values)) if all(v is not None for v in values) else None  # type: ignore[arg-type]
+        row.subgroups[name] = mean
+        if mean is not None and all(e.counted for e in entries):  # type: ignore[union-attr]
+            candidates.append((sign * mean, order, name))
+    if not candidates:
+        return
+    _, _, name = min(candidates)
+    row.worst_subgroup, row.worst_mean = name, row.subgroups[name]
+    resamples = [np.asarray([np.nan if v is None else v for v in r.subgroups[name].values], dtype=float)
+                 for r in cells]
+    if resamples[0].size and len({v.size for v in resamples}) == 1:
+        row.worst_low, row.worst_high = _interval(two_level(np.stack(resamples), seed))
+
+
 def bootstrap_p_value(differences: np.ndarray) -> float | None:
     """Two-sided p-value of a difference from its bootstrap distribution: twice the smaller share of resamples on
     either side of zero (at most 1)."""
@@ -187,32 +229,55 @@ def _seed(*parts: Any) -> int:
     return xxhash.xxh3_64_intdigest("|".join(map(str, parts)).encode()) % (2**32)
 
 
-def aggregate(results: list[CellResult], control: str = "none", labels: Labels | None = None) -> list[Row]:
-    """One row per task x encoder x objective (named by ``labels``, default: from these results) x stage x leads
-    x fraction (see the module's docstring for the numbers)."""
-    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+def row_groups(results: list[CellResult], labels: Labels) -> dict[tuple[Any, ...], list[CellResult]]:
+    """The evaluation results by row: (task, encoder label, objective label, stage, leads, fraction, test dataset)."""
     groups: dict[tuple[Any, ...], list[CellResult]] = defaultdict(list)
     for r in results:
         c = r.cell
         if c.stage == "pretrain" or c.task is None:
             continue
-        groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction)].append(r)
+        groups[(c.task, labels.encoder_of(c), labels.objective_of(c), c.stage, c.leads, c.fraction,
+                c.test_dataset)].append(r)
+    return groups
 
-    def values_of(cells: list[CellResult]) -> dict[tuple[Any, Any], np.ndarray]:
-        """Each finished cell's resample values by (draw, seed), when they share one resample count."""
-        out = {(r.cell.draw, r.cell.seed): np.asarray([np.nan if v is None else v for v in
-                                                       (r.bootstrap.get("values") or [])], dtype=float)
-               for r in cells if r.status == "done" and r.value is not None}
-        out = {k: v for k, v in out.items() if len(v)}
-        return out if out and len({len(v) for v in out.values()}) == 1 else {}
 
+def values_of(cells: list[CellResult]) -> dict[tuple[Any, Any], np.ndarray]:
+    """Each finished cell's resample values by (draw, seed), when they share one resample count."""
+    out = {(r.cell.draw, r.cell.seed): np.asarray([np.nan if v is None else v for v in
+                                                   (r.bootstrap.get("values") or [])], dtype=float)
+           for r in cells if r.status == "done" and r.value is not None}
+    out = {k: v for k, v in out.items() if len(v)}
+    return out if out and len({len(v) for v in out.values()}) == 1 else {}
+
+
+def paired_resamples(mine: dict[tuple[Any, Any], np.ndarray], reference: dict[tuple[Any, Any], np.ndarray],
+                     metric: str, seed: int, relative: bool = False) -> np.ndarray | None:
+    """The paired difference of a row to a reference row on the shared resamples: each cell paired with the
+    reference's cell of the same draw and seed (the same labelled patients), the pairs resampled with the patients
+    (:func:`two_level`); signed so that positive is better (for MAE and RMSE too). ``relative``: the difference
+    as a share of the reference's value (for MAE and RMSE: the relative reduction, ``1 - row / reference``).
+    ``[B]``, or ``None`` when no cell pairs."""
+    pairs = [k for k in mine if k in reference and len(reference[k]) == len(mine[k])]
+    if not pairs:
+        return None
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diffs = [(mine[k] - reference[k]) / (np.abs(reference[k]) if relative else 1.0) for k in pairs]
+    return sign * two_level(np.stack(diffs), seed)
+
+
+def aggregate(results: list[CellResult], control: str = "none", labels: Labels | None = None) -> list[Row]:
+    """One row per task x encoder x objective (named by ``labels``, default: from these results) x stage x leads
+    x fraction (see the module's docstring for the numbers)."""
+    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+    groups = row_groups(results, labels)
     rows = []
     resampled: dict[int, np.ndarray] = {}  # row index -> its two-level values (for P(best))
     for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        task, enc, obj, stage, leads, fraction = key
+        task, enc, obj, stage, leads, fraction, test = key
+        seed_key = key[:6] if test is None else key  # internal rows keep their seeds (their intervals unchanged)
         done = [r for r in cells if r.status == "done" and r.value is not None]
         metric = next((r.metric for r in cells if r.metric), "")
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         values = np.array([r.value for r in done], dtype=float)
         mine = values_of(done)
         row = Row(task=task, encoder=enc, objective=obj, stage=stage, leads=leads, fraction=fraction,
@@ -220,20 +285,19 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
                   mean=float(values.mean()) if len(values) else None, ci_low=None, ci_high=None,
                   spread=float(values.std()) if len(values) > 1 else None,
                   diff=None, diff_low=None, diff_high=None, diff_excludes_zero=False,
-                  n_stale=sum(r.stale is not None for r in done))
+                  n_stale=sum(r.stale is not None for r in done), test_dataset=test)
         if mine:
             stacked = np.stack(list(mine.values()))
             row.ci_patients_low, row.ci_patients_high = _interval(stacked.mean(axis=0))
-            boot = two_level(stacked, _seed(*key))
+            boot = two_level(stacked, _seed(*seed_key))
             row.ci_low, row.ci_high = _interval(boot)
             row.ci_kind = "patients" if len(stacked) == 1 else "cells+patients"
             resampled[len(rows)] = boot
+        subgroup_summary(row, done, _seed("subgroup", *seed_key))
         if obj != control and mine:
-            ctrl = values_of([r for r in groups.get((task, enc, control, stage, leads, fraction), [])
-                              if r.status == "done"])
-            pairs = [k for k in mine if k in ctrl and len(ctrl[k]) == len(mine[k])]
-            if pairs:
-                d = sign * two_level(np.stack([mine[k] - ctrl[k] for k in pairs]), _seed("diff", *key))
+            d = paired_resamples(mine, values_of(groups.get((task, enc, control, stage, leads, fraction, test), [])),
+                                 metric, _seed("diff", *seed_key))
+            if d is not None:
                 row.diff = float(np.nanmean(d))
                 row.diff_low, row.diff_high = _interval(d)
                 row.diff_excludes_zero = row.diff_low is not None and (row.diff_low > 0 or row.diff_high < 0)
@@ -242,12 +306,12 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
 
     # Holm over each task x stage; P(best) within each column
     families: dict[tuple[str, str], list[int]] = defaultdict(list)
-    columns: dict[tuple[str, str, str, float | None], list[int]] = defaultdict(list)
+    columns: dict[tuple[str, str, str, float | None, str | None], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         if row.p_value is not None:
             families[(row.task, row.stage)].append(i)
         if i in resampled:
-            columns[(row.task, row.stage, row.leads, row.fraction)].append(i)
+            columns[(row.task, row.stage, row.leads, row.fraction, row.test_dataset)].append(i)
     for members in families.values():
         for i, p in zip(members, holm([rows[i].p_value for i in members])):  # type: ignore[misc]
             rows[i].p_holm = p
@@ -269,16 +333,155 @@ def aggregate(results: list[CellResult], control: str = "none", labels: Labels |
     return rows
 
 
+class Difference(BaseModel):
+    """A row against a reference row: on one task (``task``), or the mean over the suite's tasks that share the
+    metric (``task`` None, ``tasks`` listed): the mean gain (positive = better), for MAE and RMSE as the relative
+    reduction ``1 - row / reference`` across tasks (their units differ), with its interval and p-value."""
+
+    comparison: str
+    task: str | None
+    encoder: str
+    objective: str
+    reference_encoder: str
+    reference_objective: str
+    stage: str
+    leads: str
+    fraction: float | None
+    metric: str
+    #: ``difference`` (the metric's, positive = better) or ``relative reduction`` (MAE, RMSE across tasks)
+    measure: str
+    mean: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    #: external validation: the dataset tested on (``external`` for a mean over externally tested tasks)
+    test_dataset: str | None = None
+    #: Holm-adjusted over the comparison's differences within a task and stage (per-task rows only)
+    p_holm: float | None = None
+    significant: bool = False
+    tasks: list[str] = []
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _find(labels: set[str], names: dict[str, str], wanted: str | None, own: str) -> str | None:
+    """The row label a comparison names: ``own`` when it names none; a label equal to ``wanted``, else the one label
+    whose bare name is ``wanted`` (``None``: none or several)."""
+    if wanted is None:
+        return own
+    if wanted in labels:
+        return wanted
+    found = [label for label in labels if names[label] == wanted]
+    return found[0] if len(found) == 1 else None
+
+
+def compare(results: list[CellResult], comparisons: Iterable[Any], labels: Labels | None = None) -> list[Difference]:
+    """The suite's comparisons (:class:`stence_bench.suite.Comparison`: a row and a reference row) as paired
+    differences on the shared resamples (:func:`paired_resamples`, the same as the differences to the control):
+    one per task x matching row x stage x leads x fraction, Holm-corrected per comparison, task and stage; then,
+    per matching row x stage x leads x fraction and metric, the mean over the tasks that have the pair, its interval
+    the resample-wise mean of the tasks' two-level differences (each task's resamples are its own: tasks count as
+    independent), measured as a difference, or for MAE and RMSE as a relative reduction."""
+    labels = labels if labels is not None else Labels.of(r.cell for r in results)
+    groups = row_groups(results, labels)
+    encoders = {key[1]: next(r.cell.encoder for r in cells) for key, cells in groups.items()}
+    objectives = {key[2]: next(r.cell.objective for r in cells) for key, cells in groups.items()}
+    out: list[Difference] = []
+    for comparison in comparisons:
+        name = comparison.label
+        per_task: list[tuple[tuple[Any, ...], Difference, np.ndarray, np.ndarray | None]] = []
+        for key, cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            task, enc, obj, stage, leads, fraction, test = key
+            row_enc = _find(set(encoders), encoders, comparison.row.encoder, enc)
+            row_obj = _find(set(objectives), objectives, comparison.row.objective, obj)
+            if (row_enc, row_obj) != (enc, obj):
+                continue
+            ref_enc = _find(set(encoders), encoders, comparison.reference.encoder, enc)
+            ref_obj = _find(set(objectives), objectives, comparison.reference.objective, obj)
+            if ref_enc is None or ref_obj is None or (ref_enc, ref_obj) == (enc, obj):
+                continue
+            reference = groups.get((task, ref_enc, ref_obj, stage, leads, fraction, test), [])
+            mine, ref = values_of(cells), values_of(reference)
+            metric = next((r.metric for r in cells if r.metric), "")
+            seed = _seed("compare", name, *(key[:6] if test is None else key))
+            d = paired_resamples(mine, ref, metric, seed)
+            if d is None:
+                continue
+            relative = (paired_resamples(mine, ref, metric, seed, relative=True)
+                        if metric in LOWER_IS_BETTER else None)
+            low, high = _interval(d)
+            diff = Difference(comparison=name, task=task, encoder=enc, objective=obj, reference_encoder=ref_enc,
+                              reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
+                              measure="difference", mean=float(np.nanmean(d)), low=low, high=high,
+                              p_value=bootstrap_p_value(d), test_dataset=test)
+            per_task.append((key, diff, d, relative))
+        families: dict[tuple[str, str], list[Difference]] = defaultdict(list)
+        for _, diff, _, _ in per_task:
+            if diff.p_value is not None:
+                families[(str(diff.task), diff.stage)].append(diff)  # (internal and external together)
+        for members in families.values():
+            for diff, p in zip(members, holm([m.p_value for m in members])):  # type: ignore[misc]
+                diff.p_holm, diff.significant = p, p <= ALPHA
+        out += [diff for _, diff, _, _ in per_task]
+        summaries: dict[tuple[Any, ...], list[tuple[str, np.ndarray]]] = defaultdict(list)
+        for key, diff, d, relative in per_task:
+            task, enc, obj, stage, leads, fraction, test = key
+            vector = relative if relative is not None else d
+            summaries[(enc, obj, diff.reference_encoder, diff.reference_objective, stage, leads, fraction,
+                       diff.metric, test is not None)].append((task if test is None else f"{task}@{test}", vector))
+        for (enc, obj, ref_enc, ref_obj, stage, leads, fraction, metric, ext), members in summaries.items():
+            if len({len(v) for _, v in members}) != 1:
+                continue  # tasks bootstrapped with other resample counts
+            stacked = np.stack([v for _, v in members])
+            mean_vector = stacked.mean(axis=0)  # a resample undefined on one task is undefined
+            low, high = _interval(mean_vector)
+            out.append(Difference(
+                comparison=name, task=None, encoder=enc, objective=obj, reference_encoder=ref_enc,
+                reference_objective=ref_obj, stage=stage, leads=leads, fraction=fraction, metric=metric,
+                measure="relative reduction" if metric in LOWER_IS_BETTER else "difference",
+                mean=float(np.mean(np.nanmean(stacked, axis=1))), low=low, high=high,
+                p_value=bootstrap_p_value(mean_vector), tasks=[t for t, _ in members],
+                test_dataset="external" if ext else None))
+    return out
+
+
 def _num(v: float | None, signed: bool = False) -> str:
     if v is None:
         return "-"
     return f"{v:+.3f}" if signed else f"{v:.3f}"
 
 
+def comparisons_table(differences: list[Difference]) -> str:
+    """The comparisons as text: per task, then the means over tasks."""
+    from ..cli import format_table
+
+    table = []
+    for d in differences:
+        value = (f"{d.mean * 100:+.1f} %" if d.measure == "relative reduction" and d.mean is not None
+                 else _num(d.mean, True))
+        interval = (f"[{d.low * 100:+.1f}, {d.high * 100:+.1f}] %" if d.measure == "relative reduction"
+                    and d.low is not None and d.high is not None else f"[{_num(d.low, True)}, {_num(d.high, True)}]")
+        what = d.task if d.task is not None else f"mean of {len(d.tasks)} task{'s' * (len(d.tasks) != 1)}"
+        if d.test_dataset is not None:
+            what += f" (tested on {d.test_dataset})" if d.task is not None else " (external)"
+        measure = d.metric + (" reduction" if d.metric in LOWER_IS_BETTER else " gain")
+        table.append([d.comparison, what, d.stage, f"{d.encoder} {d.objective}",
+                      f"{d.reference_encoder} {d.reference_objective}", d.leads if d.leads != "all" else "",
+                      "-" if d.fraction is None else f"{d.fraction:g}", measure,
+                      value + (" *" if d.significant else ""), interval])
+    headers = ["comparison", "task", "stage", "row", "reference", "lead", "fraction", "measure", "mean", "95% CI"]
+    note = ("\nPaired on the shared resamples (draw by draw); positive = better. * Holm-adjusted p <= 0.05 per "
+            "comparison, task and stage. Means over tasks: MAE and RMSE as the relative reduction "
+            "(1 - row / reference), other metrics as the difference; their interval is the resample-wise mean of "
+            "the tasks' paired differences.")
+    return format_table(headers, table) + note
+
+
 def results_table(results: list[CellResult], *, task_pattern: str | None = None) -> str:
     from ..cli import format_table
 
     rows = [r for r in aggregate(results) if task_pattern is None or fnmatch.fnmatch(r.task, task_pattern)]
+    external = any(r.test_dataset is not None for r in rows)
     table = []
     for r in rows:
         ci = f"[{_num(r.ci_low)}, {_num(r.ci_high)}]" if r.ci_low is not None else "-"
@@ -286,13 +489,15 @@ def results_table(results: list[CellResult], *, task_pattern: str | None = None)
             " *" if r.significant else "")
         cells = f"{r.n_cells - r.n_failed}/{r.n_cells}" + (f" ({r.n_stale} stale)" if r.n_stale else "")
         best = "-" if r.p_best is None else f"{r.p_best:.2f}"
+        worst = "-" if r.worst_subgroup is None else f"{r.worst_subgroup} {_num(r.worst_mean)}"
         table.append([r.task, r.stage, r.encoder, r.objective, r.leads if r.leads != "all" else "",
                       "-" if r.fraction is None else f"{r.fraction:g}", r.metric, _num(r.mean), ci, _num(r.spread), diff,
-                      best, cells])
+                      best, worst, cells] + ([r.test_dataset or "internal"] if external else []))
     headers = ["task", "stage", "encoder", "objective", "lead", "fraction", "metric", "mean", "95% CI",
-               "sd draws", "vs none (95% CI)", "P(best)", "cells"]
+               "sd draws", "vs none (95% CI)", "P(best)", "worst subgroup", "cells"] + (["tested on"] if external else [])
     note = ("\n95% CI: patient bootstrap for one cell; with several draws or seeds, a two-level bootstrap over the "
             "cells and the test patients. * Holm-adjusted p <= 0.05 (per task and stage) for the paired difference "
             "to the control. P(best): share of resamples in which the row is the best of its column. "
-            "sd draws: spread over label draws. stale: kept with --reuse-stale although its inputs changed.")
+            "sd draws: spread over label draws. worst subgroup: the prespecified subgroup (sex, age band, the task's "
+            "columns) with the worst mean among those with enough test patients. stale: kept with --reuse-stale although its inputs changed.")
     return format_table(headers, table) + note

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -57,6 +58,10 @@ class Layout(BaseModel):
     #: Ingest records it in the store (``store.json`` ``units``); views refuse what assumes millivolts.
     units: ClassVar[str] = "mV"
 
+    #: How the layout's record meta codes ``sex`` when it is a number (PTB-XL: ``{0: "male", 1: "female"}``);
+    #: empty: a number means nothing (text such as ``F``, ``Female``, ``male`` is read as written).
+    sex_codes: ClassVar[dict[int, str]] = {}
+
     def scan(self, source: Path) -> Scan:  # pragma: no cover - every layout overrides it
         raise NotImplementedError
 
@@ -71,6 +76,50 @@ class Layout(BaseModel):
         if not self.label_source:
             return [[] for _ in range(len(source.records))]
         return [report_statements(meta) for meta in source.records["meta"]]
+
+    def demographics(self, source: TaskSource) -> pd.DataFrame:
+        """Each record's ``age`` (years, NaN where unknown) and ``sex`` (``female``, ``male`` or None), indexed by
+        ``record_id``, from its meta: ``age`` (or ``age_at_ecg``), ``sex`` (text, or a number by
+        :attr:`sex_codes`) or ``is_male``. What prespecified subgroups are cut from
+        (:mod:`stence_bench.protocol.subgroups`); a layout whose meta says it otherwise overrides this."""
+        ages, sexes = [], []
+        for meta in source.records["meta"]:
+            ages.append(_age(meta.get("age", meta.get("age_at_ecg"))))
+            sex = sex_of(meta.get("sex"), self.sex_codes)
+            if sex is None and meta.get("is_male") is not None:
+                male = str(meta["is_male"]).strip().lower()
+                sex = "male" if male in ("1", "1.0", "true") else "female" if male in ("0", "0.0", "false") else None
+            sexes.append(sex)
+        return pd.DataFrame({"age": np.asarray(ages, dtype=np.float64), "sex": pd.Series(sexes, dtype=object).to_numpy()},
+                            index=pd.Index(source.records["record_id"].astype(str).to_numpy(), name="record_id"))
+
+
+#: Text a source writes for each sex (lower case).
+SEX_WORDS = {"f": "female", "female": "female", "w": "female", "woman": "female",
+             "m": "male", "male": "male", "man": "male"}
+
+
+def sex_of(value: Any, codes: dict[int, str] | None = None) -> str | None:
+    """``female``, ``male`` or None from a source's value: text (``F``, ``Female``, ``m``, ...) or, with ``codes``, a
+    number (PTB-XL's 0 / 1)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | np.integer | np.floating):
+        return (codes or {}).get(int(value)) if float(value) == int(value) else None
+    text = str(value).strip().lower()
+    if codes and text.lstrip("-").replace(".", "", 1).isdigit():
+        return sex_of(float(text), codes)
+    return SEX_WORDS.get(text)
+
+
+def _age(value: Any) -> float:
+    try:
+        age = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return age if 0 <= age < 150 else float("nan")
 
 
 def flag_labels(source: TaskSource, columns: tuple[str, ...]) -> list[list[str]]:

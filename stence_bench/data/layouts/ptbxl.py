@@ -53,6 +53,8 @@ class PtbxlLayout(Layout):
 
     name: ClassVar[str] = "ptbxl"
     label_source: ClassVar[str] = "SCP statements of each record's scp_codes in ptbxl_database.csv (any likelihood)"
+    #: ``ptbxl_database.csv``'s ``sex``: 0 male, 1 female (Wagner et al. 2020)
+    sex_codes: ClassVar[dict[int, str]] = {0: "male", 1: "female"}
     rate: Literal[100, 500] = 500
     database: str = "ptbxl_database.csv"
     statements: str = "scp_statements.csv"
