@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
@@ -23,8 +24,9 @@ PRECORDIAL_LEADS: tuple[str, ...] = TWELVE_LEADS[6:]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=80)]
 #: ``"package.module:attribute"``: imported on first use.
 FactoryRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
-#: What an objective needs from its dataset, and what a dataset provides.
-Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels"]
+#: What an objective needs from its dataset, and what a dataset provides. ``targets``: the labels of registered tasks
+#: on the pretraining records (an auxiliary loss's or a supervised miner's own targets, never ``labels``).
+Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels", "targets"]
 #: How an encoder's input is normalised by the harness before ``forward``.
 Normalization = Literal["none", "zscore_record", "zscore_dataset"]
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
@@ -151,6 +153,10 @@ class ObjectiveSpec(Spec):
     control: bool = False
     #: The registered modality encoder used for each paired modality (``{"angiography": "angio_cnn"}``).
     modality_encoders: dict[Literal["angiography", "text", "metadata"], Name] = {}
+    #: With the ``targets`` modality: the registered tasks whose labels, computed on the pretraining records from the
+    #: pretraining dataset's tables, make ``batch["targets"]`` (their columns side by side, NaN where a record has no
+    #: label); a suite may name others with the objective option ``targets``.
+    targets: tuple[Name, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -161,6 +167,9 @@ class ObjectiveSpec(Spec):
         stray = sorted(set(self.modality_encoders) - set(self.modalities))
         if stray:
             raise ValueError(f"modality_encoders: {', '.join(stray)} not among modalities {self.modalities}")
+        if bool(self.targets) != ("targets" in self.modalities):
+            raise ValueError("targets: name the tasks whose labels make batch['targets'] exactly when modalities "
+                             f"include 'targets' (modalities {self.modalities}, targets {self.targets})")
         return self
 
     @property
@@ -174,15 +183,19 @@ class ObjectiveSpec(Spec):
         leads: tuple[str, ...],
         modality_encoders: dict[str, Any] | None = None,
         n_labels: int | None = None,
+        target_columns: Sequence[Sequence[str]] | None = None,
         **options: Any,
     ) -> Any:
         """Import the factory and build the objective around ``encoder`` (see :mod:`stence_bench.pretraining`).
 
-        ``options`` override the spec's own."""
+        ``options`` override the spec's own. ``target_columns`` (one tuple of label columns per target task) is
+        passed to the factory of an objective with the ``targets`` modality only."""
         if self.factory is None:
             raise PluginError(f"objective {self.name!r} does not pretrain: it has no factory to build")
         factory = import_object(self.factory, what=f"objective {self.name!r}")
         kwargs = {"name": self.name, **self.options, **options}
+        if "targets" in self.modalities:
+            kwargs["target_columns"] = tuple(tuple(c) for c in (target_columns or ()))
         return factory(encoder=encoder, leads=tuple(leads), modality_encoders=dict(modality_encoders or {}),
                        n_labels=n_labels, **kwargs)
 

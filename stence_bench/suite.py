@@ -323,7 +323,27 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
                 f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, which the "
                 f"pretraining dataset {suite.data.pretrain!r} does not provide"
             )
+        problems += _target_problems(spec, choice, registry, f"{source}: objectives[{i}].options.targets")
     problems += _contained_test_data(suite, registry, source)
+    return problems
+
+
+def _target_problems(spec: Any, choice: Choice, registry: Registry, where: str) -> list[str]:
+    """The option ``targets`` (registered tasks whose labels make ``batch["targets"]``) is a list of task names, for
+    an objective with the ``targets`` modality only."""
+    given = choice.options.get("targets")
+    if given is None:
+        return []
+    if "targets" not in spec.modalities:
+        return [f"{where}: objective {spec.name!r} takes no targets (it does not declare the 'targets' modality)"]
+    if not isinstance(given, list) or not given or not all(isinstance(t, str) for t in given):
+        return [f"{where}: a non-empty list of task names, not {given!r}"]
+    problems = []
+    for j, name in enumerate(given):
+        try:
+            registry.tasks.get(name)
+        except UnknownNameError as exc:
+            problems.append(f"{where}[{j}]: {exc}")
     return problems
 
 
@@ -354,16 +374,17 @@ def _contained_test_data(suite: Suite, registry: Registry, source: str) -> list[
 
 def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
     """What the suite's pretraining dataset can give objectives: its layout's modalities, plus what a tables
-    folder can add (clinical metadata and risk, angiograms linked from the stenosis table, report labels)."""
+    folder can add (clinical metadata and risk, angiograms linked from the stenosis table, report labels, the labels
+    of target tasks)."""
     name = suite.data.pretrain
     source = suite.data.sources.get(name)
     synthetic = suite.data.synthetic is not None and name in ("mimic-iv-ecg", "ptbxl") and source is None
     layout = (source.layout or name) if source is not None else name
     provided = set(registry.datasets.get(layout).modalities) if layout in registry.datasets else {"ecg"}
     if synthetic and name == "mimic-iv-ecg":  # tables, reports, angiograms or precomputed angiography embeddings
-        provided |= {"metadata", "labels", "angiography"}
+        provided |= {"metadata", "labels", "angiography", "targets"}
     if source is not None and source.tables:
-        provided |= {"metadata", "labels", "angiography"}
+        provided |= {"metadata", "labels", "angiography", "targets"}
     if "text" in provided:
         provided.add("labels")  # report statements
     return provided
@@ -383,7 +404,7 @@ def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
 
 
 #: What the harness passes an objective's factory itself: not options a suite may set.
-_OBJECTIVE_ARGUMENTS = frozenset({"encoder", "leads", "modality_encoders", "n_labels", "name"})
+_OBJECTIVE_ARGUMENTS = frozenset({"encoder", "leads", "modality_encoders", "n_labels", "target_columns", "name"})
 
 
 def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
@@ -432,8 +453,9 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
             continue
         factory = load(f"objectives[{i}].name", spec.factory, f"objective {choice.name!r}")
         if factory is not None:
+            runner = [o for o in RUNNER_OPTIONS if o != "targets" or "targets" in spec.modalities]
             options(f"objectives[{i}].options", f"objective {choice.name!r} ({spec.factory})", factory,
-                    choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=RUNNER_OPTIONS)
+                    choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=runner)
         try:
             chosen = registry.modality_encoders_for(spec, choice.options)
         except StenceBenchError as exc:
@@ -566,6 +588,8 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
         if obj_spec.pretrains:
             for modality, name in registry.modality_encoders_for(obj_spec, obj.options).items():
                 out[f"modality.{modality}"] = registry.fingerprint("modality", name)
+            for name in registry.targets_for(obj_spec, obj.options):  # the tasks whose labels it trains on
+                out[f"target.{name}"] = registry.fingerprint("task", name)
         return out
 
     cells: list[Cell] = []

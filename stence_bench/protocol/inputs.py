@@ -5,7 +5,8 @@ depend on is the data as it is now and the code that computed them:
 
 - ``records``: the records it read (ids, signal checksums, patients, and for evaluation their split);
 - ``labels``: the task's labels of those records (evaluation cells);
-- ``tables``: the tables and reports a pretraining objective reads beside the ECGs (metadata, angiography, text);
+- ``tables``: the tables and reports a pretraining objective reads beside the ECGs (metadata, angiography, text,
+  the target tasks' tables);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
 - ``code``: :data:`CODE_VERSIONS`, bumped when windows, pretraining or scoring change numbers.
 
@@ -97,7 +98,7 @@ class Inputs:
             modalities = set(self.registry.objectives.get(cell.objective).modalities)
             if modalities & {"text", "labels"}:  # reports
                 out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])
-            if modalities & {"metadata", "angiography"}:
+            if modalities & {"metadata", "angiography", "targets"}:
                 out["tables"] = digest({name: _frame_digest(table) for name, table in sorted(dataset.tables.items())})
             self._cache[key] = out
         return self._cache[key]
