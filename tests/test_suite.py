@@ -165,7 +165,7 @@ def test_options_a_factory_does_not_take_are_named_with_a_suggestion_at_validate
         "c.toml: encoders[0].options.widht: encoder 'resnet1d_wang' (stence_bench_plugins.encoders.resnet1d:"
         "resnet1d_wang) takes no option 'widht'; did you mean 'width'? (options: width)",
         "c.toml: objectives[0].options.temprature: objective 'clip' (stence_bench_plugins.objectives.contrastive:Clip) "
-        "takes no option 'temprature'; did you mean 'temperature'? (options: aux_stenosis_weight, learn_temperature, "
+        "takes no option 'temprature'; did you mean 'temperature'? (options: learn_temperature, "
         "modality_encoders, modality_options, paired, proj_dim, temperature, weight_ecg_to_paired, "
         "weight_paired_to_ecg)",
         "c.toml: objectives[1].options: objective 'none' does not pretrain; it takes no options",
