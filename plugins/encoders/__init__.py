@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from stence_bench import TWELVE_LEADS, EncoderPreset, EncoderSpec, hookimpl
 
+from .contracts import paper_contracts
+
 _RESNET = "stence_bench_plugins.encoders.resnet1d"
 _XRESNET = "stence_bench_plugins.encoders.xresnet1d"
 _TRANSFORMER = "stence_bench_plugins.encoders.transformer"
@@ -17,6 +19,13 @@ _XRESNET_CITATION = (
 
 @hookimpl
 def register_encoders(register):
+    registered: dict[str, EncoderSpec] = {}
+    add = register
+
+    def register(spec: EncoderSpec) -> None:  # the papers' contract variants derive from what is registered here
+        registered[spec.name] = spec
+        add(spec)
+
     register(
         EncoderSpec(
             name="resnet1d_wang",
@@ -137,3 +146,5 @@ def register_encoders(register):
             citation="Dade et al., Heart Rhythm O2 2026; Bai, Kolter, Koltun 2018 (temporal convolutional networks)",
         )
     )
+    for variant in paper_contracts(registered):
+        add(variant)
