@@ -60,7 +60,10 @@ def target_values(registry: Registry, dataset: Any, tasks: tuple[str, ...]) -> t
     frames, columns = [], []
     for name in tasks:
         task = registry.tasks.get(name)
-        frame = import_object(task.labels, what=f"task {name!r}")(dataset.task_source, **task.options)
+        try:
+            frame = import_object(task.labels, what=f"task {name!r}")(dataset.task_source, **task.options)
+        except StenceBenchError as exc:  # a missing table or column: say which target needed it
+            raise StenceBenchError(f"target task {name!r}: {exc}") from exc
         if not isinstance(frame, pd.DataFrame) or frame.shape[1] < 1:
             raise StenceBenchError(f"target task {name!r}: the label function returned {type(frame).__name__}, not a "
                                    "DataFrame with one column per class")
