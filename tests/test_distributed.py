@@ -19,13 +19,15 @@ def _objective(name: str):
     spec = registry.encoders.get("ecg_transformer")  # layer norm only: no batch statistics to differ by rank
     torch.manual_seed(0)
     encoder = spec.build("tiny")
-    obj = registry.objectives.get(name)
     if name == "clip":
+        obj = registry.objectives.get(name)
         angio = registry.modalities.get("angio_embedding").build(input_dim=16)
         objective = obj.build(encoder, leads=spec.leads, modality_encoders={"angiography": angio},
                               learn_temperature=False)
-    else:  # clef without random augmentation, so both processes see the same views
-        objective = obj.build(encoder, leads=spec.leads, noise_std=0.0)
+    else:  # clef (the released loss, or variant cross_view) without random views, so both processes see the same
+        variant = name.partition(":")[2] or "published"
+        objective = registry.objectives.get("clef").build(encoder, leads=spec.leads, noise_std=0.0,
+                                                          single_lead_views=False, variant=variant)
     return objective, spec
 
 
@@ -64,7 +66,7 @@ def _worker(rank: int, world: int, store: str, name: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", ["clip", "clef"])
+@pytest.mark.parametrize("name", ["clip", "clef", "clef:cross_view"])
 def test_two_processes_match_one_process_on_the_same_global_batch(name, tmp_path):
     objective, spec = _objective(name)
     single = objective(_batch(spec, 0, BATCH)).loss
