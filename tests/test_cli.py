@@ -96,7 +96,8 @@ def test_user_errors_are_one_line_exit_2(registry, tmp_path):
     assert result.exit_code == 2
     assert result.output == (
         f"Error: {bad}: encoders[0].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
-        "(known: ecg_transformer, resnet1d18, resnet1d_wang, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)\n"
+        "(known: ecg_transformer, ecg_transformer.stence, resnet1d18, resnet1d18.clef, resnet1d18.jeong, "
+        "resnet1d_wang, resnet1d_wang.stence, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)\n"
     )
     missing = invoke(registry, "run", "no-such-suite.toml")
     assert missing.exit_code == 2 and missing.output == "Error: no-such-suite.toml: no such file\n"

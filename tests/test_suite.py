@@ -72,7 +72,8 @@ def test_mistyped_names_suggest_the_registered_one(registry):
         "x.toml: encoders[0].preset: unknown preset 'tinny' of encoder 'resnet1d_wang'; did you mean 'tiny'? "
         "(known: base, tiny)",
         "x.toml: encoders[1].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
-        "(known: ecg_transformer, resnet1d18, resnet1d_wang, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
+        "(known: ecg_transformer, ecg_transformer.stence, resnet1d18, resnet1d18.clef, resnet1d18.jeong, "
+        "resnet1d_wang, resnet1d_wang.stence, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
     ]
 
 

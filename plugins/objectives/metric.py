@@ -33,6 +33,7 @@ from torch import nn
 from stence_bench.pretraining import (
     Objective,
     ObjectiveOutput,
+    distributed,
     gather,
     gather_plain,
     projection_head,
@@ -147,8 +148,12 @@ class MetricLearning(Objective):
             dist = mean_abs_distances(signals).cpu().numpy()
         else:
             dist = pairwise_distances(signals, metric="dtw")
-        # the negative's draw follows torch's generator, which the runner seeds per epoch and rank
-        rng = np.random.default_rng(int(torch.randint(2**31 - 1, (1,)).item()))
+        # the negatives' draw follows torch's generator (seeded per epoch and rank by the runner), rank 0's for all
+        # ranks: each mines the same triplets of the global batch, so the loss does not depend on the process count
+        seed = torch.randint(2**31 - 1, (1,), device=batch["ecg"].device)
+        if distributed():
+            torch.distributed.broadcast(seed, src=0)
+        rng = np.random.default_rng(int(seed.item()))
         return jeong_distance_triplets(dist, positive=self.positive, neg_topk=self.neg_topk, rng=rng), ids
 
     def forward(self, batch: Mapping) -> ObjectiveOutput:
