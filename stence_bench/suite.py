@@ -332,18 +332,17 @@ def _target_problems(spec: Any, choice: Choice, registry: Registry, where: str) 
     """The option ``targets`` (registered tasks whose labels make ``batch["targets"]``) is a list of task names, for
     an objective with the ``targets`` modality only."""
     given = choice.options.get("targets")
-    if given is None:
-        return []
-    if "targets" not in spec.modalities:
+    if given is not None and "targets" not in spec.modalities:
         return [f"{where}: objective {spec.name!r} takes no targets (it does not declare the 'targets' modality)"]
-    if not isinstance(given, list) or not given or not all(isinstance(t, str) for t in given):
+    if given is not None and (not isinstance(given, list) or not given or not all(isinstance(t, str) for t in given)):
         return [f"{where}: a non-empty list of task names, not {given!r}"]
     problems = []
-    for j, name in enumerate(given):
+    for j, name in enumerate(registry.targets_for(spec, choice.options)):  # the suite's, else the spec's own
         try:
             registry.tasks.get(name)
         except UnknownNameError as exc:
-            problems.append(f"{where}[{j}]: {exc}")
+            at = f"{where}[{j}]" if given is not None else where.rsplit(".options", 1)[0]
+            problems.append(f"{at}: objective {spec.name!r} trains on the labels of {exc}")
     return problems
 
 

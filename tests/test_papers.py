@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import BUILTINS_ONLY
 
+from stence_bench.plugin_loader import ENV_BLOCK
 from stence_bench.protocol.results import load_results
 from stence_bench.protocol.runner import run_suite
 from stence_bench.registry import Registry
@@ -116,10 +117,17 @@ def test_target_tasks_a_suite_names_are_checked(registry):
         'objectives = [{name = "metric_learning_supervised", options = {targets = ["pcwp.regresion"]}},'
         ' {name = "clip", options = {targets = ["pcwp.18"]}}]\n')
     problems = check_names(suite, registry, "t.toml")
-    assert any("objectives[0].options.targets[0]: unknown task 'pcwp.regresion'; did you mean 'pcwp.regression'?"
-               in p for p in problems), problems
+    assert any("objectives[0].options.targets[0]: objective 'metric_learning_supervised' trains on the labels of "
+               "unknown task 'pcwp.regresion'; did you mean 'pcwp.regression'?" in p for p in problems), problems
     assert "t.toml: objectives[1].options.targets: objective 'clip' takes no targets (it does not declare the " \
            "'targets' modality)" in problems
+    # the spec's own target tasks are checked too: here the stenosis tasks' plugin is blocked
+    blocked = Registry.load(environ={**BUILTINS_ONLY, ENV_BLOCK: "stence_bench_tasks.stenosis"})
+    suite = parse_suite('name = "t"\ntasks = ["lvef.35"]\nencoders = ["resnet1d_wang"]\nobjectives = ["stence"]\n')
+    problems = check_names(suite, blocked, "t.toml")
+    assert [p.split(" (known")[0] for p in problems] == [
+        "t.toml: objectives[0]: objective 'stence' trains on the labels of unknown task 'stenosis.70'",
+        "t.toml: objectives[0]: objective 'stence' trains on the labels of unknown task 'stenosis.vessels'"]
 
 
 def test_a_pretraining_without_its_targets_table_names_what_is_missing(tmp_path, registry):
