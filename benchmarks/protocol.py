@@ -3,7 +3,7 @@
     python benchmarks/protocol.py [--patients 300] [--steps 60] [--repeats 5]
 
 (a) The harness's training step (``stence_bench.protocol.evaluate.train_epoch``: random windows cut from the
-    in-memory view, the model, the loss, AdamW) against a plain PyTorch loop over the same model, the same
+    memory-mapped view by the input pipeline, the model, the loss, AdamW) against a plain PyTorch loop over the same model, the same
     batch size and pre-cut windows (a ``TensorDataset`` and ``DataLoader``): the harness's overhead in percent.
     The two alternate, ``--repeats`` times, and the medians are compared.
 (b) The linear-probe grid (5 fractions x 3 draws x every task of a dataset) from the embedding cache against

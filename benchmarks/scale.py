@@ -191,7 +191,15 @@ def manifest_benchmark(workdir: Path, rows: int) -> dict:
     manifest is what opening reads)."""
     import pandas as pd
 
-    from stence_bench.data.store import COMPACTED, MANIFEST_COLUMNS, PART_COLUMNS, SHARD_DIR, create_store, new_store_info
+    from stence_bench.data.store import (
+        COMPACTED,
+        MANIFEST_COLUMNS,
+        PART_COLUMNS,
+        SHARD_DIR,
+        compact,
+        create_store,
+        new_store_info,
+    )
 
     root = workdir / f"manifest-{rows}"
     if not (root / SHARD_DIR / COMPACTED).is_file():
@@ -209,6 +217,7 @@ def manifest_benchmark(workdir: Path, rows: int) -> dict:
         })[PART_COLUMNS]
         assert set(MANIFEST_COLUMNS) <= set(frame.columns)
         frame.to_parquet(root / SHARD_DIR / COMPACTED, index=False)
+        compact(root)  # as an ingest leaves it: numbers typed
     out = json.loads(subprocess.run([sys.executable, __file__, "--stage", "open", "--root", str(root)],
                                     capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     out["manifest_rows"] = rows

@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from .errors import PluginError, StenceBenchError, SuiteError
+from .errors import PluginError, StenceBenchError, SuiteError, did_you_mean
 from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
-from .suite import find_suites, load_suite, plan, resolved_objectives, validate_suite
+from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
 
 _REGISTRY_KEY = "stence_bench.registry"
 
@@ -252,6 +252,8 @@ def validate_command(ctx: click.Context, suite: str) -> None:
     parsed, path = validate_suite(suite, registry)
     cells = plan(parsed, registry)
     click.echo(f"{path}: ok: suite {parsed.name!r}: {_summary(parsed, registry)}; {len(cells)} cells")
+    for line in left_out_notices(parsed, registry):
+        click.echo(f"note: {line}")
 
 
 @cli.command("run")
@@ -307,9 +309,12 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     cells = plan(parsed, registry)
     if plan_only:
         click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+        for line in left_out_notices(parsed, registry):
+            click.echo(f"note: {line}")
         n_pre = sum(c.stage == "pretrain" for c in cells)
         rows = [
-            [c.key, c.stage, c.task or "-", c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]",
+            [c.key, c.stage, c.task or "-", (c.encoder if c.preset is None else f"{c.encoder}[{c.preset}]")
+             + ("" if c.weights is None else f" @ {c.weights.file}"),
              c.objective, c.seed, "-" if c.fraction is None else f"{c.fraction:g}",
              "-" if c.draw is None else c.draw, c.leads]
             for c in cells
@@ -334,10 +339,11 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     from .protocol import distributed
     from .protocol.runner import run_suite, summary_lines
 
-    environ = dict(os.environ) if device is None else {**os.environ, distributed.ENV_DEVICE: device}
-    dist = distributed.setup(environ)
+    dist = distributed.setup(dict(os.environ), device=device)
     say: Callable[..., None] = click.echo if dist.main else (lambda *a, **k: None)
     say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+    for line in left_out_notices(parsed, registry):
+        say(f"note: {line}")
     root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
     echo = lambda line: say(line, err=True)
@@ -427,6 +433,13 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
     results = load_results(folders)
     if not results:
         raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
+    if task_pattern is not None:
+        import fnmatch
+
+        tasks = sorted({r.cell.task for r in results if r.cell.task})
+        if not fnmatch.filter(tasks, task_pattern):
+            raise StenceBenchError(f"--task {task_pattern!r}: no task of the results matches"
+                                   f"{did_you_mean(task_pattern, tasks)} (tasks: {', '.join(tasks) or 'none'})")
     click.echo(results_table(results, task_pattern=task_pattern))
 
 

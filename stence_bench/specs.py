@@ -11,7 +11,16 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import PluginError, UnknownNameError, unknown_name_message
 
@@ -27,8 +36,11 @@ FactoryRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z
 #: What an objective needs from its dataset, and what a dataset provides. ``targets``: the labels of registered tasks
 #: on the pretraining records (an auxiliary loss's or a supervised miner's own targets, never ``labels``).
 Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels", "targets"]
-#: How an encoder's input is normalised by the harness before ``forward``.
-Normalization = Literal["none", "zscore_record", "zscore_dataset"]
+#: How an encoder's input is normalised by the harness before ``forward``: ``zscore_record`` standardises each
+#: lead of a window over its own samples; ``zscore_all_leads`` standardises the window with one mean and one
+#: standard deviation over all its leads and samples (ECGFounder, ST-MEM); ``zscore_dataset`` applies per-lead
+#: statistics of the training records.
+Normalization = Literal["none", "zscore_record", "zscore_all_leads", "zscore_dataset"]
 TaskKind = Literal["binary", "multilabel", "multiclass", "regression"]
 Metric = Literal["auroc", "auprc", "f1", "sensitivity", "mae", "rmse", "r2"]
 REGRESSION_METRICS = frozenset({"mae", "rmse", "r2"})
@@ -46,7 +58,24 @@ def import_object(ref: str, *, what: str) -> Any:
     return obj
 
 
-class Spec(BaseModel):
+class OmitWhenDefault(BaseModel):
+    """Fields added after keys were published are left out of every dump (``model_dump``, JSON) while they hold
+    their default: a spec's fingerprint and a cell's key hash these dumps, so adding an optional field keeps every
+    earlier key, and finished results stay finished. List such fields in ``_omit_when_default``."""
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self._omit_when_default:
+                if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                    del data[name]
+        return data
+
+
+class Spec(OmitWhenDefault):
     """Base of every spec: frozen, unknown fields rejected."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,6 +100,22 @@ class EncoderPreset(BaseModel):
     description: str = ""
 
 
+class WeightsLayout(BaseModel):
+    """How a weights file's tensors map onto an encoder's own parameter names (its ``state_dict``).
+
+    The file's tensors are flattened to dotted names (``{"model": {"a.b": t}}`` gives ``model.a.b``); the names
+    under ``prefix`` are kept, the prefix stripped; names matching an ``ignore`` glob are left out (a released
+    classification head, a pretraining decoder); then each ``rename`` regular expression is replaced, in order.
+    An encoder spec declares the layout of its released checkpoint; a suite's ``weights`` may override each field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    ignore: tuple[str, ...] = ()
+    rename: dict[str, str] = {}
+
+
 class EncoderSpec(Spec):
     """An ECG encoder and its input contract.
 
@@ -93,6 +138,10 @@ class EncoderSpec(Spec):
     default_preset: str | None = None
     #: Datasets whose records the weights have seen (contamination flag on leaderboards).
     pretrained_on: tuple[str, ...] = ()
+    #: Where the tensors of the released checkpoint lie (``weights = "..."`` in a suite reads it with no mapping).
+    weights_layout: WeightsLayout = WeightsLayout()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights_layout",)
 
     @model_validator(mode="after")
     def _check(self) -> EncoderSpec:
@@ -153,10 +202,15 @@ class ObjectiveSpec(Spec):
     control: bool = False
     #: The registered modality encoder used for each paired modality (``{"angiography": "angio_cnn"}``).
     modality_encoders: dict[Literal["angiography", "text", "metadata"], Name] = {}
+    #: Evaluates an encoder's given weights as loaded (``weights =`` in a suite), with no pretraining: planned for
+    #: every encoder entry that has weights, never for one without (the built-in ``pretrained``).
+    as_given: bool = False
     #: With the ``targets`` modality: the registered tasks whose labels, computed on the pretraining records from the
     #: pretraining dataset's tables, make ``batch["targets"]`` (their columns side by side, NaN where a record has no
     #: label); a suite may name others with the objective option ``targets``.
     targets: tuple[Name, ...] = ()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given", "targets")
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -167,6 +221,9 @@ class ObjectiveSpec(Spec):
         stray = sorted(set(self.modality_encoders) - set(self.modalities))
         if stray:
             raise ValueError(f"modality_encoders: {', '.join(stray)} not among modalities {self.modalities}")
+        if self.as_given and self.factory is not None:
+            raise ValueError("as_given: an objective that evaluates given weights as loaded does not pretrain; "
+                             "it has no factory")
         if bool(self.targets) != ("targets" in self.modalities):
             raise ValueError("targets: name the tasks whose labels make batch['targets'] exactly when modalities "
                              f"include 'targets' (modalities {self.modalities}, targets {self.targets})")
@@ -175,6 +232,12 @@ class ObjectiveSpec(Spec):
     @property
     def pretrains(self) -> bool:
         return self.factory is not None
+
+    @property
+    def loads_weights(self) -> bool:
+        """Whether its cells start from an encoder entry's given weights: every objective but a random-init one
+        (no factory, not ``as_given``: the ``none`` control), which is the architecture's random initialisation."""
+        return self.pretrains or self.as_given
 
     def build(
         self,

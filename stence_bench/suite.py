@@ -11,7 +11,7 @@ import importlib.util
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,17 +22,17 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean
+from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean, unknown_name_message
 from .hashing import digest
 from .registry import Registry
-from .specs import Name
+from .specs import Name, OmitWhenDefault, WeightsLayout
 
 Stage = Literal["linear_probe", "finetune", "zero_shot"]
 LeadSet = Literal["all", "I"]
 SUITE_PACKAGE = "stence_bench_leaderboards"
 
 
-class _Model(BaseModel):
+class _Model(OmitWhenDefault):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -51,6 +51,47 @@ class Choice(_Model):
     @property
     def label(self) -> str:
         return self.name if self.preset is None else f"{self.name}[{self.preset}]"
+
+
+class WeightsSource(_Model):
+    """An encoder's given weights: a file the user downloaded or trained (safetensors, or a PyTorch file read with
+    ``weights_only``). ``prefix``, ``ignore`` and ``rename`` override the encoder's declared layout of its released
+    checkpoint (:class:`~stence_bench.specs.WeightsLayout`). A bare string is the path."""
+
+    #: The file: ``~`` expanded, relative to the current folder.
+    path: str
+    #: The sha256 the file must have (pins it); without it the file's hash is recorded, never checked.
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    prefix: str | None = None
+    ignore: tuple[str, ...] | None = None
+    rename: dict[str, str] | None = None
+    #: Missing, unexpected or other-shaped tensors are an error (listing the first of each); ``false`` loads the
+    #: tensors that fit and records what did not.
+    strict: bool = True
+    #: Datasets whose records these weights have seen, besides the encoder spec's (contamination flag).
+    pretrained_on: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    def layout(self, declared: WeightsLayout) -> WeightsLayout:
+        """The encoder's declared layout with this entry's overrides."""
+        return WeightsLayout(prefix=declared.prefix if self.prefix is None else self.prefix,
+                             ignore=declared.ignore if self.ignore is None else self.ignore,
+                             rename=declared.rename if self.rename is None else self.rename)
+
+
+class EncoderChoice(Choice):
+    """An encoder in a suite: a name, optionally a preset, options and given weights."""
+
+    weights: WeightsSource | None = None
+
+    @property
+    def label(self) -> str:
+        base = super().label
+        return base if self.weights is None else f"{base} @ {Path(self.weights.path).name}"
 
 
 class Pretraining(_Model):
@@ -75,6 +116,14 @@ class Finetuning(_Model):
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    #: Partial finetuning: train only the encoder's last ``train_blocks`` blocks (its ``blocks()``) and the head;
+    #: the earlier blocks stay frozen (weights and normalisation statistics). Default: the whole network.
+    train_blocks: Annotated[int, Field(ge=0)] | None = None
+    #: Layer-wise learning-rate decay: block ``i`` of ``n`` learns at ``lr * layer_decay ** (n - i)``, the head at
+    #: ``lr``. Default: one learning rate.
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("train_blocks", "layer_decay")
 
 
 class LinearProbe(_Model):
@@ -139,12 +188,32 @@ class DataSource(_Model):
 
 
 class DataConfig(_Model):
-    """The data a suite runs on: the synthetic cohort, named sources, or both (a source overrides the cohort's)."""
+    """The data a suite runs on: the synthetic cohort, named sources, or both (a source overrides the cohort's).
+
+    The cohort is on when ``[data]`` names no source and says nothing of ``synthetic`` (a suite without ``[data]``
+    or with only ``pretrain``); a suite with sources runs on them alone unless it asks for the cohort too
+    (``synthetic = {}`` for its defaults)."""
 
     synthetic: SyntheticData | None = None
     sources: dict[str, DataSource] = {}
     #: The dataset whose training patients pretrain every encoder x objective.
     pretrain: str = "mimic-iv-ecg"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cohort_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "synthetic" not in value and not value.get("sources"):
+            return {**value, "synthetic": {}}
+        return value
+
+    def provided(self) -> list[str]:
+        """The datasets that have a source: the cohort's two exports (when it is on) and the named sources."""
+        cohort = list(SYNTHETIC_DATASETS) if self.synthetic is not None else []
+        return sorted({*cohort, *self.sources})
+
+
+#: The datasets the synthetic cohort provides (its MIMIC-IV-ECG and PTB-XL exports).
+SYNTHETIC_DATASETS = ("mimic-iv-ecg", "ptbxl")
 
 
 class Cluster(_Model):
@@ -175,7 +244,7 @@ class Suite(_Model):
     name: Name
     description: str = ""
     tasks: Annotated[tuple[str, ...], Field(min_length=1)]
-    encoders: Annotated[tuple[Choice, ...], Field(min_length=1)]
+    encoders: Annotated[tuple[EncoderChoice, ...], Field(min_length=1)]
     objectives: Annotated[tuple[Choice, ...], Field(min_length=1)]
     protocol: Protocol = Protocol()
     data: DataConfig = DataConfig(synthetic=SyntheticData())
@@ -189,7 +258,8 @@ class Suite(_Model):
 _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): Suite,
     ("protocol",): Protocol,
-    ("encoders",): Choice,
+    ("encoders",): EncoderChoice,
+    ("encoders", "weights"): WeightsSource,
     ("objectives",): Choice,
     ("protocol", "pretrain"): Pretraining,
     ("protocol", "finetune"): Finetuning,
@@ -214,8 +284,14 @@ def _pydantic_problems(source: str, exc: ValidationError) -> list[str]:
         where = _format_loc(loc) or "(file)"
         if err["type"] == "extra_forbidden":
             parent = tuple(p for p in loc[:-1] if isinstance(p, str))
-            known = _MODEL_AT[parent].model_fields if parent in _MODEL_AT else {}
-            problems.append(f"{source}: {where}: unknown field{did_you_mean(str(loc[-1]), known)}")
+            in_source = len(parent) == 3 and parent[:2] == ("data", "sources")
+            model = DataSource if in_source else _MODEL_AT.get(parent)
+            known = model.model_fields if model is not None else {}
+            hint = did_you_mean(str(loc[-1]), known)
+            if in_source and not hint:  # a layout option written beside path
+                hint = (f"; layout options go in options: options = {{ {loc[-1]} = ... }} (a source's fields: "
+                        f"{', '.join(known)})")
+            problems.append(f"{source}: {where}: unknown field{hint}")
         elif err["type"] == "missing":
             problems.append(f"{source}: {where}: required field missing")
         else:
@@ -262,6 +338,10 @@ def resolve_suite_path(arg: str) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.toml"))
+        listing = f" (it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''})" if inside else ""
+        raise SuiteError([f"{arg}: a folder, not a suite; give a suite file (.toml) or a suite's name{listing}"])
     if path.suffix == ".toml" or "/" in arg:
         raise SuiteError([f"{arg}: no such file"])
     suites = find_suites()
@@ -294,7 +374,6 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
 
     for field, kind, values in (
         ("tasks", "task", suite.tasks),
-        ("encoders", "encoder", [c.name for c in suite.encoders]),
         ("objectives", "objective", [c.name for c in suite.objectives]),
     ):
         seen: set[str] = set()
@@ -302,6 +381,13 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
             if name in seen:
                 problems.append(f"{source}: {field}[{i}]: {kind} {name!r} is listed twice")
             seen.add(name)
+    entries: set[str] = set()  # one architecture may come twice: with other presets, options or weights
+    for i, choice in enumerate(suite.encoders):
+        entry = digest(choice.model_dump(mode="json"))
+        if entry in entries:
+            problems.append(f"{source}: encoders[{i}]: encoder {choice.label!r} is listed twice (the same preset, "
+                            "options and weights)")
+        entries.add(entry)
     for i, task in enumerate(suite.tasks):
         check("tasks", i, "task", task)
     for i, choice in enumerate(suite.encoders):
@@ -311,19 +397,22 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
                 spec.preset(choice.preset)
             except UnknownNameError as exc:
                 problems.append(f"{source}: encoders[{i}].preset: {exc}")
+    missing_sources = _missing_sources(suite, registry, source)
+    pretraining_known = not any(p.startswith(f"{source}: data.pretrain:") for p in missing_sources)
     for i, choice in enumerate(suite.objectives):
         spec = check("objectives", i, "objective", choice.name)
         if spec is not None and choice.preset is not None:
             problems.append(f"{source}: objectives[{i}].preset: objectives have no presets; use options")
-        if spec is None:
+        if spec is None or not pretraining_known:
             continue
-        lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
-        if lacking:
-            problems.append(
-                f"{source}: objectives[{i}]: objective {spec.name!r} needs {', '.join(sorted(lacking))}, which the "
-                f"pretraining dataset {suite.data.pretrain!r} does not provide"
-            )
+        if spec.as_given and not any(c.weights is not None for c in suite.encoders):
+            problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} evaluates an encoder's given weights "
+                            "as loaded, and no encoder of the suite has weights = \"...\"")
+        why = cannot_pretrain(spec, suite, registry)
+        if why:
+            problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} {why}")
         problems += _target_problems(spec, choice, registry, f"{source}: objectives[{i}].options.targets")
+    problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
     return problems
 
@@ -343,6 +432,51 @@ def _target_problems(spec: Any, choice: Choice, registry: Registry, where: str) 
         except UnknownNameError as exc:
             at = f"{where}[{j}]" if given is not None else where.rsplit(".options", 1)[0]
             problems.append(f"{at}: objective {spec.name!r} trains on the labels of {exc}")
+    return problems
+
+
+def _missing_sources(suite: Suite, registry: Registry, source: str) -> list[str]:
+    """Every dataset the suite reads has a source (the cohort's or its own), and every source a known layout."""
+    problems: list[str] = []
+    data = suite.data
+    provided = data.provided()
+    datasets = registry.datasets
+    for name, src in data.sources.items():
+        layout = src.layout or name
+        if layout in datasets:
+            continue
+        if src.layout is not None:
+            problems.append(f"{source}: data.sources.{name}.layout: "
+                            f"{unknown_name_message('dataset', layout, datasets.names())}")
+        else:
+            problems.append(f"{source}: data.sources.{name}: no layout is registered as {name!r}; name one with "
+                            f"layout = \"...\"{did_you_mean(name, datasets.names())} (known: "
+                            f"{', '.join(sorted(datasets.names()))})")
+
+    def remedy(name: str) -> str:
+        cohort = (" or synthetic = {} for the built-in cohort's" if name in SYNTHETIC_DATASETS and data.synthetic is None
+                  else "")
+        return (f"add [data.sources.{name}] path = \"...\"{cohort} (sources: {', '.join(provided) or 'none'})")
+
+    for i, task in enumerate(suite.tasks):
+        if task not in registry.tasks:
+            continue
+        needed = registry.tasks.get(task).dataset
+        if needed not in provided:
+            problems.append(f"{source}: tasks[{i}]: task {task!r} reads dataset {needed!r}, which has no source: "
+                            f"{remedy(needed)}")
+    pretrains = [c.name for c in suite.objectives if c.name in registry.objectives
+                 and registry.objectives.get(c.name).pretrains]
+    if suite.controls:
+        pretrains += [s.name for s in registry.objectives if s.control and s.pretrains
+                      and s.name not in {c.name for c in suite.objectives}]
+    if pretrains and data.pretrain not in provided:
+        default = "" if "pretrain" in data.model_fields_set else " (the default)"
+        others = f"; or set pretrain to one of: {', '.join(provided)}" if provided else ""
+        controls = "; or controls = false" if suite.controls and not any(
+            c.name in registry.objectives and registry.objectives.get(c.name).pretrains for c in suite.objectives) else ""
+        problems.append(f"{source}: data.pretrain: the pretraining dataset {data.pretrain!r}{default} has no source "
+                        f"(objectives that pretrain there: {', '.join(pretrains)}): {remedy(data.pretrain)}{others}{controls}")
     return problems
 
 
@@ -372,34 +506,100 @@ def _contained_test_data(suite: Suite, registry: Registry, source: str) -> list[
 
 
 def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
-    """What the suite's pretraining dataset can give objectives: its layout's modalities, plus what a tables
-    folder can add (clinical metadata and risk, angiograms linked from the stenosis table, report labels, the labels
-    of target tasks)."""
+    """What the suite's pretraining dataset can give objectives, as the runner reads it: its layout's modalities
+    (``labels`` from the layout's own annotations, :meth:`~stence_bench.data.layouts.base.Layout.labels`; a report
+    text gives statement labels too), but clinical ``metadata`` and ``angiography``, which come from a tables
+    folder (``patients.csv``; ``stenosis.csv`` linking angiograms, or ``angiography_embeddings.csv``), and the
+    ``targets`` of objectives that train on registered tasks' labels (read from the same tables), as the
+    synthetic cohort's MIMIC-IV-ECG export has one. Depends on the suite and the registry only (no file is read),
+    so that the controls left out (:func:`left_out_controls`) are the same wherever it is asked."""
     name = suite.data.pretrain
     source = suite.data.sources.get(name)
-    synthetic = suite.data.synthetic is not None and name in ("mimic-iv-ecg", "ptbxl") and source is None
+    synthetic = suite.data.synthetic is not None and name in SYNTHETIC_DATASETS and source is None
     layout = (source.layout or name) if source is not None else name
     provided = set(registry.datasets.get(layout).modalities) if layout in registry.datasets else {"ecg"}
-    if synthetic and name == "mimic-iv-ecg":  # tables, reports, angiograms or precomputed angiography embeddings
-        provided |= {"metadata", "labels", "angiography", "targets"}
-    if source is not None and source.tables:
-        provided |= {"metadata", "labels", "angiography", "targets"}
+    provided -= TABLE_MODALITIES
+    if (synthetic and name == "mimic-iv-ecg") or (source is not None and source.tables):
+        provided |= TABLE_MODALITIES
     if "text" in provided:
         provided.add("labels")  # report statements
     return provided
 
 
+#: What pretraining reads from a source's tables folder, whatever its layout declares.
+TABLE_MODALITIES = frozenset({"metadata", "angiography", "targets"})
+
+
+def cannot_pretrain(spec: Any, suite: Suite, registry: Registry) -> str | None:
+    """Why objective ``spec`` cannot pretrain on the suite's pretraining dataset (the modalities it lacks), or
+    ``None`` when it can (or does not pretrain)."""
+    if not spec.pretrains:
+        return None
+    lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
+    if not lacking:
+        return None
+    which = "metadata, angiography and targets" if "targets" in lacking else "metadata and angiography"
+    hint = (f" ({which} come from a tables folder: tables = \"...\" beside the source's path)"
+            if lacking & TABLE_MODALITIES else "")
+    return (f"needs {', '.join(sorted(lacking))}, which the pretraining dataset {suite.data.pretrain!r} does not "
+            f"provide{hint}")
+
+
 def validate_suite(arg: str | Path, registry: Registry) -> tuple[Suite, Path]:
-    """Load a suite and check its names, then the code they name (:func:`check_code`); any problem raises
-    :class:`SuiteError` listing all of them."""
+    """Load a suite and check its names, then its sources (:func:`check_sources`) and the code the names point to
+    (:func:`check_code`); any problem raises :class:`SuiteError` listing all of them."""
     suite, path = load_suite(arg)
     problems = check_names(suite, registry, str(path))
     if problems:
         raise SuiteError(problems)
-    problems = check_code(suite, registry, str(path))
+    problems = check_sources(suite, registry, str(path)) + check_code(suite, registry, str(path))
     if problems:
         raise SuiteError(problems)
     return suite, path
+
+
+def check_sources(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
+    """What a run would fail on when it reads its data: a source's folder (or tables folder) that does not exist,
+    and layout ``options`` the layout does not take or whose value it refuses (with a did-you-mean). Relative
+    paths are read from the current directory, as ``run`` reads them. Imports the layouts; names must have passed
+    :func:`check_names`."""
+    from pydantic import ValidationError
+
+    from .errors import PluginError
+    from .specs import import_object
+
+    problems: list[str] = []
+    here = Path.cwd()
+    for name, src in suite.data.sources.items():
+        where = f"{source}: data.sources.{name}"
+        for field, value, what in (("path", src.path, "file or folder"), ("tables", src.tables, "folder")):
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            exists = path.is_dir() if field == "tables" else path.exists()
+            if not exists:
+                relative = "" if path.is_absolute() else f" (a relative path is read from the current directory, {here})"
+                problems.append(f"{where}.{field}: {value}: no such {what}{relative}")
+        layout_name = src.layout or name
+        try:
+            layout = import_object(registry.datasets.get(layout_name).reader, what=f"dataset {layout_name!r}")
+        except PluginError as exc:
+            problems.append(f"{where}.layout: {exc}")
+            continue
+        known = sorted(getattr(layout, "model_fields", {}))
+        unknown = [key for key in src.options if key not in known]
+        for key in unknown:
+            problems.append(f"{where}.options.{key}: layout {layout_name!r} takes no option {key!r}"
+                            f"{did_you_mean(key, known)} (options: {', '.join(known) or 'none'})")
+        if unknown:
+            continue
+        try:
+            layout(**src.options)
+        except ValidationError as exc:
+            for err in exc.errors():
+                at = ".".join(map(str, err["loc"]))
+                problems.append(f"{where}.options{'.' + at if at else ''}: layout {layout_name!r}: {err['msg']}")
+    return problems
 
 
 #: What the harness passes an objective's factory itself: not options a suite may set.
@@ -441,8 +641,11 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
         spec = registry.encoders.get(choice.name)
         factory = load(f"encoders[{i}].name", spec.factory, f"encoder {choice.name!r}")
         if factory is not None:
+            before = len(problems)
             options(f"encoders[{i}].options", f"encoder {choice.name!r} ({spec.factory})", factory, choice.options,
                     provided=("n_leads",))
+            if len(problems) == before:
+                problems += _check_encoder_build(suite, registry, i, choice, source)
     for i, choice in enumerate(suite.objectives):
         spec = registry.objectives.get(choice.name)
         if spec.factory is None:
@@ -475,6 +678,43 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
     return problems
 
 
+def _check_encoder_build(suite: Suite, registry: Registry, i: int, choice: EncoderChoice, source: str) -> list[str]:
+    """What building encoder entry ``i`` would meet in a run: its weights file (found, its hash as pinned, its
+    tensors fitting the encoder's names and shapes) and, for partial finetuning, the encoder's blocks. The encoder
+    is built on the meta device (nothing allocated)."""
+    from .protocol.partial import encoder_blocks, uses_partial_finetuning
+    from .weights import build_for_checking, check_layout, read_file, select
+
+    partial = "finetune" in suite.protocol.stages and uses_partial_finetuning(suite.protocol.finetune)
+    if choice.weights is None and not partial:
+        return []
+    spec = registry.encoders.get(choice.name)
+    where = f"encoders[{i}]"
+    try:
+        module = build_for_checking(spec, choice.preset, choice.options)
+    except StenceBenchError as exc:
+        return [f"{source}: {where}: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - the run would fail the same way: say so now
+        return [f"{source}: {where}: encoder {choice.label!r} does not build: {type(exc).__name__}: {exc}"]
+    problems = []
+    if choice.weights is not None:
+        try:
+            given = cell_weights(choice, registry, f"{where}.weights")
+            assert given is not None
+            what = f"{where}.weights: {given.path}"
+            tensors, _ = read_file(given.path)
+            check_layout(module, select(tensors, given.layout(), what), strict=given.strict,
+                         what=f"{what} (encoder {choice.label!r})")
+        except StenceBenchError as exc:
+            problems.append(f"{source}: {exc}")
+    if partial:
+        try:
+            encoder_blocks(module, choice.name)
+        except StenceBenchError as exc:
+            problems.append(f"{source}: {where}: protocol.finetune: {exc}")
+    return problems
+
+
 def _keyword_parameters(factory: Any) -> list[str] | None:
     """The keyword arguments ``factory`` (a function or a class) takes; None if it takes any (``**kwargs``)."""
     import inspect
@@ -489,6 +729,29 @@ def _keyword_parameters(factory: Any) -> list[str] | None:
 
 
 # --- cells --------------------------------------------------------------------------------------------------
+
+
+class CellWeights(_Model):
+    """The given weights of a cell's encoder entry: the file's sha256 and how its tensors map onto the encoder (in
+    the key), and where the file is (``path``: provenance, left out of the key, so a moved file is the same cell)."""
+
+    path: str
+    sha256: str
+    prefix: str = ""
+    ignore: tuple[str, ...] = ()
+    rename: dict[str, str] = {}
+    strict: bool = True
+
+    @property
+    def file(self) -> str:
+        return Path(self.path).name
+
+    def layout(self) -> WeightsLayout:
+        return WeightsLayout(prefix=self.prefix, ignore=self.ignore, rename=self.rename)
+
+    def identity(self) -> dict[str, Any]:
+        """What the weights are, wherever the file lies: everything but the path."""
+        return self.model_dump(mode="json", exclude={"path"})
 
 
 class Cell(_Model):
@@ -514,6 +777,11 @@ class Cell(_Model):
     settings: dict[str, JsonValue] = {}
     #: The suite's data section (which cohort or sources).
     data: dict[str, JsonValue] = {}
+    #: The encoder entry's given weights (``weights =`` in the suite): loaded by every objective but the random-init
+    #: control, whose cells name them only to sit beside them (:attr:`ObjectiveSpec.loads_weights`).
+    weights: CellWeights | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights",)
 
     def pretrain_cell(self) -> Cell | None:
         """The pretraining cell whose checkpoint this evaluation starts from (``None`` without pretraining)."""
@@ -524,12 +792,14 @@ class Cell(_Model):
                     versions={k: v for k, v in self.versions.items() if k in ("encoder", "objective")},
                     specs={k: v for k, v in self.specs.items() if k != "task"},
                     settings={k: v for k, v in self.settings.items() if k in ("pretrain", "split_seed")},
-                    data=self.data)
+                    data=self.data, weights=self.weights)
 
     @property
     def label(self) -> str:
         """A short human description: ``stage task encoder[preset] objective f=0.1 d=0 seed 0``."""
         enc = self.encoder if self.preset is None else f"{self.encoder}[{self.preset}]"
+        if self.weights is not None:
+            enc += f" @ {self.weights.file}"
         parts = [self.stage, *([self.task] if self.task else []), enc, self.objective]
         if self.fraction is not None:
             parts.append(f"f={self.fraction:g} d={self.draw}")
@@ -538,8 +808,9 @@ class Cell(_Model):
 
     @property
     def key(self) -> str:
-        """The hash of the resolved config: equal configs, equal keys."""
-        return digest(self.model_dump(mode="json"))
+        """The hash of the resolved config: equal configs, equal keys (a weights file's path left out: its hash
+        is in)."""
+        return digest(self.model_dump(mode="json", exclude={"weights": {"path"}}))
 
 
 class CellOutcome(_Model):
@@ -553,21 +824,80 @@ class CellOutcome(_Model):
 
 
 def resolved_objectives(suite: Suite, registry: Registry) -> tuple[list[Choice], list[str]]:
-    """The suite's objectives plus the registered controls it does not list; also the names that were added."""
+    """The suite's objectives plus the registered controls it does not list and that can run on its pretraining
+    data (:func:`left_out_controls` says which cannot, and why; one that evaluates given weights only when an
+    encoder has some); also the names that were added."""
     objectives = list(suite.objectives)
     added: list[str] = []
     if suite.controls:
         listed = {c.name for c in objectives}
+        given = any(c.weights is not None for c in suite.encoders)
+        left_out = left_out_controls(suite, registry)
         for spec in registry.objectives:
-            if spec.control and spec.name not in listed:
+            if spec.control and spec.name not in listed and spec.name not in left_out and (given or not spec.as_given):
                 objectives.append(Choice(name=spec.name))
                 added.append(spec.name)
     return objectives, added
 
 
+def cell_weights(choice: EncoderChoice, registry: Registry, where: str = "weights") -> CellWeights | None:
+    """The weights an encoder entry gives its cells: the file found and hashed (refused when the suite pins another
+    hash), and the encoder's declared layout with the entry's overrides."""
+    from .weights import WeightsError, file_sha256, resolve_path
+
+    if choice.weights is None:
+        return None
+    path = resolve_path(choice.weights.path)
+    if not path.is_file():
+        raise WeightsError(f"{where}: {path}: no such file")
+    sha256 = file_sha256(path)
+    if choice.weights.sha256 is not None and choice.weights.sha256 != sha256:
+        raise WeightsError(f"{where}: {path} has sha256 {sha256}, the suite pins {choice.weights.sha256}")
+    layout = choice.weights.layout(registry.encoders.get(choice.name).weights_layout)
+    return CellWeights(path=str(path), sha256=sha256, prefix=layout.prefix, ignore=layout.ignore,
+                       rename=layout.rename, strict=choice.weights.strict)
+
+
+def with_weight_hashes(suite: Suite, registry: Registry) -> Suite:
+    """The suite with each weights file's sha256 filled in (what a run writes as ``suite.json``: the leaderboard
+    names rows by it)."""
+    encoders = []
+    for i, choice in enumerate(suite.encoders):
+        weights = cell_weights(choice, registry, f"encoders[{i}].weights")
+        if weights is not None:
+            choice = choice.model_copy(update={"weights": choice.weights.model_copy(  # type: ignore[union-attr]
+                update={"sha256": weights.sha256})})
+        encoders.append(choice)
+    return suite.model_copy(update={"encoders": tuple(encoders)})
+
+
+def left_out_controls(suite: Suite, registry: Registry) -> dict[str, str]:
+    """The registered controls a suite would add but that cannot run on its pretraining dataset (``supervised``
+    on a layout without labels), each with the reason: they are left out of the plan, said by ``validate`` and
+    ``run`` in one line, and shown as absent (not failed) on the leaderboard."""
+    if not suite.controls:
+        return {}
+    listed = {c.name for c in suite.objectives}
+    out = {}
+    for spec in registry.objectives:
+        if spec.control and spec.name not in listed:
+            why = cannot_pretrain(spec, suite, registry)
+            if why:
+                out[spec.name] = why
+    return out
+
+
+def left_out_notices(suite: Suite, registry: Registry) -> list[str]:
+    """One line per control left out of the suite's plan (:func:`left_out_controls`)."""
+    return [f"control {name!r} left out: it {why}" for name, why in left_out_controls(suite, registry).items()]
+
+
 def plan(suite: Suite, registry: Registry) -> list[Cell]:
-    """Expand a validated suite into its cells: pretraining first, then every evaluation."""
+    """Expand a validated suite into its cells: pretraining first, then every evaluation. An encoder entry with
+    weights gives every cell its weights (:class:`CellWeights`, hashed here); an objective that evaluates weights
+    as given (``pretrained``) is planned only for such entries."""
     objectives, _ = resolved_objectives(suite, registry)
+    weights = [cell_weights(enc, registry, f"encoders[{i}].weights") for i, enc in enumerate(suite.encoders)]
     proto = suite.protocol
     data = suite.data.model_dump(mode="json")
     pretrain_settings = {"pretrain": proto.pretrain.model_dump(mode="json"), "split_seed": proto.split_seed}
@@ -593,7 +923,7 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
 
     cells: list[Cell] = []
     for seed in proto.seeds:
-        for enc in suite.encoders:
+        for enc, given in zip(suite.encoders, weights):
             enc_spec = registry.encoders.get(enc.name)
             for obj in objectives:
                 obj_spec = registry.objectives.get(obj.name)
@@ -604,19 +934,22 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
                             objective=obj.name, objective_options=obj.options, seed=seed,
                             versions={"encoder": enc_spec.version, "objective": obj_spec.version},
                             specs=specs(enc, obj), settings=settings(obj_spec, "pretrain"), data=data,
+                            weights=given,
                         )
                     )
     for task in suite.tasks:
         task_spec = registry.tasks.get(task)
-        for enc in suite.encoders:
+        for enc, given in zip(suite.encoders, weights):
             enc_spec = registry.encoders.get(enc.name)
             for obj in objectives:
                 obj_spec = registry.objectives.get(obj.name)
+                if obj_spec.as_given and given is None:
+                    continue  # nothing given to evaluate
                 versions = {"encoder": enc_spec.version, "objective": obj_spec.version, "task": task_spec.version}
                 common = dict(
                     task=task, encoder=enc.name, preset=enc.preset, encoder_options=enc.options,
                     objective=obj.name, objective_options=obj.options, versions=versions,
-                    specs={**specs(enc, obj), "task": registry.fingerprint("task", task)},
+                    specs={**specs(enc, obj), "task": registry.fingerprint("task", task)}, weights=given,
                 )
                 for seed in proto.seeds:
                     for leads in proto.leads:

@@ -12,7 +12,6 @@ frame out); :func:`label_sets` is the same aggregation on the two tables as fram
 
 from __future__ import annotations
 
-import ast
 from typing import TYPE_CHECKING, Literal
 
 from stence_bench import TaskSpec, hookimpl
@@ -59,13 +58,10 @@ def classes(statements: pd.DataFrame, level: str) -> list[str]:
 
 
 def parse_scp_codes(value: object) -> dict[str, float]:
-    """``scp_codes`` as stored in ``ptbxl_database.csv`` (a Python dict literal) -> dict."""
-    if isinstance(value, dict):
-        return value
-    parsed = ast.literal_eval(str(value))
-    if not isinstance(parsed, dict):
-        raise ValueError(f"scp_codes is not a dict: {value!r}")
-    return parsed
+    """``scp_codes`` as stored in ``ptbxl_database.csv`` (a Python dict literal) -> dict (the ``ptbxl`` layout's)."""
+    from stence_bench.data.layouts.ptbxl import parse_scp_codes as parse
+
+    return parse(value)
 
 
 def label_sets(records: pd.DataFrame, statements: pd.DataFrame, *, level: str) -> pd.Series:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import BUILTINS_ONLY, cli_env, make_distribution
+from conftest import BUILTINS_ONLY, alive, child_pids, cli_env, make_distribution
 
 from stence_bench.cli import cli
 from stence_bench.data.ingest import ingest
@@ -108,25 +108,6 @@ def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.1)
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def child_pids(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 @linux_only
@@ -461,7 +442,7 @@ def _observe_bad_input(tmp: Path, realdata: Path, registry) -> list[tuple[str, s
 
     def clean(text: str) -> str:
         for path, name in ((src, "SRC"), (store, "STORE"), (tmp / "labels.csv", "LABELS"), (tmp / "dcm", "SRC"),
-                           (tmp / "dcm-store", "STORE")):
+                           (tmp / "dcm-store", "STORE"), (tmp / "ptb-xl", "SRC")):
             text = text.replace(str(path), name)
         return text
 
@@ -528,6 +509,20 @@ def _observe_bad_input(tmp: Path, realdata: Path, registry) -> list[tuple[str, s
             store_dir=tmp / "new")
     refused("a file given as SOURCE", str(src / "r00.hea"), "--layout", "wfdb", store_dir=tmp / "new")
     refused("a store made from another layout or source", str(src), "--layout", "cinc2021", store_dir=store)
+    # a PTB-XL download whose record table is damaged (before: a pandas traceback)
+    from stence_bench.data.fake import write_ptbxl_download
+
+    write_ptbxl_download(tmp / "ptb-xl", 2, rates=(100,), seconds=1)
+    table = tmp / "ptb-xl" / "ptbxl_database.csv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([*lines[:2], lines[2] + ",extra", *lines[3:]]) + "\n")
+    refused("a ptbxl_database.csv row with more fields than its header", str(tmp / "ptb-xl"), "--layout", "ptbxl",
+            store_dir=tmp / "new")
+    cells = lines[2].split(",")
+    cells[-3] = "nine"  # strat_fold
+    table.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n")
+    refused("a ptbxl_database.csv strat_fold that is not a whole number", str(tmp / "ptb-xl"), "--layout", "ptbxl",
+            store_dir=tmp / "new")
     with FolderLock(store / STORE_LOCK, what="this store", command=f"ingest of {src} (wfdb)"):
         message = one_error(data_cli(registry, "ingest", str(src), "--layout", "wfdb", "--store", str(store)))
     rows.append(("a second ingest into a store being written", "refused (exit 2); the first goes on",

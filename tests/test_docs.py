@@ -68,3 +68,69 @@ def test_cli_help_lists_the_documented_commands():
     listed = CliRunner().invoke(cli, ["list", "--help"], obj=registry).output
     for kind in ("encoders", "objectives", "tasks", "datasets", "modalities", "suites"):
         assert re.search(rf"^  {kind}\b", listed, re.M), kind
+
+
+def test_the_plugin_guide_gives_assert_encoder_contracts_signature():
+    """Before: plugins.md gave (name_or_spec, preset=None, registry=None, batch_size=3)."""
+    import inspect
+
+    from stence_bench.testing import assert_encoder_contract
+
+    def plain(parameter: inspect.Parameter) -> str:
+        return parameter.name + ("" if parameter.default is parameter.empty else f"={parameter.default!r}")
+
+    parts, starred = [], False
+    for parameter in inspect.signature(assert_encoder_contract).parameters.values():
+        if parameter.kind is parameter.KEYWORD_ONLY and not starred:
+            parts.append("*")
+            starred = True
+        parts.append(plain(parameter))
+    signature = f"assert_encoder_contract({', '.join(parts)})"
+    assert signature == "assert_encoder_contract(encoder, *, preset=None, registry=None, batch_size=3, atol=0.0001)"
+    assert f"`{signature}`" in (REPO / "docs" / "plugins.md").read_text()
+
+
+def test_the_readme_lists_every_command():
+    """Before: the README's command list lacked `data compare-real` (and `results rescore`)."""
+    import click
+
+    from stence_bench.cli import cli
+
+    readme = (REPO / "README.md").read_text()
+    listing = readme[readme.index("## The command line"):]
+    listing = listing[: listing.index("\n```\n", listing.index("```") + 3)]
+
+    def leaves(group: click.Group, prefix: str) -> list[str]:
+        out = []
+        for name, command in group.commands.items():
+            out += leaves(command, f"{prefix}{name} ") if isinstance(command, click.Group) else [f"{prefix}{name}"]
+        return out
+
+    import itertools
+
+    listed = set()  # "stence-bench list encoders|objectives ..." lists each of the alternatives
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] != ["stence-bench"]:
+            continue
+        for k in range(1, min(4, len(words))):
+            for chosen in itertools.product(*(w.split("|") for w in words[1 : k + 1])):
+                listed.add(" ".join(["stence-bench", *chosen]))
+    commands = leaves(cli, "stence-bench ")
+    assert "stence-bench data compare-real" in commands and len(commands) >= 12
+    for command in commands:
+        assert command in listed, f"README's command list lacks {command!r}"
+
+
+def test_the_worked_mimic_example_in_the_cluster_guide_is_a_valid_suite(tmp_path):
+    """docs/cluster.md's MIMIC-IV-ECG -> PTB-XL / CinC 2021 suite: every name, option and field checks out; only its
+    download folders are absent here."""
+    from stence_bench.suite import check_names, parse_suite
+
+    guide = (REPO / "docs" / "cluster.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", guide, re.S) if 'name = "mimic-pretraining"' in b]
+    suite = parse_suite(block, "docs/cluster.md")
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    problems = [p for p in check_names(suite, registry, "docs/cluster.md") if "/data/physionet.org" not in p]
+    assert problems == []
+    assert suite.protocol.pretrain.epochs == 50 and suite.cluster.gpus_per_job == 8

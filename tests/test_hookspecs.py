@@ -65,9 +65,13 @@ def test_hook_register_objectives():
 def test_hook_register_tasks():
     registry = load(Plugin("p", tasks=[task("my_task.35", dataset="echo", metric="auprc")]))
     assert registry.tasks.get("my_task.35").dataset == "echo"
-    suite = parse_suite('name="s"\ntasks=["my_task.35"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n')
+    text = 'name="s"\ntasks=["my_task.35"]\nobjectives=["none"]\nencoders=["resnet1d18"]\n'
     from stence_bench.suite import check_names
 
+    # the task's dataset needs a source (here a WFDB folder), else validate says so before a run fails on it
+    assert check_names(parse_suite(text), registry)[0].startswith(
+        "<suite>: tasks[0]: task 'my_task.35' reads dataset 'echo', which has no source: add [data.sources.echo]")
+    suite = parse_suite(text + '[data]\nsynthetic = {}\n[data.sources.echo]\npath = "echo"\nlayout = "wfdb"\n')
     assert check_names(suite, registry) == []
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import BUILTINS_ONLY, cli_env, make_distribution
+from conftest import BUILTINS_ONLY, alive, child_pids, cli_env, make_distribution
 
 from stence_bench.cli import RUN_LOCK, cli
 from stence_bench.processes import FolderLock, LockedError, WorkerPool
@@ -77,26 +77,6 @@ def suite_file(tmp_path_factory) -> Path:
     return path
 
 
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (killed, waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def start(suite: Path, out: Path, site: Path | None = None, hold: Path | None = None,
@@ -120,7 +100,7 @@ def wait_until_held(proc: subprocess.Popen, hold: Path, out: Path, held: int, fi
         if proc.poll() is not None:
             raise AssertionError(f"the run ended early ({proc.returncode}):\n{proc.stderr.read()[-3000:]}")
         if len(list(hold.glob("held-*"))) == held and len(list(out.glob("results/*.json"))) == finished:
-            workers = children(proc.pid)
+            workers = child_pids(proc.pid)
             assert len(workers) == 2, workers
             return workers
         time.sleep(0.2)

@@ -82,3 +82,106 @@ def test_every_record_with_a_frequent_statement_has_a_label(top):
     said = [["sinus rhythm", "normal ecg"]] * 5 + [["sinus rhythm"]]
     labels, vocab = report_labels(said, top=top)
     assert labels[:, vocab.index("sinus rhythm")].sum() == 6
+
+
+# -- labels declared by each dataset's layout (issue 21) ------------------------------------------------------------
+
+
+def _source(refs_or_meta, tables=None):
+    from stence_bench.task_data import TaskSource
+
+    rows = [{"record_id": r.record_id, "patient_id": r.patient_id, "time": r.time or "", "meta": r.meta}
+            for r in refs_or_meta]
+    return TaskSource("x", pd.DataFrame(rows), tables or {})
+
+
+def test_ptbxl_labels_are_the_scp_codes_of_the_real_records(realdata):
+    from stence_bench.data.layouts.ptbxl import PtbxlLayout
+
+    layout = PtbxlLayout(rate=100, database="ptbxl_database_extract.csv")
+    scan = layout.scan(realdata / "ptb-xl")
+    labels = dict(zip([r.record_id for r in scan.refs], layout.labels(_source(scan.refs, scan.tables))))
+    # ptbxl_database_extract.csv: 1 {'NORM': 100, 'LVOLT': 0, 'SR': 0}; 6001 {'NST_': 100, 'SR': 0};
+    # 6003 {'NORM': 80, 'STACH': 0} (any likelihood counts, as in the PTB-XL benchmark)
+    assert labels["1"] == ["LVOLT", "NORM", "SR"] and labels["6001"] == ["NST_", "SR"]
+    assert labels["6003"] == ["NORM", "STACH"]
+    assert layout.label_source.startswith("SCP statements of each record's scp_codes")
+    # the vocabulary over records 1, 6000-6004: SR in 4 (1, 6000, 6001, 6004), NORM in 5, ties by text
+    _, vocab = report_labels([labels[i] for i in ("1", "6000", "6001", "6002", "6003", "6004")], top=3)
+    assert vocab == ["NORM", "SR", "IRBBB"]
+
+
+def test_ptbxl_labels_name_a_bad_scp_codes_value(realdata):
+    from stence_bench.data.layouts.ptbxl import PtbxlLayout
+    from stence_bench.errors import StenceBenchError
+
+    layout = PtbxlLayout(rate=100, database="ptbxl_database_extract.csv")
+    scan = layout.scan(realdata / "ptb-xl")
+    broken = scan.tables["ptbxl_database"].copy()
+    broken.loc[broken["ecg_id"] == 6002, "scp_codes"] = "{'NORM': 80.0, 'IRBBB'"
+    with pytest.raises(StenceBenchError, match=r"ptbxl_database_extract.csv: ecg_id 6002: cannot read scp_codes "):
+        layout.labels(_source(scan.refs, {**scan.tables, "ptbxl_database": broken}))
+
+
+def test_cinc2021_labels_are_the_dx_codes_of_the_real_headers(realdata):
+    from stence_bench.data.layouts.base import RecordRef
+    from stence_bench.data.layouts.cinc2021 import Cinc2021Layout, parse_comments
+    from stence_bench.data.wfdb_io import read_header
+
+    names = [f"HR0600{i}" for i in range(5)]
+    refs = [RecordRef(record_id=n, path="", meta=parse_comments(read_header(realdata / "cinc2021" / f"{n}.hea").comments, n))
+            for n in names]
+    labels = Cinc2021Layout().labels(_source(refs))
+    assert labels == [["164934002", "426783006"], ["426783006", "55930002"], ["426177001", "426783006", "713426002"],
+                      ["426783006", "427084000"], ["426783006"]]
+    # sinus rhythm (426783006) in all five; each other code once: ties by their text
+    assert report_labels(labels, top=3)[1] == ["426783006", "164934002", "426177001"]
+
+
+def test_layouts_without_labels_say_so_and_a_plugin_layout_keeps_report_statements():
+    from stence_bench.data.layouts.base import Layout, RecordRef
+    from stence_bench.data.layouts.dicom_folder import DicomLayout
+    from stence_bench.data.layouts.mimic_iv_ecg import MimicIvEcgLayout
+    from stence_bench.data.layouts.wfdb_folder import WfdbLayout
+
+    refs = [RecordRef(record_id="a", path="", meta={"report": "Sinus rhythm. Normal ECG."}),
+            RecordRef(record_id="b", path="", meta={"statements": ["Atrial fibrillation", "Abnormal ECG"]})]
+    assert WfdbLayout().labels(_source(refs)) == [[], []] and WfdbLayout.label_source == ""
+    assert DicomLayout().labels(_source(refs)) == [[], []]
+    expected = [["sinus rhythm", "normal ecg"], ["atrial fibrillation", "abnormal ecg"]]
+    assert MimicIvEcgLayout().labels(_source(refs)) == expected
+
+    class HospitalLayout(Layout):  # a third-party layout written before labels() existed
+        name = "hospital"
+
+    assert HospitalLayout().labels(_source(refs)) == expected
+
+
+def test_the_public_layouts_labels_are_their_flags(tmp_path):
+    """EchoNext's 12 flags and CODE-15%'s six abnormalities (both declare labels), and Chapman-Ningbo's # Dx codes."""
+    from public_samples import code15_sample, echonext_sample
+
+    from stence_bench.data.layouts.code15 import ABNORMALITIES, Code15Layout
+    from stence_bench.data.layouts.echonext import FLAGS, EchoNextLayout
+
+    for layout, make, columns, key in ((EchoNextLayout(), echonext_sample, FLAGS, "ecg_key"),
+                                       (Code15Layout(), code15_sample, ABNORMALITIES, "exam_id")):
+        table = make(tmp_path / layout.name)
+        scan = layout.scan(tmp_path / layout.name)
+        labels = dict(zip([r.record_id for r in scan.refs], layout.labels(_source(scan.refs))))
+        assert labels and layout.label_source
+        for _, row in table.iterrows():
+            rid = str(int(row[key]))
+            if rid in labels:  # (CODE-15%'s filler rows are no records)
+                assert labels[rid] == [c for c in columns if row[c] == 1], rid
+        assert any(labels.values())
+
+
+def test_layouts_declaring_labels_give_some():
+    """A DatasetSpec that lists the labels modality names a layout with a label source (validate relies on it)."""
+    from stence_bench.specs import import_object
+
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    for spec in registry.datasets:
+        layout = import_object(spec.reader, what=spec.name)
+        assert bool(layout.label_source) == ("labels" in spec.modalities or "text" in spec.modalities), spec.name

@@ -233,6 +233,25 @@ def test_zscore_record_per_lead():
     assert torch.equal(flat, torch.zeros(1, 3, 10))  # a flat lead
 
 
+def test_zscore_all_leads_uses_one_mean_and_deviation_for_the_window():
+    """ECGFounder's and ST-MEM's standardisation: ``(x - x.mean()) / x.std()`` over every lead and sample, so the
+    leads keep their relative amplitudes. By hand on two leads: values 0, 2 and 4, 6 have mean 3 and std sqrt(5)."""
+    from stence_bench.data.windows import Normalizer, Windows
+
+    x = np.array([[0.0, 2.0], [4.0, 6.0]], dtype=np.float32)
+    by_hand = (x - 3.0) / (np.sqrt(5.0) + 1e-6)
+    s = spec(sampling_rate=1, window_s=2, leads=("I", "II"), normalization="zscore_all_leads")
+    np.testing.assert_allclose(Normalizer(s, None, [2])(torch.from_numpy(x)[None])[0].numpy(), by_hand, rtol=1e-6)
+    np.testing.assert_allclose(apply_contract(x, 1, ("I", "II"), s), by_hand, rtol=1e-6)
+    # the harness's windows do the same, and a record shorter than the window uses its own samples only
+    windows = Windows.of_arrays(s, ["full", "short"], [x, x[:, :1]])
+    got, counts = windows.sliding(np.array([0, 1]))
+    assert counts.tolist() == [1, 1]
+    np.testing.assert_allclose(got[0].numpy(), by_hand, rtol=1e-5)
+    short = (x[:, :1] - 2.0) / (2.0 + 1e-6)  # values 0 and 4: mean 2, std 2; then a zero pad
+    assert torch.allclose(got[1, :, :1], torch.from_numpy(short)) and got[1, :, 1:].abs().sum() == 0
+
+
 # ------------------------------------------------------------------------------------------ Standardizer
 
 

@@ -78,7 +78,8 @@ DICOM_CARD = DatasetCard(
 @hookimpl
 def register_datasets(register):
     register(DatasetSpec(
-        name="wfdb", reader=f"{_LAYOUTS}.wfdb_folder:WfdbLayout", formats=("wfdb-16", "wfdb-212", "wfdb-mat"),
+        name="wfdb", reader=f"{_LAYOUTS}.wfdb_folder:WfdbLayout",
+        formats=("wfdb-16", "wfdb-24", "wfdb-32", "wfdb-61", "wfdb-80", "wfdb-160", "wfdb-212", "wfdb-mat"),
         description="any folder of WFDB records (.hea + .dat/.mat), any sampling rate and lead count",
         card=WFDB_CARD,
     ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stence_bench import TWELVE_LEADS, EncoderPreset, EncoderSpec, hookimpl
+from stence_bench.specs import WeightsLayout
 
 from .contracts import paper_contracts
 
@@ -10,6 +11,9 @@ _RESNET = "stence_bench_plugins.encoders.resnet1d"
 _XRESNET = "stence_bench_plugins.encoders.xresnet1d"
 _TRANSFORMER = "stence_bench_plugins.encoders.transformer"
 _TEMPORALNET = "stence_bench_plugins.encoders.temporalnet"
+_ECG_FM = "stence_bench_plugins.encoders.ecg_fm"
+_ECGFOUNDER = "stence_bench_plugins.encoders.ecgfounder"
+_ST_MEM = "stence_bench_plugins.encoders.st_mem"
 
 _XRESNET_CITATION = (
     "Strodthoff, Wagner, Schaeffter, Samek, IEEE JBHI 2021 (PTB-XL benchmark); "
@@ -146,5 +150,112 @@ def register_encoders(register):
             citation="Dade et al., Heart Rhythm O2 2026; Bai, Kolter, Koltun 2018 (temporal convolutional networks)",
         )
     )
+
+    register_foundation_models(register)
     for variant in paper_contracts(registered):
         add(variant)
+
+
+def register_foundation_models(register):
+    """Public ECG foundation models whose weights are published, each with its true input contract, its released
+    checkpoint's layout and the datasets it was pretrained on (docs/models.md). Nothing is downloaded: a suite
+    names the file the user downloaded (``weights = "..."``) and evaluates it with the ``pretrained`` objective."""
+    register(
+        EncoderSpec(
+            name="ecg_fm",
+            description="ECG-FM: wav2vec 2.0 encoder (90.9 M parameters): 4 strided convolutions over the 12 leads, "
+            "convolutional position embedding, 12 post-norm transformer layers of width 768, mean over time; "
+            "weights: mimic_iv_ecg_physionet_pretrained.pt (huggingface.co/wanglab/ecg-fm)",
+            factory=f"{_ECG_FM}:ecg_fm",
+            sampling_rate=500,
+            window_s=5.0,
+            leads=TWELVE_LEADS,
+            embed_dim=768,
+            normalization="zscore_record",
+            presets={
+                "released": EncoderPreset(embed_dim=768, description="the published size (the released checkpoint)"),
+                "tiny": EncoderPreset(
+                    options={"conv_layers": [[16, 2, 2]] * 4, "embed_dim": 32, "ffn_dim": 64, "heads": 2, "layers": 2,
+                             "conv_pos": 16, "conv_pos_groups": 4},
+                    embed_dim=32, description="the same layout at toy size, for tests and the CPU demo"),
+            },
+            default_preset="released",
+            # PhysioNet/CinC 2021 republishes PTB-XL: both are declared
+            pretrained_on=("mimic-iv-ecg", "cinc2021", "ptbxl"),
+            weights_layout=WeightsLayout(
+                prefix="model.",
+                ignore=("mask_emb", "quantizer.*", "project_q.*", "final_proj.*", "target_glu.*", "project_inp.*",
+                        "input_quantizer.*"),
+                rename={r"parametrizations\.weight\.original0$": "weight_g",
+                        r"parametrizations\.weight\.original1$": "weight_v"},
+            ),
+            citation="McKeen et al., ECG-FM: An Open Electrocardiogram Foundation Model, arXiv:2408.05178 (2024); "
+            "Baevski et al., wav2vec 2.0, NeurIPS 2020; Oh et al., fairseq-signals",
+        )
+    )
+    founder = dict(
+        factory=f"{_ECGFOUNDER}:ecgfounder",
+        sampling_rate=500,
+        window_s=10.0,
+        embed_dim=1024,
+        bandpass_hz=(0.67, 40.0),
+        normalization="zscore_all_leads",
+        presets={
+            "released": EncoderPreset(embed_dim=1024, description="the published size (the released checkpoint)"),
+            "tiny": EncoderPreset(
+                options={"base_filters": 8, "filter_list": [8, 16, 16, 32, 32, 64, 64],
+                         "m_blocks_list": [1, 1, 1, 1, 1, 1, 1], "groups_width": 8},
+                embed_dim=64, description="the same layout at toy size, for tests and the CPU demo"),
+        },
+        default_preset="released",
+        pretrained_on=("heedb",),  # the Harvard-Emory ECG Database
+        weights_layout=WeightsLayout(prefix="state_dict.", ignore=("dense.*",)),
+        citation="Li et al., An Electrocardiogram Foundation Model Built on over 10 Million Recordings, NEJM AI 2025; "
+        "Hong et al. (Net1D)",
+    )
+    register(
+        EncoderSpec(
+            name="ecgfounder",
+            description="ECGFounder: Net1D (30.6 M parameters), 7 stages of grouped convolutions with "
+            "squeeze-and-excitation, mean over time (1024); weights: 12_lead_ECGFounder.pth "
+            "(huggingface.co/PKUDigitalHealth/ECGFounder)",
+            leads=TWELVE_LEADS,
+            **founder,
+        )
+    )
+    register(
+        EncoderSpec(
+            name="ecgfounder_1lead",
+            description="ECGFounder for lead I alone (Net1D with one input channel); weights: 1_lead_ECGFounder.pth "
+            "(huggingface.co/PKUDigitalHealth/ECGFounder)",
+            leads=("I",),
+            **founder,
+        )
+    )
+    register(
+        EncoderSpec(
+            name="st_mem",
+            description="ST-MEM: ViT-B/75 over per-lead 0.3 s patches with lead and separator embeddings (12 blocks "
+            "of width 768), mean over patch tokens; weights: the released encoder.pth (github.com/bakqui/ST-MEM)",
+            factory=f"{_ST_MEM}:st_mem",
+            sampling_rate=250,
+            window_s=9.0,
+            leads=TWELVE_LEADS,
+            embed_dim=768,
+            bandpass_hz=(0.67, 40.0),
+            normalization="zscore_all_leads",
+            presets={
+                "released": EncoderPreset(embed_dim=768, description="ViT-B/75, the released checkpoint"),
+                "small": EncoderPreset(options={"width": 384, "depth": 12, "heads": 6, "mlp_dim": 1536}, embed_dim=384,
+                                       description="ViT-S/75 of the public code (no checkpoint released)"),
+                "tiny": EncoderPreset(options={"width": 32, "depth": 2, "heads": 2, "dim_head": 16, "mlp_dim": 64},
+                                      embed_dim=32, description="the same layout at toy size, for tests and the CPU demo"),
+            },
+            default_preset="released",
+            # Chapman and Ningbo are parts of PhysioNet/CinC 2021 ("dataset:part"); CODE-15 is not
+            pretrained_on=("cinc2021:chapman", "cinc2021:ningbo", "code-15"),
+            weights_layout=WeightsLayout(prefix="model.", ignore=("head.*",)),
+            citation="Na et al., Guiding Masked Representation Learning to Capture Spatio-Temporal Relationship of "
+            "Electrocardiogram, ICLR 2024",
+        )
+    )

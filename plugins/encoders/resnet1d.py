@@ -76,6 +76,10 @@ class ResNet1d(nn.Module):
         self.pooling = pooling
         self.embed_dim = in_channels * (2 if pooling == "concat" else 1)
 
+    def finetuning_blocks(self) -> list[nn.Module]:
+        """Input to output (partial finetuning): the stem, then each residual block."""
+        return [self.stem, *self.layers]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.layers(self.stem(x))
         if self.pooling == "concat":

@@ -165,6 +165,13 @@ class TemporalNet(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(fused, embed_dim), nn.LayerNorm(embed_dim), nn.GELU())
         self.embed_dim = embed_dim
 
+    def finetuning_blocks(self) -> list[list[nn.Module]]:
+        """Input to output (partial finetuning): the streams' stems, then their ``i``-th blocks side by side, then
+        the fusion."""
+        depth = len(self.streams[0].blocks)
+        return [[s.stem for s in self.streams], *([s.blocks[i] for s in self.streams] for i in range(depth)),
+                [self.fusion]]
+
     def stream_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each stream's pooled features ``[batch, out_features]``, before fusion."""
         return [stream(x) for stream in self.streams]

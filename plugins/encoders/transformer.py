@@ -99,6 +99,15 @@ class ECGTransformer(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
 
+    def finetuning_blocks(self) -> list[list[nn.Module | nn.Parameter]]:
+        """Input to output (partial finetuning): the patch, lead, position and CLS embeddings, then each encoder
+        layer (the final LayerNorm with the last)."""
+        stem: list[nn.Module | nn.Parameter] = [self.patch_embed, self.lead_embed]
+        stem += [p for p in (self.pos_embed, self.cls_token) if p is not None]
+        layers: list[list[nn.Module | nn.Parameter]] = [[layer] for layer in self.encoder.layers]
+        layers[-1].append(self.encoder.norm)
+        return [stem, *layers]
+
     def n_tokens(self, n_samples: int) -> int:
         """The sequence length for inputs of ``n_samples`` samples (CLS included)."""
         return self.n_leads * (n_samples // self.patch_size) + (1 if self.cls_token is not None else 0)

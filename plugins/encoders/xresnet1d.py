@@ -156,6 +156,10 @@ class XResNet1d(nn.Module):
         self.out_channels = in_channels
         self.embed_dim = in_channels * (2 if pooling == "concat" else 1)
 
+    def finetuning_blocks(self) -> list[nn.Module]:
+        """Input to output (partial finetuning): the stem, then each residual block of each stage."""
+        return [self.stem, *(block for stage in self.stages for block in stage)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stages(self.stem(x))
         if self.pooling == "concat":

@@ -17,6 +17,12 @@ def register_objectives(register):
         citation="Evaluation of ECG Representations Must Be Fixed (ICML 2026 position paper)",
     ))
     register(ObjectiveSpec(
+        name="pretrained", factory=None, modalities=("ecg",), control=True, as_given=True,
+        description="the encoder entry's given weights (weights = in the suite) evaluated as loaded, no pretraining: "
+        "planned for every encoder with weights, beside the random-init control of the same architecture",
+        citation="docs/models.md",
+    ))
+    register(ObjectiveSpec(
         name="supervised", factory=f"{_HERE}.supervised:Supervised", modalities=("ecg", "labels"), control=True,
         description="supervised pretraining on the pretraining data's labels (multi-label BCE): the baseline "
         "every self-supervised objective must beat",

@@ -66,8 +66,11 @@ def link_duplicates(patients: pd.Series, checksums: pd.Series) -> pd.Series:
 def duplicate_groups(checksums: pd.Series) -> list[list[str]]:
     """Record ids (the index) sharing a signal checksum, one list per checksum that more than one record has."""
     checksums = checksums.astype("string").fillna("")
-    grouped = checksums[checksums != ""].groupby(checksums[checksums != ""]).groups
-    return sorted(sorted(map(str, ids)) for ids in grouped.values() if len(ids) > 1)
+    shared = checksums[(checksums != "") & checksums.duplicated(keep=False)]  # the few that repeat, not all
+    groups: dict[str, list[str]] = {}
+    for rid, checksum in zip(shared.index.tolist(), shared.tolist()):
+        groups.setdefault(checksum, []).append(str(rid))
+    return sorted(sorted(ids) for ids in groups.values())
 
 
 def strat_fold_split(folds: pd.Series, *, train: Sequence[int] = tuple(range(1, 9)), val: Sequence[int] = (9,),

@@ -40,6 +40,8 @@ FORMAT_VERSION = 1
 SHARD_DIR = "shards"
 #: The compacted manifest: every part's rows merged at the end of an ingest (parts committed later add to it).
 COMPACTED = "manifest.parquet"
+#: The manifest's numeric columns (typed in the compacted manifest)
+_NUMERIC = ("fs", "n_leads", "n_samples", "shard", "offset")
 TABLE_DIR = "tables"
 #: the manifest's columns, in order; ``offset`` counts values from the start of the shard's file of ``encoding``
 #: (``i16``: int16 with per-lead ``baseline`` and ``gain``, digital units per mV; ``f32``: float32 mV)
@@ -224,10 +226,12 @@ class ECGStore:
         # a record ingested again (its source changed) lives in a newer shard: keep the newest row
         ok = ok.sort_values("shard", kind="stable").drop_duplicates("record_id", keep="last")
         self.manifest = ok[MANIFEST_COLUMNS].reset_index(drop=True)
+        ids = self.manifest["record_id"].tolist()
+        self._row = dict(zip(ids, range(len(ids))))
         bad = parts[parts["status"] == "quarantined"]
-        bad = bad[~bad["record_id"].isin(self.manifest["record_id"])]
+        if len(bad):  # (a record quarantined once and stored since is no longer quarantined)
+            bad = bad[[rid not in self._row for rid in bad["record_id"].tolist()]]
         self.quarantine = bad.drop_duplicates("record_id", keep="last")[[*QUARANTINE_COLUMNS, "source"]]
-        self._row = {rid: i for i, rid in enumerate(self.manifest["record_id"])}
         self._maps: dict[tuple[int, str], np.memmap] = {}
         self._layout = self.manifest[["shard", "offset", "n_leads", "n_samples"]].to_numpy(dtype=np.int64)
         self._encoding = self.manifest["encoding"].tolist()
@@ -303,7 +307,7 @@ class ECGStore:
     def fingerprint(self) -> str:
         """The dataset fingerprint: a hash of every record id with its checksum."""
         h = xxhash.xxh3_64()
-        for rid, checksum in sorted(zip(self.manifest["record_id"], self.manifest["checksum"])):
+        for rid, checksum in sorted(zip(self.manifest["record_id"].tolist(), self.manifest["checksum"].tolist())):
             h.update(f"{rid}:{checksum}\n".encode())
         return h.hexdigest()
 
@@ -345,8 +349,11 @@ def read_parts(root: Path) -> pd.DataFrame:
         except FileNotFoundError:  # compacted (or a part of old quarantine rows dropped) meanwhile
             continue
     compacted = root / SHARD_DIR / COMPACTED
-    if compacted.is_file():
-        frames.insert(0, pd.read_parquet(compacted).astype(str))
+    if compacted.is_file():  # its numbers typed (no parsing), its text as text, like the parts
+        frame = pd.read_parquet(compacted)
+        text = [c for c in frame.columns if c not in _NUMERIC]
+        frame[text] = frame[text].astype(str)
+        frames.insert(0, frame)
     if not frames:
         return pd.DataFrame(columns=PART_COLUMNS)
     return pd.concat(frames, ignore_index=True)
@@ -365,8 +372,11 @@ def compact(root: Path, *, quarantine_before: int | None = None) -> int:
         shard = pd.to_numeric(rows["shard"], errors="coerce").fillna(-1)  # (older quarantine rows have none)
         rows = rows[~((rows["status"] == "quarantined") & (shard < quarantine_before))]
     rows = rows.drop_duplicates(keep="last").reset_index(drop=True)
+    rows = rows.astype(str)
+    for column in _NUMERIC:  # typed in the file: opening parses no numbers (empty for quarantine rows: NaN)
+        rows[column] = pd.to_numeric(rows[column].replace({"": None, "nan": None}), errors="coerce")
     tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
-    rows.astype(str).to_parquet(tmp, index=False)
+    rows.to_parquet(tmp, index=False)
     os.replace(tmp, folder / COMPACTED)
     for part in parts:
         part.unlink(missing_ok=True)

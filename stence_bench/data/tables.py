@@ -32,13 +32,7 @@ def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str 
                      time_column: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a label CSV; a missing column, or a row whose fields do not match the header's, is an error naming
     the file (and the line, or the columns it has)."""
-    try:
-        _check_rows(path)
-        table = pd.read_csv(path, dtype={key_column or _KEY_COLUMN[key]: str})
-    except FileNotFoundError:
-        raise StenceBenchError(f"{path}: no such file") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, csv.Error) as exc:
-        raise StenceBenchError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
+    table = read_csv_table(path, dtype={key_column or _KEY_COLUMN[key]: str})
     needed = [key_column or _KEY_COLUMN[key], *([time_column] if time_column else []), *(columns or [])]
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -50,6 +44,18 @@ def read_label_table(path: str | os.PathLike[str], *, key: Key, key_column: str 
             raise StenceBenchError(f"{path}: {time_column} row {int(bad[0]) + 2}: cannot read {table.loc[bad[0], time_column]!r} as a time")
         table[time_column] = times
     return table
+
+
+def read_csv_table(path: str | os.PathLike[str], **read_csv: object) -> pd.DataFrame:
+    """A source's or label table's CSV, read by pandas once every row is checked to have the header's number of
+    fields; a file pandas cannot parse is an error naming it, never a traceback."""
+    try:
+        _check_rows(path)
+        return pd.read_csv(path, **read_csv)  # type: ignore[call-overload]
+    except FileNotFoundError:
+        raise StenceBenchError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
+        raise StenceBenchError(f"{path}: not a readable CSV: {str(exc).splitlines()[0]}") from None
 
 
 def _check_rows(path: str | os.PathLike[str]) -> None:

@@ -144,6 +144,7 @@ def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], 
     todo = [c for c in chunks if not ((folder / f"{c[0]}.csv").is_file() and (folder / f"{c[0]}.f32").is_file())]
     if progress and len(todo) < len(chunks):
         progress(sum(stop - start for name, start, stop in chunks if (name, start, stop) not in todo))
+    _OPENED[str(store.root)] = store  # this process builds with the store it has; forked workers inherit it
     if workers <= 1 or len(todo) <= 1:
         for name, start, stop in todo:
             progress_n = _build_chunk(str(store.root), spec, str(folder), name, start, stop)
@@ -170,9 +171,15 @@ def build_view(store: ECGStore, spec: EncoderSpec, *, progress: Callable[[int], 
     return ContractView(store, spec, folder, names)
 
 
+#: The store each process opened for building chunks (opening a large store takes seconds: once per process).
+_OPENED: dict[str, ECGStore] = {}
+
+
 def _build_chunk(root: str, spec: EncoderSpec, folder: str, name: str, start: int, stop: int) -> int:
     """Prepare records ``start:stop`` of the store (in any process) into chunk ``name``: data, then index."""
-    store = ECGStore(root)
+    store = _OPENED.get(root)
+    if store is None or len(store) < stop:
+        store = _OPENED[root] = ECGStore(root)
     rows = []
     offset = 0
     tmp = os.path.join(folder, f"{name}.f32.{os.getpid()}.tmp")

@@ -9,8 +9,8 @@ A stored record is float32 ``[n_leads, n_samples]`` in mV at its own sampling ra
 3. :func:`bandpass` (if ``spec.bandpass_hz``) - on the whole record, *before* cropping, so the filter's edge
    transients (seconds long for a 0.5 Hz high-pass) fall at the record's ends, not inside the window;
 4. crop to the window (centred, or at ``offset`` samples of the resampled record);
-5. normalise (``zscore_record`` over the window the encoder sees; ``zscore_dataset`` with a fitted
-   :class:`Standardizer`);
+5. normalise (``zscore_record``: each lead over the window the encoder sees; ``zscore_all_leads``: the window with
+   one mean and standard deviation over all its leads; ``zscore_dataset`` with a fitted :class:`Standardizer`);
 6. zero-pad at the end when the record is shorter than the window - after normalising, so padding never
    enters the statistics and reads as "no signal" (0 = the mean) in normalised units.
 

@@ -23,23 +23,26 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from ..errors import StenceBenchError
 from ..protocol.results import RESULT_DIR, CellResult, load_results
-from ..protocol.tables import LOWER_IS_BETTER, Labels, Row, aggregate
+from ..protocol.tables import LOWER_IS_BETTER, Labels, Row, aggregate, weights_tag
+from ..specs import OmitWhenDefault
 
 #: The file a run writes beside its results: the validated suite (name, description, protocol).
 SUITE_FILE = "suite.json"
 CONTROL = "none"
 STAGE_LABELS = {"linear_probe": "linear probe", "finetune": "finetune", "zero_shot": "zero-shot"}
 
-CellStatus = Literal["done", "partial", "failed", "missing", "n/a"]
+#: ``absent``: a control the suite would have added but that cannot run on its pretraining data (left out of the
+#: plan, :func:`stence_bench.suite.left_out_controls`), never counted as failed or missing.
+CellStatus = Literal["done", "partial", "failed", "missing", "n/a", "absent"]
 
 
-class _Model(BaseModel):
+class _Model(OmitWhenDefault):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -172,6 +175,10 @@ class EncoderInfo(_Model):
     registered: bool
     description: str
     pretrained_on: list[str]
+    #: the entry's given weights (``weights =``): the file's name and sha256
+    weights: dict[str, str] | None = None
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("weights",)
 
 
 class ObjectiveInfo(_Model):
@@ -180,6 +187,13 @@ class ObjectiveInfo(_Model):
     control: bool
     description: str
     options: list[dict[str, Any]]
+    #: evaluates given weights as loaded (``pretrained``): a row only for encoders with weights
+    as_given: bool = False
+
+    #: Why a control was left out of the suite's plan (it cannot run on the pretraining data); empty otherwise.
+    absent: str = ""
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given",)
 
 
 class SuitePage(_Model):
@@ -393,22 +407,29 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
 
     # rows: every encoder x objective of the suite (those in suite.json and those with results), on every task;
     # one name with several option sets (a suite edited between runs) gets one row per set, never an average
-    suite_encoders = [(e["name"], e.get("preset"), e.get("options") or {}) for e in suite.get("encoders", [])]
+    suite_encoders = [(e["name"], e.get("preset"), e.get("options") or {}, e.get("weights"))
+                      for e in suite.get("encoders", [])]
     suite_objectives = [(o["name"], o.get("options") or {}) for o in suite.get("objectives", [])]
-    labels = Labels([*suite_encoders, *((r.cell.encoder, r.cell.preset, r.cell.encoder_options) for r in results)],
+    labels = Labels([*suite_encoders, *((r.cell.encoder, r.cell.preset, r.cell.encoder_options, r.cell.weights)
+                                        for r in results)],
                     [*suite_objectives, *((r.cell.objective, r.cell.objective_options) for r in results)])
     encoders: dict[str, EncoderInfo] = {}
     objectives: dict[str, ObjectiveInfo] = {}
 
-    def add_encoder(name: str, preset: str | None, options: dict[str, Any]) -> None:
-        label = labels.encoder(name, preset, options)
+    def add_encoder(name: str, preset: str | None, options: dict[str, Any], weights: Any = None) -> None:
+        label = labels.encoder(name, preset, options, weights)
         if label not in encoders:
             spec = _registry_lookup(registry, "encoder", name)
             encoders[label] = EncoderInfo(
                 label=label, name=name, preset=preset, options=[], registered=spec is not None,
-                description=spec.description if spec else "", pretrained_on=list(spec.pretrained_on) if spec else [])
+                description=spec.description if spec else "", pretrained_on=list(spec.pretrained_on) if spec else [],
+                weights=weights_tag(weights))
         if options and options not in encoders[label].options:
             encoders[label].options.append(options)
+        declared = weights.get("pretrained_on") if isinstance(weights, dict) else None  # the suite's, for its weights
+        for dataset in declared or []:
+            if dataset not in encoders[label].pretrained_on:
+                encoders[label].pretrained_on.append(dataset)
 
     def add_objective(name: str, options: dict[str, Any]) -> None:
         label = labels.objective(name, options)
@@ -416,17 +437,24 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
             spec = _registry_lookup(registry, "objective", name)
             objectives[label] = ObjectiveInfo(
                 name=label, registered=spec is not None, control=bool(spec.control) if spec else name == CONTROL,
-                description=spec.description if spec else "", options=[])
+                description=spec.description if spec else "", options=[],
+                as_given=bool(getattr(spec, "as_given", False)))
         if options and options not in objectives[label].options:
             objectives[label].options.append(options)
 
     for r in results:
-        add_encoder(r.cell.encoder, r.cell.preset, r.cell.encoder_options)
+        add_encoder(r.cell.encoder, r.cell.preset, r.cell.encoder_options, r.cell.weights)
         add_objective(r.cell.objective, r.cell.objective_options)
-    for name, preset, options in suite_encoders:  # listed in the suite, with or without a result
-        add_encoder(name, preset, options)
+    for name, preset, options, weights in suite_encoders:  # listed in the suite, with or without a result
+        add_encoder(name, preset, options, weights)
     for name, options in suite_objectives:
         add_objective(name, options)
+    for name, why in _left_out_controls(suite, registry).items():
+        label = labels.objective(name, {})
+        if label not in objectives:  # (an earlier run's results of it are shown as they are)
+            add_objective(name, {})
+            objectives[label].absent = why
+            notes.append(f"control {name!r} left out: it {why}")
     if registry is not None:
         for info in encoders.values():
             if not info.registered:
@@ -489,6 +517,15 @@ def _cell_order(r: CellResult) -> tuple[Any, ...]:
             c.seed, -1 if c.draw is None else c.draw, r.key)
 
 
+def _left_out_controls(suite: dict[str, Any], registry: Any) -> dict[str, str]:
+    """The controls the suite's plan left out (see :func:`stence_bench.suite.left_out_controls`), by name."""
+    if registry is None or "protocol" not in suite:
+        return {}
+    from ..suite import Suite, left_out_controls
+
+    return left_out_controls(Suite.model_validate(suite), registry)
+
+
 def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: list[str], obj_order: list[str],
                 encoders: dict[str, EncoderInfo], objectives: dict[str, ObjectiveInfo], zero_shot_objectives: set[str],
                 protocol: dict[str, Any], registry: Any, slug: str, labels: Labels,
@@ -540,13 +577,18 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
         g.heatmap_fraction = min(known) if known else None
         g.heatmap_column = g.columns[fractions.index(g.heatmap_fraction)]
 
+    def count_of(enc: str, obj: str) -> int:
+        return sum(len(v) for k, v in count.items() if k[:2] == (enc, obj))
+
     agg_by: dict[tuple[str, str, str, str, float | None], Row] = {
         (row.encoder, row.objective, row.stage, row.leads, row.fraction): row for row in agg}
     dataset = spec.dataset if spec is not None else None
     rows: list[TableRow] = []
     for enc in enc_order:
-        declared = _contamination(encoders[enc], dataset, registry is not None and spec is not None)
+        declared = _contamination(encoders[enc], dataset, registry is not None and spec is not None, registry)
         for obj in obj_order:
+            if objectives[obj].as_given and encoders[enc].weights is None and not count_of(enc, obj):
+                continue  # nothing given to evaluate: no row
             contamination = declared
             kept = (overlaps or {}).get((enc, obj), {}).get(task, 0)
             if kept:
@@ -556,7 +598,11 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
                           "(protocol.pretrain.test_overlap = allow)" + (f"; {declared.note}" if declared.status ==
                                                                         "overlap" else "")))
             table_cells = []
-            for col in columns:
+            if objectives[obj].absent:
+                title = f"absent: control {obj!r} left out of the suite: it {objectives[obj].absent}"
+                table_cells = [TableCell(status="absent", n_done=0, n_failed=0, n_expected=0, title=title)
+                               for _ in columns]
+            for col in columns if not objectives[obj].absent else ():
                 n_expected = col.expected
                 if col.stage == "zero_shot" and obj not in zero_shot_objectives:
                     n_expected = 0
@@ -573,8 +619,8 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
         for i, rank in _rank(values, lower).items():  # type: ignore[arg-type]
             rows[i].cells[j].rank = rank
     for row in rows:
-        applicable = [c for c in row.cells if c.status != "n/a"]
-        incomplete = [columns[j].label for j, c in enumerate(row.cells) if c.status not in ("done", "n/a")]
+        applicable = [c for c in row.cells if c.status not in ("n/a", "absent")]
+        incomplete = [columns[j].label for j, c in enumerate(row.cells) if c.status not in ("done", "n/a", "absent")]
         if applicable and not incomplete:
             row.mean_rank = round(sum(c.rank for c in applicable if c.rank is not None) / len(applicable), 6)
             row.mean_rank_title = f"mean of the {len(applicable)} column ranks"
@@ -608,16 +654,30 @@ def _dataset_card(registry: Any, dataset: str | None) -> dict[str, Any] | None:
     return card.model_dump(mode="json") if card is not None else None
 
 
-def _contamination(encoder: EncoderInfo, dataset: str | None, task_known: bool) -> Contamination:
+def _contamination(encoder: EncoderInfo, dataset: str | None, task_known: bool, registry: Any = None) -> Contamination:
     if not encoder.registered or not task_known or dataset is None:
         why = ("encoder not registered here" if not encoder.registered else "task not registered here")
         return Contamination(status="unknown", note=f"unknown: {why}")
-    overlap = [d for d in encoder.pretrained_on if _dataset_key(d) == _dataset_key(dataset)]
+    overlap = [d for d in encoder.pretrained_on if _pretrained_on_covers(d, dataset, registry)]
     if overlap:
+        same = all(_dataset_key(d) == _dataset_key(dataset) for d in overlap)
         return Contamination(status="overlap", datasets=overlap,
-                             note=f"the encoder's weights were pretrained on {', '.join(overlap)}, this task's dataset")
+                             note=f"the encoder's weights were pretrained on {', '.join(overlap)}, "
+                                  + ("this task's dataset" if same else f"which holds records of {dataset}"))
     declared = ", ".join(encoder.pretrained_on) or "none declared"
     return Contamination(status="none", note=f"pretrained on: {declared}")
+
+
+def _pretrained_on_covers(declared: str, dataset: str, registry: Any = None) -> bool:
+    """Whether pretraining on ``declared`` saw records of ``dataset``: the same dataset, a part of it
+    (``"cinc2021:chapman"``), or a registered dataset that republishes it (``cinc2021`` contains ``ptbxl``)."""
+    whole, _, part = declared.partition(":")
+    if _dataset_key(whole) == _dataset_key(dataset):
+        return True
+    if part or registry is None:
+        return False
+    spec = next((s for s in registry.datasets if _dataset_key(s.name) == _dataset_key(whole)), None)
+    return spec is not None and any(_dataset_key(c) == _dataset_key(dataset) for c in spec.contains)
 
 
 def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metric: str, is_control: bool) -> TableCell:

@@ -206,7 +206,7 @@ def heatmap(task: TaskPage, stage_index: int, encoders: Sequence[str], objective
             cell = cells.get((enc, obj))
             tip = f"{enc} · {obj}: " + (cell.title if cell is not None else "missing")
             if cell is None or cell.mean is None:
-                hatch = "na" if cell is not None and cell.status == "n/a" else "missing"
+                hatch = "na" if cell is not None and cell.status in ("n/a", "absent") else "missing"
                 out.append(f'<g><title>{escape(tip)}</title><rect class="{hatch}" x="{x}" y="{y}" width="{cw - 2}" '
                            f'height="{ch - 2}"/><text x="{x + cw / 2 - 1}" y="{y + ch / 2 + 4}" text-anchor="middle">'
                            f'{"" if hatch == "na" else "–"}</text></g>')

@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 
 from ..data.ingest import ingest
-from ..data.layouts.base import build_layout
+from ..data.layouts.base import Layout, build_layout
+from ..data.layouts.base import report_statements as statements_of
 from ..data.splits import (
     NO_SPLIT,
     check_patient_disjoint,
@@ -62,6 +63,8 @@ class Dataset:
     store: ECGStore
     source: DataSource
     root: Path
+    #: The layout that read the source (its :meth:`~stence_bench.data.layouts.base.Layout.labels`).
+    layout: Layout | None = None
 
     @cached_property
     def fingerprint(self) -> str:
@@ -99,7 +102,7 @@ class Dataset:
     def tables(self) -> dict[str, pd.DataFrame]:
         tables = dict(self.store.tables())
         if self.source.tables:
-            folder = Path(self.source.tables)
+            folder = Path(self.source.tables).expanduser()
             if not folder.is_dir():
                 raise DataError(f"data.sources.{self.name}.tables: {folder}: no such folder")
             for path in sorted(folder.glob("*.csv")):
@@ -273,7 +276,7 @@ class Workspace:
         store = ECGStore(store_root)
         if len(store) == 0:
             raise DataError(f"dataset {name!r}: no readable record in {path} (report: {report.report})")
-        dataset = Dataset(name=name, store=store, source=source, root=store_root)
+        dataset = Dataset(name=name, store=store, source=source, root=store_root, layout=layout)
         self._datasets[name] = dataset
         return dataset
 
@@ -417,29 +420,27 @@ def report_texts(dataset: Dataset) -> list[str | None]:
 
 
 def report_statements(dataset: Dataset) -> list[list[str]]:
-    """The statements of each record's report: the layout's own list where it keeps one (MIMIC-IV-ECG: one
-    statement per ``report_N`` column), else the sentences of a free-text report (PTB-XL: split at ``.`` and
-    ``;``); normalised (lower case, spaces collapsed, no trailing punctuation)."""
-    out = []
-    for meta in dataset.records["meta"]:
-        listed = meta.get("statements")
-        if isinstance(listed, list):
-            parts = [str(p) for p in listed]
-        else:
-            text = meta.get("report") or ""
-            parts = text.replace(";", ".").split(".")
-        out.append([norm for p in parts if (norm := _statement(p))])
-    return out
+    """The statements of each record's report (:func:`stence_bench.data.layouts.base.report_statements`)."""
+    return [statements_of(meta) for meta in dataset.records["meta"]]
 
 
-def _statement(text: str) -> str:
-    return " ".join(text.lower().split()).strip(" .;,:")
+def record_labels(dataset: Dataset) -> tuple[list[list[str]], str]:
+    """Each record's labels for supervised pretraining, as the dataset's layout declares them
+    (:meth:`~stence_bench.data.layouts.base.Layout.labels`: CinC 2021's SNOMED-CT codes, PTB-XL's scp_codes,
+    MIMIC-IV-ECG's machine statements), one list per record in ``dataset.records``' order; and what they are,
+    ``"<layout>: <label_source>"`` (empty after the colon for a layout without labels)."""
+    layout = dataset.layout if dataset.layout is not None else Layout()
+    name = layout.name or type(layout).__name__
+    labels = layout.labels(dataset.task_source)
+    if len(labels) != len(dataset.records):
+        raise StenceBenchError(f"layout {name!r}: labels() gave {len(labels)} lists for {len(dataset.records)} records")
+    return [[str(label) for label in row] for row in labels], f"{name}: {layout.label_source}"
 
 
 def report_labels(statements: list[list[str]], *, top: int = 32) -> tuple[np.ndarray, list[str]]:
     """Multi-hot labels of the ``top`` most frequent statements (by the number of records that have them; ties by
     the statement's text), for supervised pretraining and soft targets. ``statements``: each record's, as
-    :func:`report_statements` gives them; pass the pretraining records' only (the vocabulary is learned from them)."""
+    :func:`record_labels` gives them; pass the pretraining records' only (the vocabulary is learned from them)."""
     counts = pd.Series([s for row in statements for s in set(row)], dtype=object).value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     vocab = [s for s, _ in ranked[:top]]
@@ -458,7 +459,7 @@ def angiogram_paths(dataset: Dataset) -> dict[str, Path]:
     tables = dataset.tables
     if "stenosis" not in tables or "angiogram" not in tables["stenosis"].columns or not dataset.source.tables:
         return {}
-    base = Path(dataset.source.tables).parent
+    base = Path(dataset.source.tables).expanduser().parent
     table = tables["stenosis"].dropna(subset=["angiogram"])
     key = "subject_id" if "subject_id" in table.columns else "patient_id"
     return {str(p): base / str(path) for p, path in zip(table[key], table["angiogram"])}

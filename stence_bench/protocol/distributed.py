@@ -126,35 +126,41 @@ def current() -> Context:
     return _CURRENT
 
 
-def _device(spec: str, local_rank: int, distributed: bool) -> torch.device:
+def _device(spec: str, local_rank: int, distributed: bool, given: str | None = None) -> torch.device:
+    """The device ``spec`` names; ``given`` is how the user gave it, for messages (default: the variable)."""
     spec = spec.strip().lower() or "auto"
+    given = given or f"{ENV_DEVICE}={spec!r}"
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(spec)
     except RuntimeError as exc:
-        raise StenceBenchError(f"{ENV_DEVICE}={spec!r}: not a device (auto, cpu, cuda or cuda:N)") from exc
+        raise StenceBenchError(f"{given}: not a device (auto, cpu, cuda or cuda:N)") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise StenceBenchError(f"{ENV_DEVICE}={spec!r}: no GPU is visible to this process")
+            raise StenceBenchError(f"{given}: no GPU is visible to this process")
         if device.index is None:
             device = torch.device("cuda", local_rank if distributed else torch.cuda.current_device())
         torch.cuda.set_device(device)
     elif device.type != "cpu":
-        raise StenceBenchError(f"{ENV_DEVICE}={spec!r}: stence-bench runs on cpu or cuda")
+        raise StenceBenchError(f"{given}: stence-bench runs on cpu or cuda")
     return device
 
 
-def setup(environ: dict[str, str] | None = None) -> Context:
-    """Join the process group torchrun (or a SLURM job) describes, if any, and choose this process's device.
-    Idempotent; :func:`teardown` leaves the group."""
+def setup(environ: dict[str, str] | None = None, *, device: str | None = None) -> Context:
+    """Join the process group torchrun (or a SLURM job) describes, if any, and choose this process's device:
+    ``device`` (the command line's ``--device``), else ``STENCE_BENCH_DEVICE``, else ``auto``. Idempotent;
+    :func:`teardown` leaves the group."""
     global _CURRENT
     environ = dict(os.environ) if environ is None else environ
     world = int(environ.get("WORLD_SIZE", "1") or 1)
     rank = int(environ.get("RANK", "0") or 0)
     local_rank = int(environ.get("LOCAL_RANK", "0") or 0)
-    device = _device(environ.get(ENV_DEVICE, "auto"), local_rank, world > 1)
-    context = Context(rank=rank, world=world, local_rank=local_rank, device=device)
+    if device is not None:
+        chosen = _device(device, local_rank, world > 1, given=f"--device {device}")
+    else:
+        chosen = _device(environ.get(ENV_DEVICE, "auto"), local_rank, world > 1)
+    context = Context(rank=rank, world=world, local_rank=local_rank, device=chosen)
     if context.distributed and not torch.distributed.is_initialized():
         if "MASTER_ADDR" not in environ:
             raise StenceBenchError("WORLD_SIZE is set but MASTER_ADDR is not: launch with torchrun "

@@ -17,6 +17,7 @@ confidence intervals by bootstrap over test patients (:mod:`stence_bench.metrics
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ import torch
 from .. import metrics
 from ..data.splits import label_fractions, sample_hash
 from ..data.windows import Cut, Windows, loader
+from ..data.store import write_atomic
 from ..errors import StenceBenchError
 from ..hashing import digest
 from ..registry import Registry
@@ -37,7 +39,8 @@ from ..specs import TaskSpec
 from ..suite import Cell
 from . import distributed
 from .data import Workspace, lead_mask
-from .pretrain import build_encoder, checkpoint_path, load_checkpoint
+from .partial import finetuning_parameters, trainable_count
+from .pretrain import build_encoder, checkpoint_path, load_checkpoint, load_given_weights, loads_given_weights
 
 EMBEDDING_DIR = "embeddings"
 CLASSIFICATION_METRICS = ("auroc", "auprc", "f1", "sensitivity")
@@ -94,21 +97,30 @@ def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
 # -- embeddings ----------------------------------------------------------------------------------------------
 
 
-def weights_name(cell: Cell) -> str:
-    """What names the cell's encoder weights in caches: the pretraining cell's key, or the initialisation."""
+def weights_name(cell: Cell, registry: Registry | None = None) -> str:
+    """What names the cell's encoder weights in caches: the pretraining cell's key, the given weights evaluated as
+    loaded (their hash and layout; the seed too where a non-strict load leaves parameters at initialisation), or the
+    initialisation."""
     source = cell.pretrain_cell()
-    if source is None:
-        return f"init-{cell.encoder}-{cell.preset}-{cell.seed}-{digest(cell.encoder_options, 8)}"
-    return source.key
+    if source is not None:
+        return source.key
+    if registry is not None and loads_given_weights(cell, registry):
+        assert cell.weights is not None
+        seed = None if cell.weights.strict else cell.seed
+        return f"given-{cell.encoder}-{digest([cell.preset, cell.encoder_options, cell.weights.identity(), seed])}"
+    return f"init-{cell.encoder}-{cell.preset}-{cell.seed}-{digest(cell.encoder_options, 8)}"
 
 
 def encoder_for(cell: Cell, registry: Registry, root: Path) -> tuple[torch.nn.Module, str]:
-    """The cell's encoder (pretrained weights loaded) and the name of its weights (for caches)."""
+    """The cell's encoder (pretrained weights, or its entry's given weights, loaded) and the name of its weights
+    (for caches). What the given weights loaded is kept as the module's ``given_weights``."""
     encoder = build_encoder(cell, registry)
     source = cell.pretrain_cell()
     if source is not None:
         load_checkpoint(checkpoint_path(root, source), encoder)
-    return encoder, weights_name(cell)
+    elif loads_given_weights(cell, registry):  # evaluated as given (the `pretrained` objective)
+        encoder.given_weights = load_given_weights(encoder, cell, registry)
+    return encoder, weights_name(cell, registry)
 
 
 @torch.no_grad()
@@ -146,7 +158,7 @@ def embedding_key(cell: Cell, ws: Workspace, registry: Registry, task: TaskSpec)
 
     spec = registry.encoders.get(cell.encoder)
     source = cell.pretrain_cell()
-    weights: dict[str, Any] = {"weights": weights_name(cell), "encoder": cell.specs.get("encoder")}
+    weights: dict[str, Any] = {"weights": weights_name(cell, registry), "encoder": cell.specs.get("encoder")}
     if source is not None:
         weights["pretraining"] = Inputs.of_workspace(ws, registry).of(source)
     return digest({**weights, "contract": contract_key(spec), "dataset": ws.dataset(task.dataset).fingerprint,
@@ -159,7 +171,7 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     contract, data or code). Written as it is computed, so memory does not grow with the dataset."""
     spec = registry.encoders.get(cell.encoder)
     windows = ws.windows(task.dataset, spec)
-    folder = Path(root) / EMBEDDING_DIR / weights_name(cell)
+    folder = Path(root) / EMBEDDING_DIR / weights_name(cell, registry)
     name = f"{task.dataset}-{cell.leads}-{embedding_key(cell, ws, registry, task)}"
     path = folder / f"{name}.npy"
     ids_path = folder / f"{name}.ids"
@@ -177,11 +189,26 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         del out
         ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
         ids_tmp.write_text("\n".join(windows.record_ids))
+        if getattr(encoder, "given_weights", None) is not None:  # what the given weights loaded, for the results
+            write_atomic(folder / GIVEN_WEIGHTS_FILE, json.dumps(encoder.given_weights).encode())
         os.replace(ids_tmp, ids_path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return np.load(path, mmap_mode="r")
+
+
+#: Beside the embeddings of given weights: what loaded (:func:`~stence_bench.protocol.pretrain.load_given_weights`).
+GIVEN_WEIGHTS_FILE = "given_weights.json"
+
+
+def given_weights_report(cell: Cell, registry: Registry, root: Path) -> dict[str, Any] | None:
+    """What the cell's given weights loaded, as its cached embeddings recorded it (``None``: not evaluated as
+    given)."""
+    path = Path(root) / EMBEDDING_DIR / weights_name(cell, registry) / GIVEN_WEIGHTS_FILE
+    if cell.pretrain_cell() is not None or not loads_given_weights(cell, registry) or not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 # -- scoring -------------------------------------------------------------------------------------------------
@@ -278,6 +305,7 @@ def linear_probe(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> d
                         bootstrap_seed(task, ws.suite.protocol.split_seed))
     result["train"] = _train_info(data, train)
     result["selected"] = {"c": best[0], "val_" + _selection_metric(task): _float(best[1])}
+    result["weights"] = given_weights_report(cell, registry, root)
     result["wall_s"] = time.perf_counter() - started
     return result
 
@@ -349,7 +377,8 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
     ctx = distributed.current()
     model.to(ctx.device)
     loss_fn = torch.nn.MSELoss() if regression else torch.nn.BCEWithLogitsLoss()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    groups = finetuning_parameters(encoder, model[1], settings, settings.lr, cell.encoder)  # partial finetuning
+    optimiser = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     rng = np.random.default_rng(cell.seed)
     batch_size = max(1, min(settings.batch_size, len(train)))
     trained = ctx.wrap(model)  # DDP under torchrun; validation and prediction use the plain module
@@ -380,8 +409,9 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
         val_out, test_out = 1 / (1 + np.exp(-val_out)), 1 / (1 + np.exp(-test_out))
     result = score_cell(task, data, val_out, test_out, ws.suite.protocol.bootstrap,
                         bootstrap_seed(task, ws.suite.protocol.split_seed))
-    result["train"] = _train_info(data, train)
+    result["train"] = {**_train_info(data, train), "trained_weights": trainable_count(groups)}
     result["selected"] = {"epoch": best_epoch, "epochs_run": epochs_run, "val_loss": best_loss}
+    result["weights"] = getattr(encoder, "given_weights", None)
     result["wall_s"] = time.perf_counter() - started
     return result
 

@@ -5,9 +5,11 @@ depend on is the data as it is now and the code that computed them:
 
 - ``records``: the records it read (ids, signal checksums, patients, and for evaluation their split);
 - ``labels``: the task's labels of those records (evaluation cells);
-- ``tables``: the tables and reports a pretraining objective reads beside the ECGs (metadata, angiography, text,
-  the target tasks' tables);
+- ``tables``, ``reports``, ``labels``: what a pretraining objective reads beside the ECGs (metadata, angiography,
+  report text, the layout's labels and their source, the target tasks' tables);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
+- ``weights``: the sha256 of the given weights file its encoder starts from (``weights =`` in the suite; the hash is
+  in the cell's key too, so a changed file is another cell, never a finished one);
 - ``code``: :data:`CODE_VERSIONS`, bumped when windows, pretraining or scoring change numbers.
 
 :func:`cell_inputs` computes them; results keep them (``CellResult.inputs``); the runner recomputes a finished
@@ -26,7 +28,7 @@ from ..data.views import VIEW_VERSION
 from ..hashing import digest
 from ..registry import Registry
 from ..suite import Cell
-from .data import Workspace
+from .data import Workspace, record_labels
 
 #: The code that turns data into numbers, by part: bump a part when it changes numbers for unchanged inputs.
 CODE_VERSIONS: dict[str, str] = {
@@ -63,14 +65,23 @@ class Inputs:
     def of(self, cell: Cell) -> dict[str, Any]:
         if cell.stage == "pretrain":
             return self._pretraining(cell)
-        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "")
+        weights = self._weights(cell)
+        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "", weights or "")
         if key not in self._cache:
             out = {**self._task(str(cell.task)), "code": code_versions(cell.stage)}
             source = cell.pretrain_cell()
             if source is not None:
                 out["pretraining"] = digest(self._pretraining(source))
+            elif weights is not None:
+                out["weights"] = weights
             self._cache[key] = out
         return self._cache[key]
+
+    def _weights(self, cell: Cell) -> str | None:
+        """The sha256 of the given weights the cell's encoder starts from, if it does."""
+        from .pretrain import loads_given_weights
+
+        return cell.weights.sha256 if cell.weights is not None and loads_given_weights(cell, self.registry) else None
 
     def _task(self, name: str) -> dict[str, str]:
         key = ("labels", name)
@@ -88,16 +99,21 @@ class Inputs:
         return self._cache[key]
 
     def _pretraining(self, cell: Cell) -> dict[str, Any]:
-        key = ("pretrain", cell.objective, json.dumps(cell.objective_options, sort_keys=True))
+        weights = self._weights(cell)
+        key = ("pretrain", cell.objective, json.dumps(cell.objective_options, sort_keys=True), weights or "")
         if key not in self._cache:
             dataset = self.ws.dataset(self.ws.suite.data.pretrain)
             ids = np.array(sorted(self.ws.pretraining_records().record_ids), dtype=object)
             records = pd.DataFrame({"checksum": dataset.checksums.reindex(ids).to_numpy(),
                                     "patient": dataset.patients.reindex(ids).to_numpy()}, index=ids)
             out: dict[str, Any] = {"records": _frame_digest(records), "code": code_versions("pretrain")}
+            if weights is not None:
+                out["weights"] = weights
             modalities = set(self.registry.objectives.get(cell.objective).modalities)
             if modalities & {"text", "labels"}:  # reports
                 out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])
+            if "labels" in modalities:  # the layout's labels (PTB-XL's come from a table, CinC 2021's from headers)
+                out["labels"] = digest(record_labels(dataset))
             if modalities & {"metadata", "angiography", "targets"}:
                 out["tables"] = digest({name: _frame_digest(table) for name, table in sorted(dataset.tables.items())})
             self._cache[key] = out

@@ -30,8 +30,8 @@ from .data import (
     angiogram_paths,
     metadata_frame,
     patient_codes,
+    record_labels,
     report_labels,
-    report_statements,
     report_texts,
 )
 
@@ -85,6 +85,26 @@ def build_encoder(cell: Cell, registry: Registry, *, n_leads: int | None = None)
     spec = registry.encoders.get(cell.encoder)
     torch.manual_seed(cell.seed)
     return spec.build(cell.preset, n_leads=n_leads, **cell.encoder_options)
+
+
+def loads_given_weights(cell: Cell, registry: Registry) -> bool:
+    """Whether the cell's encoder starts from its entry's given weights (``weights =``): every objective but the
+    random-init control does (:attr:`ObjectiveSpec.loads_weights`)."""
+    return cell.weights is not None and registry.objectives.get(cell.objective).loads_weights
+
+
+def load_given_weights(encoder: torch.nn.Module, cell: Cell, registry: Registry) -> dict[str, Any] | None:
+    """Load the cell's given weights into ``encoder`` when its objective starts from them (the file checked
+    against the hash the cell was planned with); returns what loaded (file, sha256, counts, the first names that
+    did not fit), or ``None`` when nothing was given or the objective is the random-init control."""
+    from ..weights import load_weights
+
+    if not loads_given_weights(cell, registry):
+        return None
+    given = cell.weights
+    assert given is not None
+    fitted = load_weights(encoder, given.path, given.layout(), sha256=given.sha256, strict=given.strict)
+    return {"file": given.file, "path": given.path, "sha256": given.sha256, **fitted.report()}
 
 
 def save_checkpoint(path: Path, encoder: torch.nn.Module, cell: Cell, info: dict[str, Any]) -> None:
@@ -205,13 +225,14 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         if hasattr(module, "fit"):
             module.fit(items["text"])
         modality_encoders["text"] = module
-    labels, vocab = None, []
+    labels, vocab, label_source = None, [], None
     if "labels" in obj_spec.modalities:
-        said = report_statements(dataset)
-        # the vocabulary of statements is learned from the pretraining records only
+        said, label_source = record_labels(dataset)  # the dataset's own annotations, as its layout declares them
+        # the label vocabulary is learned from the pretraining records only
         pretraining_labels, vocab = report_labels([said[r] for r in data_rows])
         if not vocab:
-            raise StenceBenchError(f"objective {cell.objective!r} needs labels; dataset {dataset_name!r} has no reports")
+            raise StenceBenchError(f"objective {cell.objective!r} needs labels; no pretraining record of dataset "
+                                   f"{dataset_name!r} has any (labels from {label_source.rstrip(': ')})")
         labels = torch.from_numpy(pretraining_labels)
     metadata = risk = None
     if "metadata" in obj_spec.modalities:
@@ -225,6 +246,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     patient_ids = torch.from_numpy(patient_codes(dataset.records["patient_id"].iloc[data_rows]))
 
     encoder = build_encoder(cell, registry)
+    given_weights = load_given_weights(encoder, cell, registry)  # continue pretraining from given weights
     torch.manual_seed(cell.seed)
     objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
                                n_labels=None if labels is None else labels.shape[1], target_columns=target_columns,
@@ -299,7 +321,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             "patients": len(np.unique(patient_ids.numpy())), "epochs": settings.epochs, "losses": losses,
             "batch_size": batch_size, "processes": ctx.world,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
-            "label_vocabulary": vocab if labels is not None else None,
+            "label_vocabulary": vocab if labels is not None else None, "label_source": label_source,
+            **({"weights": given_weights} if given_weights is not None else {}),
             **({"targets": list(tasks), "target_columns": [list(c) for c in target_columns or ()]} if tasks else {}),
             **(objective.run_info() if hasattr(objective, "run_info") else {}),
             "wall_s": time.perf_counter() - started}

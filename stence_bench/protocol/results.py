@@ -70,6 +70,9 @@ class CellResult(BaseModel):
     stale: str | None = None
     #: Evaluation cells: the file of per-record predictions (ids, patients, labels, scores) the numbers come from.
     predictions: str | None = None
+    #: Cells that loaded their encoder entry's given weights: the file, its sha256, how many tensors loaded and the
+    #: first names that did not fit (a ``strict = false`` load).
+    weights: dict[str, JsonValue] | None = None
     versions: dict[str, str] = {}
     git_commit: str | None = None
     device: str = ""
@@ -243,8 +246,9 @@ def paired_differences(results: list[CellResult], control: str = "none") -> list
 
     def match_key(r: CellResult) -> tuple[Any, ...]:
         c = r.cell
+        weights = json.dumps(c.weights.identity(), sort_keys=True) if c.weights is not None else None
         return (c.stage, c.task, c.encoder, c.preset, json.dumps(c.encoder_options, sort_keys=True), c.seed,
-                c.fraction, c.draw, c.leads)
+                c.fraction, c.draw, c.leads, weights)
 
     controls = {match_key(r): r for r in results if r.status == "done" and r.cell.objective == control
                 and r.cell.stage != "pretrain"}

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import StenceBenchError
 from ..processes import WorkerPool
 from ..registry import Registry
-from ..suite import Cell, CellOutcome, Suite, plan
+from ..suite import Cell, CellOutcome, Suite, plan, with_weight_hashes
 from . import distributed
 from . import results as res
 from .data import DataError, HeldOutOverlapError, Workspace
@@ -111,7 +111,7 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
     hook = registry.plugins.manager.hook
     if ctx.main:
         root.mkdir(parents=True, exist_ok=True)
-        res.write_suite(root, suite)
+        res.write_suite(root, with_weight_hashes(suite, registry))  # rows are named by the weights' hashes
         hook.run_started(suite=suite, cells=cells)
     ws = Workspace(suite, registry, root, echo=echo)
     common = {"versions": res.versions(registry), "git_commit": res.git_commit(), "device": ctx.describe()}

@@ -37,7 +37,7 @@ from typing import Any
 from ..data.store import write_atomic
 from ..errors import StenceBenchError
 from ..registry import Registry
-from ..suite import Cell, CellOutcome, Cluster, Suite
+from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
 from . import results as res
 from .data import DataError, Workspace
 
@@ -166,7 +166,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     # accounting is off and never sees a job end that wrote no result
     queue = SlurmQueue() if getattr(executor, "cluster", None) == "slurm" else None
     from submitit.core.utils import FailedJobError
-    res.write_suite(root, suite)
+    res.write_suite(root, with_weight_hashes(suite, registry))
     hook = registry.plugins.manager.hook
     hook.run_started(suite=suite, cells=cells)
     ws = Workspace(suite, registry, root, echo=echo)

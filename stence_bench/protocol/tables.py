@@ -79,35 +79,62 @@ def options_text(options: dict[str, Any]) -> str:
     return text(options)
 
 
+def weights_tag(weights: Any) -> dict[str, str] | None:
+    """What names an encoder entry's given weights in a row: the file's name and its sha256, from a cell's
+    ``CellWeights`` or a suite's ``weights`` (as ``suite.json`` holds it, hash filled in); ``None``: none given."""
+    if weights is None:
+        return None
+    if not isinstance(weights, dict):
+        weights = weights.model_dump(mode="json")
+    if isinstance(weights.get("path"), str):
+        from pathlib import PurePath
+
+        return {"file": PurePath(weights["path"]).name, "sha256": str(weights.get("sha256") or "")}
+    return None
+
+
 class Labels:
     """Row names: ``name[preset]`` for encoders and the name for objectives, with the options added where one name
     comes with several option sets (a suite edited between runs into one folder), so that different configs never
-    share a row and are never averaged together."""
+    share a row and are never averaged together. An encoder entry with given weights is ``name[preset] @ file``, with
+    the file's hash added where one file name comes with several contents."""
 
-    def __init__(self, encoders: Iterable[tuple[str, str | None, dict[str, Any]]],
+    def __init__(self, encoders: Iterable[tuple[str, str | None, dict[str, Any]] |
+                                          tuple[str, str | None, dict[str, Any], Any]],
                  objectives: Iterable[tuple[str, dict[str, Any]]]):
         self._encoders: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+        self._weights: dict[tuple[str, str | None, str, str], set[str]] = defaultdict(set)
         self._objectives: dict[str, set[str]] = defaultdict(set)
-        for name, preset, options in encoders:
+        for name, preset, options, *given in encoders:
             self._encoders[(name, preset)].add(json.dumps(options or {}, sort_keys=True))
+            tag = weights_tag(given[0]) if given else None
+            if tag is not None:
+                self._weights[(name, preset, json.dumps(options or {}, sort_keys=True), tag["file"])].add(tag["sha256"])
         for name, options in objectives:
             self._objectives[name].add(json.dumps(options or {}, sort_keys=True))
 
     @classmethod
     def of(cls, cells: Iterable[Any]) -> Labels:
         cells = list(cells)
-        return cls([(c.encoder, c.preset, c.encoder_options) for c in cells],
+        return cls([(c.encoder, c.preset, c.encoder_options, getattr(c, "weights", None)) for c in cells],
                    [(c.objective, c.objective_options) for c in cells])
 
-    def encoder(self, name: str, preset: str | None, options: dict[str, Any] | None = None) -> str:
+    def encoder(self, name: str, preset: str | None, options: dict[str, Any] | None = None,
+                weights: Any = None) -> str:
         base = name if preset is None else f"{name}[{preset}]"
-        return f"{base} {options_text(options)}" if options and len(self._encoders[(name, preset)]) > 1 else base
+        label = f"{base} {options_text(options)}" if options and len(self._encoders[(name, preset)]) > 1 else base
+        tag = weights_tag(weights)
+        if tag is not None:
+            label += f" @ {tag['file']}"
+            if len(self._weights[(name, preset, json.dumps(options or {}, sort_keys=True), tag["file"])]) > 1:
+                label += f" {tag['sha256'][:8]}"
+        return label
 
     def objective(self, name: str, options: dict[str, Any] | None = None) -> str:
         return f"{name} {options_text(options)}" if options and len(self._objectives[name]) > 1 else name
 
     def encoder_of(self, cell: Any) -> str:
-        return self.encoder(cell.encoder, cell.preset, cell.encoder_options)
+        return self.encoder(cell.encoder, cell.preset, cell.encoder_options, getattr(cell, "weights", None))
 
     def objective_of(self, cell: Any) -> str:
         return self.objective(cell.objective, cell.objective_options)

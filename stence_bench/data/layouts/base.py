@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from ...errors import StenceBenchError
 from ..records import BadRecord, Record
+
+if TYPE_CHECKING:
+    from ...task_data import TaskSource
 
 
 @dataclass
@@ -37,11 +40,18 @@ class Scan:
 
 
 class Layout(BaseModel):
-    """A source layout. Its fields are its options (``stence-bench data ingest --option key=value``)."""
+    """A source layout. Its fields are its options (``stence-bench data ingest --option key=value``).
+
+    A layout whose records carry annotations (diagnosis codes, statements) says which with :meth:`labels` and
+    :attr:`label_source`: what supervised pretraining (and SigLIP's soft targets) learn from on that dataset. The
+    default reads report statements from each record's meta, as MIMIC-IV-ECG's machine reports are kept."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: ClassVar[str] = ""
+    #: What :meth:`labels` gives, in words, recorded with every pretraining that learns from it; ``""`` for a
+    #: layout without labels (its DatasetSpec should then not list the ``labels`` modality).
+    label_source: ClassVar[str] = "report statements (each record's meta 'statements', else its 'report' in sentences)"
     #: What the samples :meth:`read` returns are: ``mV`` (every layout reading physical recordings), or ``z-score``
     #: for a source whose publisher standardised the signals so that millivolts cannot be recovered (EchoNext).
     #: Ingest records it in the store (``store.json`` ``units``); views refuse what assumes millivolts.
@@ -52,6 +62,38 @@ class Layout(BaseModel):
 
     def read(self, ref: RecordRef) -> Record:  # pragma: no cover
         raise NotImplementedError
+
+    def labels(self, source: TaskSource) -> list[list[str]]:
+        """Each record's labels, one list per row of ``source.records`` (in that order; an empty list for a record
+        without any), from what the layout kept in the store: record meta and the store's tables
+        (``source.table(name)``). The run keeps the most frequent among the pretraining records as its label
+        vocabulary. Default: :func:`report_statements` of each record's meta."""
+        if not self.label_source:
+            return [[] for _ in range(len(source.records))]
+        return [report_statements(meta) for meta in source.records["meta"]]
+
+
+def flag_labels(source: TaskSource, columns: tuple[str, ...]) -> list[list[str]]:
+    """Each record's labels where a layout keeps 0/1 flags in its meta (``{"RBBB": 1, "AF": 0}``): the names of the
+    ``columns`` set to a true value (1, ``True``, ``"true"``), in the order of ``columns``."""
+    def true(value: Any) -> bool:
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "1.0", "true", "yes")
+        return bool(value) and value == value  # NaN is no flag
+
+    return [[c for c in columns if true(meta.get(c, 0))] for meta in source.records["meta"]]
+
+
+def report_statements(meta: dict[str, Any]) -> list[str]:
+    """The statements of a record's report: the layout's own list where it keeps one (meta ``statements``:
+    MIMIC-IV-ECG, one per ``report_N`` column), else the sentences of a free-text ``report`` (split at ``.`` and
+    ``;``); normalised (lower case, spaces collapsed, no trailing punctuation)."""
+    listed = meta.get("statements")
+    if isinstance(listed, list):
+        parts = [str(p) for p in listed]
+    else:
+        parts = str(meta.get("report") or "").replace(";", ".").split(".")
+    return [norm for p in parts if (norm := " ".join(p.lower().split()).strip(" .;,:"))]
 
 
 def require_columns(table: pd.DataFrame, columns: list[str] | tuple[str, ...], source: str | Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -15,6 +15,9 @@ from ..records import BadRecord, Record
 from ..wfdb_io import read_wfdb
 from .base import Layout, RecordRef, Scan
 from .wfdb_folder import wfdb_scan
+
+if TYPE_CHECKING:
+    from ...task_data import TaskSource
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,9 +61,11 @@ def parse_comments(comments: list[str], source: str) -> dict[str, Any]:
 
 
 class Cinc2021Layout(Layout):
-    """Challenge 2021 records below the source folder; a record without a readable ``# Dx`` is quarantined."""
+    """Challenge 2021 records below the source folder; a record without a readable ``# Dx`` is quarantined. Its
+    labels are each record's SNOMED-CT codes (``dx``), all of them, scored by the Challenge or not."""
 
     name: ClassVar[str] = "cinc2021"
+    label_source: ClassVar[str] = "SNOMED-CT codes of each header's '# Dx' line (scored or not)"
 
     def scan(self, source: Path) -> Scan:
         codes = snomed_table().reset_index()
@@ -71,6 +76,9 @@ class Cinc2021Layout(Layout):
         record, header = read_wfdb(ref.path, record_id=ref.record_id)
         record.meta = parse_comments(header.comments, ref.path)
         return record
+
+    def labels(self, source: TaskSource) -> list[list[str]]:
+        return [[str(code) for code in (meta.get("dx") or [])] for meta in source.records["meta"]]
 
 
 class ChapmanNingboLayout(Cinc2021Layout):

@@ -19,7 +19,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,10 @@ from pydantic import Field
 from ...errors import StenceBenchError
 from ...specs import TWELVE_LEADS
 from ..records import BadRecord, Record
-from .base import Layout, RecordRef, Scan, require_columns
+from .base import Layout, RecordRef, Scan, flag_labels, require_columns
+
+if TYPE_CHECKING:
+    from ...task_data import TaskSource
 
 FS = 400.0
 #: exams.csv's label columns: the six abnormalities of Ribeiro et al. (Nat Commun 2020)
@@ -67,6 +70,7 @@ class Code15Layout(Layout):
     """CODE-15%. Option ``mv_per_unit``: millivolts per stored unit (default 1: the values are millivolts)."""
 
     name: ClassVar[str] = "code15"
+    label_source: ClassVar[str] = "the six abnormalities of exams.csv set to true (1dAVb, RBBB, LBBB, SB, ST, AF)"
     mv_per_unit: float = Field(default=1.0, gt=0)
 
     def scan(self, source: Path) -> Scan:
@@ -126,3 +130,6 @@ class Code15Layout(Layout):
             signal = signal * np.float32(self.mv_per_unit)
         return Record(record_id=ref.record_id, fs=FS, leads=TWELVE_LEADS, source=ref.path, signal=signal,
                       files=(ref.path,))
+
+    def labels(self, source: TaskSource) -> list[list[str]]:
+        return flag_labels(source, ABNORMALITIES)

@@ -39,6 +39,7 @@ class DicomLayout(Layout):
     """DICOM ECG waveforms (records) and XA angiograms (the ``angiography`` table) below the source folder."""
 
     name: ClassVar[str] = "dicom"
+    label_source: ClassVar[str] = ""  # no labels
     group: str = "rhythm"
 
     def scan(self, source: Path) -> Scan:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,10 @@ import pandas as pd
 from ...errors import StenceBenchError
 from ...specs import TWELVE_LEADS
 from ..records import BadRecord, Record
-from .base import Layout, RecordRef, Scan, require_columns
+from .base import Layout, RecordRef, Scan, flag_labels, require_columns
+
+if TYPE_CHECKING:
+    from ...task_data import TaskSource
 
 FS = 250.0
 N_SAMPLES = 2500
@@ -76,6 +79,7 @@ class EchoNextLayout(Layout):
 
     name: ClassVar[str] = "echonext"
     units: ClassVar[str] = "z-score"
+    label_source: ClassVar[str] = "the 12 echocardiographic flags of the metadata set to 1"
     metadata: str | None = None
 
     def scan(self, source: Path) -> Scan:
@@ -135,6 +139,9 @@ class EchoNextLayout(Layout):
             raise BadRecord(ref.path, "empty signal", f"row {row} holds no finite sample")
         return Record(record_id=ref.record_id, fs=FS, leads=TWELVE_LEADS, source=ref.path, signal=signal,
                       files=(ref.path,))
+
+    def labels(self, source: TaskSource) -> list[list[str]]:
+        return flag_labels(source, FLAGS)
 
 
 def _key(value: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from ..records import Record
+from ..tables import read_csv_table
 from ..wfdb_io import read_wfdb
 from .base import Layout, RecordRef, Scan, find_headers, require_columns
 
@@ -38,12 +39,13 @@ class MimicIvEcgLayout(Layout):
     ``statements``: the list, for labels) and intervals go into its record's meta."""
 
     name: ClassVar[str] = "mimic-iv-ecg"
+    label_source: ClassVar[str] = "machine statements (the report_N columns of machine_measurements.csv)"
 
     def scan(self, source: Path) -> Scan:
         tables: dict[str, pd.DataFrame] = {}
         list_path = source / "record_list.csv"
         if list_path.is_file():
-            records = pd.read_csv(list_path)
+            records = read_csv_table(list_path)
             require_columns(records, ("subject_id", "study_id", "path"), list_path)
             tables["record_list"] = records
             rows = [(str(r.study_id), str(r.subject_id), os.path.join(source, f"{r.path}.hea"),
@@ -57,7 +59,7 @@ class MimicIvEcgLayout(Layout):
         measurements: dict[str, dict[str, Any]] = {}
         mm_path = source / "machine_measurements.csv"
         if mm_path.is_file():
-            mm = pd.read_csv(mm_path)
+            mm = read_csv_table(mm_path)
             require_columns(mm, ("subject_id", "study_id"), mm_path)
             tables["machine_measurements"] = mm
             for _, row in mm.iterrows():

@@ -50,6 +50,7 @@ class WfdbLayout(Layout):
     without a header is quarantined."""
 
     name: ClassVar[str] = "wfdb"
+    label_source: ClassVar[str] = ""  # no labels: header comments are free text of any kind
 
     def scan(self, source: Path) -> Scan:
         return wfdb_scan(source)
