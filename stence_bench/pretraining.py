@@ -3,6 +3,7 @@
 An :class:`~stence_bench.specs.ObjectiveSpec`'s factory is called as::
 
     factory(encoder=..., leads=(...), modality_encoders={...}, n_labels=..., **options) -> Objective
+    factory(..., target_columns=((...), ...), **options)   # objectives with the ``targets`` modality only
 
 - ``encoder``: the ECG encoder being pretrained (``torch.nn.Module`` with ``embed_dim``); the objective owns it
   as ``self.encoder`` so its parameters train with the objective's own (projection heads, temperatures).
@@ -10,9 +11,12 @@ An :class:`~stence_bench.specs.ObjectiveSpec`'s factory is called as::
 - ``modality_encoders``: one module per paired modality the objective needs (angiography, text, metadata),
   each with ``embed_dim``, ``collate(items)`` and ``forward(collated) -> [batch, embed_dim]``.
 - ``n_labels``: the width of ``batch["labels"]`` when the pretraining data has labels, else ``None``.
+- ``target_columns``: for an objective that declares the ``targets`` modality, the label columns of each of its
+  target tasks (``ObjectiveSpec.targets``, or the suite's option ``targets``), in the order of ``batch["targets"]``.
 
-``Objective.forward(batch)`` returns an :class:`ObjectiveOutput` (``loss`` plus scalar ``logs``). A batch is a
-``dict``:
+``Objective.forward(batch)`` returns an :class:`ObjectiveOutput` (``loss`` plus scalar ``logs``). An objective may
+define ``run_info() -> dict`` (JSON values): what it resolved at build time (which soft targets, which variant),
+recorded in the pretraining result. A batch is a ``dict``:
 
 ======================  ==========================================================================================
 ``ecg``                 float32 ``[B, n_leads, n_samples]``, already in the encoder's input contract; in
@@ -26,6 +30,9 @@ An :class:`~stence_bench.specs.ObjectiveSpec`'s factory is called as::
 ``metadata``            float32 ``[B, n_fields]``, NaN where a value is missing
 ``risk``                float32 ``[B]``: a clinical risk score (SCORE2-style) in [0, 1], NaN where unknown
 ``labels``              float32 ``[B, n_labels]`` (multi-hot) where the data has labels
+``targets``             float32 ``[B, n_targets]``: the target tasks' labels of each record (0/1 for a class, the
+                        value for a regression task), NaN where the record has none; a record with no target at
+                        all is not pretrained on
 ======================  ==========================================================================================
 
 Contrastive objectives compare against the whole *global* batch: under ``torch.distributed`` they gather

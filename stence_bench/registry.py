@@ -181,6 +181,14 @@ class Registry:
             names[modality] = name
         return names
 
+    def targets_for(self, spec: ObjectiveSpec, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The registered tasks whose labels make an objective's ``batch["targets"]``: the suite's option ``targets``,
+        else the spec's own; none for an objective without the ``targets`` modality."""
+        if "targets" not in spec.modalities:
+            return ()
+        chosen = options.get("targets")
+        return tuple(str(t) for t in chosen) if isinstance(chosen, list) and chosen else spec.targets
+
     def clashes(self) -> list[tuple[str, str, list[PluginInfo]]]:
         """Every name registered by more than one plugin: ``(kind, name, plugins)``. Collects what the plugins
         register without stopping at the first duplicate, for ``stence-bench plugins`` to show them all."""

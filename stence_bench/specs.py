@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -32,8 +33,9 @@ PRECORDIAL_LEADS: tuple[str, ...] = TWELVE_LEADS[6:]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=80)]
 #: ``"package.module:attribute"``: imported on first use.
 FactoryRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
-#: What an objective needs from its dataset, and what a dataset provides.
-Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels"]
+#: What an objective needs from its dataset, and what a dataset provides. ``targets``: the labels of registered tasks
+#: on the pretraining records (an auxiliary loss's or a supervised miner's own targets, never ``labels``).
+Modality = Literal["ecg", "angiography", "text", "metadata", "patient_id", "labels", "targets"]
 #: How an encoder's input is normalised by the harness before ``forward``: ``zscore_record`` standardises each
 #: lead of a window over its own samples; ``zscore_all_leads`` standardises the window with one mean and one
 #: standard deviation over all its leads and samples (ECGFounder, ST-MEM); ``zscore_dataset`` applies per-lead
@@ -203,8 +205,12 @@ class ObjectiveSpec(Spec):
     #: Evaluates an encoder's given weights as loaded (``weights =`` in a suite), with no pretraining: planned for
     #: every encoder entry that has weights, never for one without (the built-in ``pretrained``).
     as_given: bool = False
+    #: With the ``targets`` modality: the registered tasks whose labels, computed on the pretraining records from the
+    #: pretraining dataset's tables, make ``batch["targets"]`` (their columns side by side, NaN where a record has no
+    #: label); a suite may name others with the objective option ``targets``.
+    targets: tuple[Name, ...] = ()
 
-    _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given",)
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("as_given", "targets")
 
     @model_validator(mode="after")
     def _check(self) -> ObjectiveSpec:
@@ -218,6 +224,9 @@ class ObjectiveSpec(Spec):
         if self.as_given and self.factory is not None:
             raise ValueError("as_given: an objective that evaluates given weights as loaded does not pretrain; "
                              "it has no factory")
+        if bool(self.targets) != ("targets" in self.modalities):
+            raise ValueError("targets: name the tasks whose labels make batch['targets'] exactly when modalities "
+                             f"include 'targets' (modalities {self.modalities}, targets {self.targets})")
         return self
 
     @property
@@ -237,15 +246,19 @@ class ObjectiveSpec(Spec):
         leads: tuple[str, ...],
         modality_encoders: dict[str, Any] | None = None,
         n_labels: int | None = None,
+        target_columns: Sequence[Sequence[str]] | None = None,
         **options: Any,
     ) -> Any:
         """Import the factory and build the objective around ``encoder`` (see :mod:`stence_bench.pretraining`).
 
-        ``options`` override the spec's own."""
+        ``options`` override the spec's own. ``target_columns`` (one tuple of label columns per target task) is
+        passed to the factory of an objective with the ``targets`` modality only."""
         if self.factory is None:
             raise PluginError(f"objective {self.name!r} does not pretrain: it has no factory to build")
         factory = import_object(self.factory, what=f"objective {self.name!r}")
         kwargs = {"name": self.name, **self.options, **options}
+        if "targets" in self.modalities:
+            kwargs["target_columns"] = tuple(tuple(c) for c in (target_columns or ()))
         return factory(encoder=encoder, leads=tuple(leads), modality_encoders=dict(modality_encoders or {}),
                        n_labels=n_labels, **kwargs)
 

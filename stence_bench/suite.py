@@ -502,6 +502,7 @@ def check_names(suite: Suite, registry: Registry, source: str = "<suite>") -> li
         why = cannot_pretrain(spec, suite, registry)
         if why:
             problems.append(f"{source}: objectives[{i}]: objective {spec.name!r} {why}")
+        problems += _target_problems(spec, choice, registry, f"{source}: objectives[{i}].options.targets")
     problems += missing_sources
     problems += _contained_test_data(suite, registry, source)
     problems += _check_comparisons(suite, registry, source)
@@ -582,6 +583,24 @@ def _check_comparisons(suite: Suite, registry: Registry, source: str) -> list[st
     return problems
 
 
+def _target_problems(spec: Any, choice: Choice, registry: Registry, where: str) -> list[str]:
+    """The option ``targets`` (registered tasks whose labels make ``batch["targets"]``) is a list of task names, for
+    an objective with the ``targets`` modality only."""
+    given = choice.options.get("targets")
+    if given is not None and "targets" not in spec.modalities:
+        return [f"{where}: objective {spec.name!r} takes no targets (it does not declare the 'targets' modality)"]
+    if given is not None and (not isinstance(given, list) or not given or not all(isinstance(t, str) for t in given)):
+        return [f"{where}: a non-empty list of task names, not {given!r}"]
+    problems = []
+    for j, name in enumerate(registry.targets_for(spec, choice.options)):  # the suite's, else the spec's own
+        try:
+            registry.tasks.get(name)
+        except UnknownNameError as exc:
+            at = f"{where}[{j}]" if given is not None else where.rsplit(".options", 1)[0]
+            problems.append(f"{at}: objective {spec.name!r} trains on the labels of {exc}")
+    return problems
+
+
 def _missing_sources(suite: Suite, registry: Registry, source: str) -> list[str]:
     """Every dataset the suite reads has a source (the cohort's or its own), and every source a known layout."""
     problems: list[str] = []
@@ -656,7 +675,8 @@ def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
     """What the suite's pretraining dataset can give objectives, as the runner reads it: its layout's modalities
     (``labels`` from the layout's own annotations, :meth:`~stence_bench.data.layouts.base.Layout.labels`; a report
     text gives statement labels too), but clinical ``metadata`` and ``angiography``, which come from a tables
-    folder (``patients.csv``; ``stenosis.csv`` linking angiograms, or ``angiography_embeddings.csv``), as the
+    folder (``patients.csv``; ``stenosis.csv`` linking angiograms, or ``angiography_embeddings.csv``), and the
+    ``targets`` of objectives that train on registered tasks' labels (read from the same tables), as the
     synthetic cohort's MIMIC-IV-ECG export has one. Depends on the suite and the registry only (no file is read),
     so that the controls left out (:func:`left_out_controls`) are the same wherever it is asked."""
     name = suite.data.pretrain
@@ -673,7 +693,7 @@ def pretraining_modalities(suite: Suite, registry: Registry) -> set[str]:
 
 
 #: What pretraining reads from a source's tables folder, whatever its layout declares.
-TABLE_MODALITIES = frozenset({"metadata", "angiography"})
+TABLE_MODALITIES = frozenset({"metadata", "angiography", "targets"})
 
 
 def cannot_pretrain(spec: Any, suite: Suite, registry: Registry) -> str | None:
@@ -684,7 +704,8 @@ def cannot_pretrain(spec: Any, suite: Suite, registry: Registry) -> str | None:
     lacking = set(spec.modalities) - pretraining_modalities(suite, registry)
     if not lacking:
         return None
-    hint = (" (metadata and angiography come from a tables folder: tables = \"...\" beside the source's path)"
+    which = "metadata, angiography and targets" if "targets" in lacking else "metadata and angiography"
+    hint = (f" ({which} come from a tables folder: tables = \"...\" beside the source's path)"
             if lacking & TABLE_MODALITIES else "")
     return (f"needs {', '.join(sorted(lacking))}, which the pretraining dataset {suite.data.pretrain!r} does not "
             f"provide{hint}")
@@ -748,7 +769,7 @@ def check_sources(suite: Suite, registry: Registry, source: str = "<suite>") -> 
 
 
 #: What the harness passes an objective's factory itself: not options a suite may set.
-_OBJECTIVE_ARGUMENTS = frozenset({"encoder", "leads", "modality_encoders", "n_labels", "name"})
+_OBJECTIVE_ARGUMENTS = frozenset({"encoder", "leads", "modality_encoders", "n_labels", "target_columns", "name"})
 
 
 def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> list[str]:
@@ -800,8 +821,9 @@ def check_code(suite: Suite, registry: Registry, source: str = "<suite>") -> lis
             continue
         factory = load(f"objectives[{i}].name", spec.factory, f"objective {choice.name!r}")
         if factory is not None:
+            runner = [o for o in RUNNER_OPTIONS if o != "targets" or "targets" in spec.modalities]
             options(f"objectives[{i}].options", f"objective {choice.name!r} ({spec.factory})", factory,
-                    choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=RUNNER_OPTIONS)
+                    choice.options, provided=_OBJECTIVE_ARGUMENTS, extra=runner)
         try:
             chosen = registry.modality_encoders_for(spec, choice.options)
         except StenceBenchError as exc:
@@ -1068,6 +1090,8 @@ def plan(suite: Suite, registry: Registry) -> list[Cell]:
         if obj_spec.pretrains:
             for modality, name in registry.modality_encoders_for(obj_spec, obj.options).items():
                 out[f"modality.{modality}"] = registry.fingerprint("modality", name)
+            for name in registry.targets_for(obj_spec, obj.options):  # the tasks whose labels it trains on
+                out[f"target.{name}"] = registry.fingerprint("task", name)
         return out
 
     external: dict[str, list[str]] = {}

@@ -181,7 +181,19 @@ def build_objective(
         batch[modality] = mod.collate(items)
     if "metadata" in spec.modalities and "metadata" not in batch:
         batch["metadata"] = torch.where(torch.rand(batch_size, 6, generator=generator) < 0.3, float("nan"), 0.0)
-    built = spec.build(module, leads=enc_spec.leads, modality_encoders=modality_encoders, n_labels=n_labels, **options)
+    target_columns = None
+    if "targets" in spec.modalities:  # per target task: 3 columns for a multi-label task, else 1
+        target_columns, parts = [], []
+        for name in registry.targets_for(spec, options):
+            kind = registry.tasks.get(name).task_kind if name in registry.tasks else "binary"
+            width = 3 if kind == "multilabel" else 1
+            target_columns.append(tuple(f"{name}:{i}" for i in range(width)))
+            draw = torch.rand(batch_size, width, generator=generator)
+            parts.append(5 + 30 * draw if kind == "regression" else (draw < 0.4).float())
+        batch["targets"] = torch.cat(parts, dim=1)
+    options = {k: v for k, v in options.items() if k != "targets"}  # read by the harness, not the factory
+    built = spec.build(module, leads=enc_spec.leads, modality_encoders=modality_encoders, n_labels=n_labels,
+                       target_columns=target_columns, **options)
     if getattr(built, "physical_units", False):  # the generated windows stand for millivolts: add the contract's step
         from .data.views import Standardizer
         from .data.windows import Normalizer

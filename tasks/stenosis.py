@@ -1,7 +1,8 @@
 """Coronary stenosis from the ECG, labelled as StenCE does (Cenikj et al. 2026): the worst segment on angiography.
 
 ``stenosis.50`` / ``.70`` / ``.90``: the patient's maximum segment stenosis >= 50 / 70 / 90 % (70 % is StenCE's
-default severity). ``stenosis.vessels``: per artery (LAD, LCx, RCA) maximum >= 70 %, a left main lesion counting
+default severity). ``stenosis.70.clear``: >= 70 % against <= 50 %, the intermediate band left out (option
+``exclude_from_pct``, StenCE's ``severity = (50, 70)``). ``stenosis.vessels``: per artery (LAD, LCx, RCA) maximum >= 70 %, a left main lesion counting
 for both LAD and LCx. Reads table ``stenosis`` (``subject_id``, ``segment``, ``stenosis_pct``, and ``vessel`` for
 the per-artery task when the segment names are not the usual ones).
 
@@ -105,12 +106,19 @@ def _labelled(source: TaskSource, *, arteries: bool, time_column: str | None, wi
     return nearest(source, worst, columns=columns, time_column=timed, within=within, direction=direction)
 
 
-def stenosis_labels(source: TaskSource, *, threshold_pct: float = 70, time_column: str | None = TIME_COLUMN,
-                    within: str | None = WITHIN, direction: str = DIRECTION) -> pd.DataFrame:
-    """One column ``stenosis_ge_<threshold_pct>``: 1.0 when the worst segment is >= ``threshold_pct`` %."""
+def stenosis_labels(source: TaskSource, *, threshold_pct: float = 70, exclude_from_pct: float | None = None,
+                    time_column: str | None = TIME_COLUMN, within: str | None = WITHIN,
+                    direction: str = DIRECTION) -> pd.DataFrame:
+    """One column ``stenosis_ge_<threshold_pct>``: 1.0 when the worst segment is >= ``threshold_pct`` %. With
+    ``exclude_from_pct``, records whose worst segment lies strictly between it and ``threshold_pct`` (intermediate
+    severity) have no label (StenCE's ``severity = (exclude_from_pct, threshold_pct)``)."""
+    if exclude_from_pct is not None and not float(exclude_from_pct) < float(threshold_pct):
+        raise ValueError(f"exclude_from_pct ({exclude_from_pct}) must be below threshold_pct ({threshold_pct})")
     worst = _labelled(source, arteries=False, time_column=time_column, within=within, direction=direction)
-    return threshold(worst["stenosis_pct"], op="ge", at=threshold_pct,
-                     column=column_name("stenosis", "ge", threshold_pct))
+    values = worst["stenosis_pct"]
+    if exclude_from_pct is not None:
+        values = values[~((values > float(exclude_from_pct)) & (values < float(threshold_pct)))]
+    return threshold(values, op="ge", at=threshold_pct, column=column_name("stenosis", "ge", threshold_pct))
 
 
 def vessel_labels(source: TaskSource, *, threshold_pct: float = 70, time_column: str | None = TIME_COLUMN,
@@ -136,6 +144,14 @@ def register_tasks(register):
             options={"threshold_pct": pct, **timing}, source_columns=SOURCE_COLUMNS, **common,
             prompts={"positive": "ST-T changes, consider ischemia; infarct", "negative": "normal ECG"},
         ))
+    register(TaskSpec(
+        name="stenosis.70.clear",
+        description="worst coronary segment stenosis >= 70 % vs <= 50 %, the intermediate 50-70 % band left out "
+        "(StenCE's severity = (50, 70)), per patient (binary)",
+        task_kind="binary", labels="stence_bench_tasks.stenosis:stenosis_labels",
+        options={"threshold_pct": 70, "exclude_from_pct": 50, **timing}, source_columns=SOURCE_COLUMNS, **common,
+        prompts={"positive": "ST-T changes, consider ischemia; infarct", "negative": "normal ECG"},
+    ))
     register(TaskSpec(
         name="stenosis.vessels",
         description="per artery (LAD, LCx, RCA; left main counts for LAD and LCx) stenosis >= 70 % (multi-label)",

@@ -19,13 +19,17 @@ def _objective(name: str):
     spec = registry.encoders.get("ecg_transformer")  # layer norm only: no batch statistics to differ by rank
     torch.manual_seed(0)
     encoder = spec.build("tiny")
-    obj = registry.objectives.get(name)
     if name == "clip":
+        obj = registry.objectives.get(name)
         angio = registry.modalities.get("angio_embedding").build(input_dim=16)
         objective = obj.build(encoder, leads=spec.leads, modality_encoders={"angiography": angio},
                               learn_temperature=False)
-    else:  # clef without random augmentation, so both processes see the same views
-        objective = obj.build(encoder, leads=spec.leads, noise_std=0.0)
+    elif name == "metric_learning":  # Jeong et al.'s miner draws each anchor's negative at random
+        objective = registry.objectives.get(name).build(encoder, leads=spec.leads)
+    else:  # clef (the released loss, or variant cross_view) without random views, so both processes see the same
+        variant = name.partition(":")[2] or "published"
+        objective = registry.objectives.get("clef").build(encoder, leads=spec.leads, noise_std=0.0,
+                                                          single_lead_views=False, variant=variant)
     return objective, spec
 
 
@@ -48,6 +52,7 @@ def _worker(rank: int, world: int, store: str, name: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         objective, spec = _objective(name)
+        torch.manual_seed(100 + rank)  # ranks draw differently: a random miner must follow rank 0's draws
         half = BATCH // world
         loss = objective(_batch(spec, rank * half, (rank + 1) * half)).loss
         loss.backward()
@@ -64,9 +69,10 @@ def _worker(rank: int, world: int, store: str, name: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", ["clip", "clef"])
+@pytest.mark.parametrize("name", ["clip", "clef", "clef:cross_view", "metric_learning"])
 def test_two_processes_match_one_process_on_the_same_global_batch(name, tmp_path):
     objective, spec = _objective(name)
+    torch.manual_seed(100)
     single = objective(_batch(spec, 0, BATCH)).loss
     single.backward()
     expected = _gradients(objective)

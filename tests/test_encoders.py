@@ -264,3 +264,20 @@ def test_temporalnet_groups_for_other_lead_sets_and_the_published_dilations():
     assert [c.dilation[0] for c in dilated] == [d for d in (1, 2, 4, 8, 1, 2, 4, 8) for _ in range(2)]
     assert all(c.padding[0] == c.dilation[0] * 3 for c in dilated)  # "same" padding: the length is kept
     assert base.embed_dim == 256
+
+
+def test_the_papers_input_contracts_are_registered_variants_of_the_built_ins():
+    """StenCE 500 Hz 3 s; Jeong et al. 250 Hz 10 s; CLEF 500 Hz 10 s, 0.67-40 Hz, each lead z-scored: same factory
+    and presets as the base encoder, the paper's contract."""
+    expected = {"ecg_transformer.stence": (500, 3.0, None), "resnet1d_wang.stence": (500, 3.0, None),
+                "resnet1d18.jeong": (250, 10.0, None), "resnet1d18.clef": (500, 10.0, (0.67, 40.0))}
+    for name, (rate, seconds, band) in expected.items():
+        spec, base = REGISTRY.encoders.get(name), REGISTRY.encoders.get(name.split(".")[0])
+        assert (spec.sampling_rate, spec.window_s, spec.bandpass_hz) == (rate, seconds, band), name
+        assert spec.factory == base.factory and set(spec.presets) == set(base.presets) and spec.leads == base.leads
+        assert spec.n_samples == rate * seconds
+    assert REGISTRY.encoders.get("resnet1d18.clef").normalization == "zscore_record"
+    transformer = REGISTRY.encoders.get("ecg_transformer.stence")
+    assert all(p.options["n_samples"] == 1500 and p.options["patch_size"] == 25 for p in transformer.presets.values())
+    module = transformer.build("tiny")
+    assert module(torch.randn(2, 12, 1500)).shape == (2, 32)

@@ -758,3 +758,333 @@ def test_float32_inputs_agree_with_reference():
     risk, missing = rng.uniform(size=n), rng.choice([0.0, 0.5, 1.0], size=n)
     got = _scalar(losses.clef_loss(f32(a), f32(b), f32(risk), f32(missing), temperature=tau))
     assert np.isclose(got, ref_clef(a, b, risk, missing, tau), **tol)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. StenCE's auxiliary stenosis loss (levels of BCE on the angiography branch)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def ref_grouped_bce(logits, targets, bounds, weights) -> float:
+    """Σ_level w · mean of BCE-with-logits over the level's known entries, written elementwise."""
+    total = 0.0
+    for (lo, hi), w in zip(bounds, weights):
+        terms = []
+        for i in range(logits.shape[0]):
+            for j in range(lo, hi):
+                y, x = targets[i, j], logits[i, j]
+                if np.isfinite(y):
+                    terms.append(-(y * np.log(1 / (1 + np.exp(-x))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-x)))))
+        if terms:
+            total += w * np.mean(terms)
+    return float(total)
+
+
+@pytest.mark.parametrize("seed,n,widths", [(0, 2, (1, 3)), (1, 5, (1, 3)), (2, 8, (2,)), (3, 16, (1, 1, 4))])
+def test_grouped_bce_matches_reference(seed, n, widths):
+    rng = np.random.default_rng(2000 + seed)
+    bounds = list(zip(np.cumsum((0, *widths))[:-1], np.cumsum(widths)))
+    logits = rng.normal(size=(n, sum(widths))) * 2
+    targets = (rng.uniform(size=logits.shape) < 0.4).astype(float)
+    targets[rng.uniform(size=logits.shape) < 0.25] = np.nan  # unknown entries (no angiogram row for the artery)
+    weights = list(rng.uniform(0.1, 1.0, size=len(widths)))
+    groups = [slice(int(lo), int(hi)) for lo, hi in bounds]
+    got = _scalar(losses.grouped_bce_loss(_t(logits), _t(targets), groups, weights))
+    _close(got, ref_grouped_bce(logits, targets, bounds, weights))
+
+
+def test_grouped_bce_edge_cases():
+    logits = _t(np.array([[0.3, -1.0, 2.0], [1.5, 0.2, -0.7]]), True)
+    nothing = np.full((2, 3), np.nan)
+    loss = losses.grouped_bce_loss(logits, _t(nothing), [slice(0, 1), slice(1, 3)], [0.4, 0.4])
+    assert _scalar(loss) == 0.0  # no known target in the batch: no auxiliary loss, still differentiable
+    loss.backward()
+    # one level unknown: only the other counts, with its own weight (no renormalisation)
+    targets = np.array([[1.0, np.nan, np.nan], [0.0, np.nan, np.nan]])
+    got = _scalar(losses.grouped_bce_loss(_t(logits.detach().numpy()), _t(targets), [slice(0, 1), slice(1, 3)],
+                                          [0.4, 0.4]))
+    _close(got, 0.4 * np.mean([_softplus(-0.3), _softplus(1.5)]))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. FG-CLEP: soft targets from the semantic similarity of the reports
+# --------------------------------------------------------------------------------------------------------------
+
+
+def ref_semantic_targets(e, weight) -> np.ndarray:
+    n = len(e)
+    t = np.eye(n)
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                cos = e[i] @ e[j] / (np.linalg.norm(e[i]) * np.linalg.norm(e[j]))
+                t[i, j] = weight * min(max(cos, 0.0), 1.0)
+    return t
+
+
+@pytest.mark.parametrize("seed,n,d", CASES)
+def test_semantic_targets_and_siglip_match_reference(seed, n, d):
+    rng = np.random.default_rng(2100 + seed)
+    e = rng.normal(size=(n, d)) + 0.5  # partly aligned reports: some cosines positive, some negative
+    for weight in (0.0, 0.3, 0.5, 1.0):
+        got = _to_numpy(losses.semantic_targets(_t(e), weight=weight))
+        np.testing.assert_allclose(got, ref_semantic_targets(e, weight), rtol=RTOL, atol=1e-9)
+    a, b = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    t = losses.semantic_targets(_t(e), weight=0.5)
+    _close(_scalar(losses.siglip_loss(_t(a), _t(b), scale=10.0, bias=-10.0, targets=t)),
+           ref_siglip(a, b, 10.0, -10.0, ref_semantic_targets(e, 0.5)))
+
+
+def test_semantic_targets_of_identical_reports_are_the_weight():
+    e = np.tile(np.array([[0.2, 1.0, -0.4]]), (4, 1))
+    got = _to_numpy(losses.semantic_targets(_t(e), weight=0.5))
+    np.testing.assert_allclose(got, np.eye(4) + (1 - np.eye(4)) * 0.5, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 8. Jeong et al.: the published miners and losses (mandiehyewon/ssldml)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def ref_mean_abs(x) -> np.ndarray:
+    """ssldml's calculate_euclidean: torch.mean(torch.sqrt((x_i - x_j) ** 2)) for every pair."""
+    n = len(x)
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = np.mean(np.sqrt((x[i] - x[j]) ** 2))
+    return out
+
+
+def ref_jeong_positive(d, a, positive) -> int:
+    if positive == "nearest":  # the paper: the ECG at the smallest distance (first of equals)
+        row = d[a].copy()
+        row[a] = np.inf
+        return int(np.argmin(row))
+    # the released default path: argpartition's second-largest entry, the largest when that is the anchor
+    idx = np.argpartition(d[a], -2)[-2:]
+    return int(idx[1] if idx[0] == a else idx[0])
+
+
+def ref_jeong_negative_candidates(d, a, p, topk) -> set[int]:
+    order = np.argsort(-np.abs(d[a]), kind="stable")[:topk]
+    found = {int(j) for j in order if j not in (a, p)}
+    if not found:
+        rest = [int(j) for j in np.argsort(-d[a], kind="stable") if j not in (a, p)]
+        found = {rest[0]}
+    return found
+
+
+@pytest.mark.parametrize("seed,n,leads,t", [(0, 3, 1, 10), (1, 5, 12, 25), (2, 9, 3, 40)])
+def test_mean_abs_distance_matches_the_released_formula(seed, n, leads, t):
+    x = np.random.default_rng(2200 + seed).normal(size=(n, leads, t))
+    np.testing.assert_allclose(_to_numpy(losses.mean_abs_distances(_t(x))), ref_mean_abs(x), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("positive", ["nearest", "second_farthest"])
+@pytest.mark.parametrize("seed,n,topk", [(0, 3, 2), (1, 4, 2), (2, 7, 2), (3, 12, 1), (4, 10, 3)])
+def test_jeong_distance_miner_matches_reference(positive, seed, n, topk):
+    rng = np.random.default_rng(2300 + seed)
+    d = ref_mean_abs(rng.normal(size=(n, 2, 8)))  # distinct distances: argpartition and a stable sort agree
+    a, p, neg = losses.jeong_distance_triplets(d, positive=positive, neg_topk=topk, rng=np.random.default_rng(seed))
+    assert _to_numpy(a).tolist() == list(range(n))  # one triplet per anchor
+    for ai, pi, ni in zip(_to_numpy(a), _to_numpy(p), _to_numpy(neg)):
+        assert pi == ref_jeong_positive(d, ai, positive)
+        assert ni in ref_jeong_negative_candidates(d, ai, pi, topk) and ni not in (ai, pi)
+
+
+def test_jeong_negative_is_drawn_from_the_two_farthest():
+    d = ref_mean_abs(np.random.default_rng(2350).normal(size=(8, 1, 6)))
+    drawn = {int(_to_numpy(losses.jeong_distance_triplets(d, rng=np.random.default_rng(s))[2])[0]) for s in range(40)}
+    assert drawn == ref_jeong_negative_candidates(d, 0, ref_jeong_positive(d, 0, "nearest"), 2)
+    assert len(drawn) == 2
+
+
+def test_jeong_distance_miner_edge_cases():
+    empty = losses.jeong_distance_triplets(np.zeros((2, 2)), rng=np.random.default_rng(0))
+    assert all(len(v) == 0 for v in empty)
+    # identical ECGs (all distances tie): the positive is the first other ECG, never the anchor
+    a, p, n = losses.jeong_distance_triplets(np.zeros((4, 4)), rng=np.random.default_rng(0))
+    assert _to_numpy(p).tolist() == [1, 0, 0, 0]
+    assert all(ni not in (ai, pi) for ai, pi, ni in zip(_to_numpy(a), _to_numpy(p), _to_numpy(n)))
+
+
+def ref_continuous_triplets(y) -> list[tuple[int, int, int]]:
+    """ssldml's labelbased miner over the labelled records, the anchor never its own negative."""
+    y = np.asarray(y, dtype=float)
+    idx = [i for i in range(len(y)) if np.isfinite(y[i])]
+    out = []
+    if len(idx) < 2:
+        return out
+    for a in idx:
+        diff = np.array([abs(y[j] - y[a]) for j in idx])
+        diff_neg = diff.copy()
+        diff_neg[idx.index(a)] = -np.inf
+        neg = idx[int(np.argmax(diff_neg))]
+        diff[idx.index(a)] = np.inf
+        pos = idx[int(np.argmin(diff))]
+        out.append((a, pos, neg))
+    return out
+
+
+@pytest.mark.parametrize("seed,n", [(0, 2), (1, 3), (2, 8), (3, 16), (4, 33)])
+def test_continuous_label_miner_matches_reference(seed, n):
+    rng = np.random.default_rng(2400 + seed)
+    y = np.round(rng.uniform(5, 35, size=n))  # whole mmHg: ties happen
+    y[rng.uniform(size=n) < 0.2] = np.nan
+    mined = list(zip(*(_to_numpy(v).tolist() for v in losses.continuous_label_triplets(_t(y)))))
+    assert mined == ref_continuous_triplets(y)
+
+
+def test_continuous_label_miner_ties_and_missing_values():
+    # all equal: the first other record is both positive and negative (the released tie-breaking), never the anchor
+    assert list(zip(*(v.tolist() for v in losses.continuous_label_triplets(np.array([12.0, 12.0, 12.0]))))) == [
+        (0, 1, 1), (1, 0, 0), (2, 0, 0)]
+    # a partial tie: 1 and 2 tie for anchor 0's positive (lower index wins), 3 is the farthest
+    assert list(zip(*(v.tolist() for v in losses.continuous_label_triplets(np.array([10.0, 12.0, 8.0, 30.0]))))) == [
+        (0, 1, 3), (1, 0, 3), (2, 0, 3), (3, 1, 2)]
+    assert all(len(v) == 0 for v in losses.continuous_label_triplets(np.array([np.nan, 14.0, np.nan])))
+
+
+def ref_jeong_triplet(e, triples, margin) -> float:
+    terms = [max(0.0, np.sum((e[a] - e[p]) ** 2) - np.sum((e[a] - e[n]) ** 2) + margin) for a, p, n in triples]
+    return float(np.mean(terms))
+
+
+def ref_jeong_margin(e, triples, betas, margin) -> float:
+    pos, neg = [], []
+    for (a, p, n), beta in zip(triples, betas):
+        d_ap = np.sqrt(np.sum((e[a] - e[p]) ** 2) + 1e-8)
+        d_an = np.sqrt(np.sum((e[a] - e[n]) ** 2) + 1e-8)
+        pos.append(max(0.0, d_ap - beta + margin))
+        neg.append(max(0.0, beta - d_an + margin))
+    active = sum(1 for x, y in zip(pos, neg) if x > 0 or y > 0)  # torch's bool "+" is a logical or
+    total = sum(pos) + sum(neg)
+    return total / active if active else total
+
+
+@pytest.mark.parametrize("seed,n,d", CASES)
+def test_jeong_losses_match_reference(seed, n, d):
+    rng = np.random.default_rng(2500 + seed)
+    e = rng.normal(size=(n, d)) * rng.uniform(0.2, 3)  # unnormalised: the scale matters
+    triples = [(int(a), int(rng.integers(n)), int(rng.integers(n))) for a in range(n)]
+    tensors = _triplet_tensors(triples)
+    for margin in (0.0, 0.2, 1.0, 5.0):
+        _close(_scalar(losses.jeong_triplet_loss(_t(e), tensors, margin=margin)),
+               ref_jeong_triplet(e, sorted(triples), margin))
+        betas = rng.uniform(0.5, 2.0, size=len(triples))
+        got = _scalar(losses.jeong_margin_loss(_t(e), tensors, _t(betas), margin=margin))
+        _close(got, ref_jeong_margin(e, sorted(triples), betas, margin))
+
+
+def test_jeong_triplet_loss_is_not_normalised_and_averages_every_triplet():
+    e = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    # (0, 1, 2): 1 - 9 + 0.2 < 0 -> 0; (2, 1, 0): 4 - 9 + 0.2 < 0 -> 0; (1, 2, 0): 4 - 1 + 0.2 = 3.2
+    tensors = _triplet_tensors([(0, 1, 2), (1, 2, 0), (2, 1, 0)])
+    _close(_scalar(losses.jeong_triplet_loss(_t(e), tensors, margin=0.2)), 3.2 / 3)
+    _close(_scalar(losses.jeong_triplet_loss(_t(e * 10), tensors, margin=0.2)), (400 - 100 + 0.2) / 3)
+    empty = _triplet_tensors([])
+    assert _scalar(losses.jeong_triplet_loss(_t(e), empty, margin=0.2)) == 0.0
+    assert _scalar(losses.jeong_margin_loss(_t(e), empty, _t(np.zeros(0)), margin=0.2)) == 0.0
+
+
+def test_jeong_losses_gradients():
+    rng = np.random.default_rng(2550)
+    e = _t(rng.normal(size=(6, 4)), True)
+    beta = torch.full((6,), 1.2, dtype=torch.float64, requires_grad=True)
+    tensors = _triplet_tensors(list(zip(*(v.tolist() for v in losses.continuous_label_triplets(rng.uniform(size=6))))))
+    (losses.jeong_triplet_loss(e, tensors, margin=0.2) + losses.jeong_margin_loss(e, tensors, beta, margin=0.2)).backward()
+    _assert_finite_grads(e)
+    assert beta.grad is not None and torch.isfinite(beta.grad).all()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 9. CLEF as released (Nokia-Bell-Labs/ecg-foundation-model, lightning_contrastive.py)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def ref_clef_published(z1, z2, risk, temperature, floor=0.2, missing=None) -> float:
+    """Written from the released ContrastiveModel: _get_metadata_similarity, _meta_nce_loss,
+    _similarity_alignment_loss, (nce + align) / 2; a loop per anchor."""
+    n = len(z1)
+    r = np.nan_to_num(np.asarray(risk, dtype=float), nan=0.0)
+    diff = (r[:, None] - r[None, :]) ** 2
+    diff = (diff - diff.min()) / (diff.max() - diff.min() + 1e-6)
+    diff = (1 - floor) * diff + floor
+    np.fill_diagonal(diff, 0.0)
+    if missing is not None:
+        diff = diff * np.exp(-np.outer(missing, missing))
+    meta = np.tile(1 - diff, (2, 2))
+    z = _l2n(np.concatenate([z1, z2]))
+    s = z @ z.T
+    terms = []
+    for i in range(2 * n):
+        w = np.exp(1 - meta[i]) / np.sum(np.exp(1 - meta[i]))  # softmax over the whole row
+        others = [j for j in range(2 * n) if j != i]
+        top = max(s[i, j] / temperature for j in others)
+        p = (i + n) % (2 * n)
+        pos = np.exp(s[i, p] / temperature - top)
+        neg = sum(w[j] * np.exp(s[i, j] / temperature - top) for j in others if j != p)
+        terms.append(-np.log(pos / (pos + neg + 1e-8)))
+    nce = np.mean(terms)
+    s_n = (s - s.min()) / (s.max() - s.min() + 1e-6)
+    align = np.mean((s_n - meta) ** 2)
+    return float((nce + align) / 2)
+
+
+def _clef_published(z1, z2, risk, missing=None, **kw) -> float:
+    return _scalar(losses.clef_published_loss(_t(z1), _t(z2), _t(risk), None if missing is None else _t(missing), **kw))
+
+
+@pytest.mark.parametrize("seed,n,d", CASES)
+def test_clef_published_loss_matches_reference(seed, n, d):
+    rng = np.random.default_rng(2600 + seed)
+    z1, z2 = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    risk = rng.uniform(0, 1, size=n)
+    missing = rng.choice([0.0, 0.25, 0.5, 1.0], size=n)
+    for tau in (*TEMPERATURES, 0.07):
+        for floor in (0.2, 0.0, 0.5):
+            _close(_clef_published(z1, z2, risk, temperature=tau, floor=floor), ref_clef_published(z1, z2, risk, tau, floor))
+        _close(_clef_published(z1, z2, risk, missing, temperature=tau),
+               ref_clef_published(z1, z2, risk, tau, missing=missing))
+
+
+def test_clef_published_loss_missing_risks_count_as_zero():
+    rng = np.random.default_rng(2650)
+    z1, z2 = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    risk = np.array([0.1, np.nan, 0.4, np.nan, 0.9, 0.2])
+    _close(_clef_published(z1, z2, risk, temperature=0.07), ref_clef_published(z1, z2, risk, 0.07))
+    _close(_clef_published(z1, z2, risk, temperature=0.07),
+           _clef_published(z1, z2, np.nan_to_num(risk, nan=0.0), temperature=0.07))
+    # every risk missing (or all equal): every negative weighs the floor, the loss stays finite
+    nothing = np.full(6, np.nan)
+    got = _clef_published(z1, z2, nothing, temperature=0.07)
+    assert np.isfinite(got)
+    _close(got, ref_clef_published(z1, z2, nothing, 0.07))
+    meta = _to_numpy(losses.clef_metadata_similarity(_t(nothing)))
+    np.testing.assert_allclose(meta, np.eye(6) + (1 - np.eye(6)) * 0.8, atol=1e-12)
+
+
+def test_clef_published_loss_differs_from_the_cross_view_variant_and_has_gradients():
+    rng = np.random.default_rng(2660)
+    z1, z2 = _t(rng.normal(size=(5, 6)), True), _t(rng.normal(size=(5, 6)), True)
+    risk, missing = _t(rng.uniform(size=5)), _t(np.zeros(5))
+    published = losses.clef_published_loss(z1, z2, risk, temperature=0.07)
+    ours = losses.clef_loss(z1, z2, risk, missing, temperature=0.07)
+    assert abs(_scalar(published) - _scalar(ours)) > 1e-3
+    published.backward()
+    _assert_finite_grads(z1, z2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 10. Dade et al.: every view from one patient
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed,m", [(0, 2), (1, 4), (2, 12)])
+def test_nt_xent_when_every_sample_is_one_patient(seed, m):
+    """All views positives of each other: each anchor's loss is the mean over its m - 1 positives."""
+    z = np.random.default_rng(2700 + seed).normal(size=(m, 5))
+    keys = np.zeros(m, dtype=np.int64)
+    for tau in TEMPERATURES:
+        _close(_scalar(losses.nt_xent_loss(_t(z), torch.tensor(keys), temperature=tau)), ref_nt_xent(z, keys, tau))

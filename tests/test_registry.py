@@ -29,7 +29,8 @@ def test_unknown_name_suggests_the_closest():
     with pytest.raises(UnknownNameError) as info:
         registry.encoders.get("resnet1d18x")
     assert str(info.value).startswith("unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'?")
-    assert "known: ecg_fm, ecg_transformer, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d_wang, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50" in str(info.value)
+    assert ("known: ecg_fm, ecg_transformer, ecg_transformer.stence, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d18.clef, "
+            "resnet1d18.jeong, resnet1d_wang, resnet1d_wang.stence, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50") in str(info.value)
     with pytest.raises(UnknownNameError, match=r"unknown task 'zzz' \(known: "):
         registry.tasks.get("zzz")
 

@@ -74,7 +74,8 @@ def test_mistyped_names_suggest_the_registered_one(registry):
         "x.toml: encoders[0].preset: unknown preset 'tinny' of encoder 'resnet1d_wang'; did you mean 'tiny'? "
         "(known: base, tiny)",
         "x.toml: encoders[1].name: unknown encoder 'resnet1d18x'; did you mean 'resnet1d18'? "
-        "(known: ecg_fm, ecg_transformer, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d_wang, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
+        "(known: ecg_fm, ecg_transformer, ecg_transformer.stence, ecgfounder, ecgfounder_1lead, resnet1d18, resnet1d18.clef, "
+        "resnet1d18.jeong, resnet1d_wang, resnet1d_wang.stence, st_mem, temporalnet, xresnet1d101, xresnet1d18, xresnet1d50)",
     ]
 
 
@@ -172,7 +173,7 @@ def test_options_a_factory_does_not_take_are_named_with_a_suggestion_at_validate
         "c.toml: encoders[0].options.widht: encoder 'resnet1d_wang' (stence_bench_plugins.encoders.resnet1d:"
         "resnet1d_wang) takes no option 'widht'; did you mean 'width'? (options: width)",
         "c.toml: objectives[0].options.temprature: objective 'clip' (stence_bench_plugins.objectives.contrastive:Clip) "
-        "takes no option 'temprature'; did you mean 'temperature'? (options: aux_stenosis_weight, learn_temperature, "
+        "takes no option 'temprature'; did you mean 'temperature'? (options: learn_temperature, "
         "modality_encoders, modality_options, paired, proj_dim, temperature, weight_ecg_to_paired, "
         "weight_paired_to_ecg)",
         "c.toml: objectives[1].options: objective 'none' does not pretrain; it takes no options",

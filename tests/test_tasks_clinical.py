@@ -126,6 +126,25 @@ def test_stenosis_vessels_match_the_cohorts_vessel_maxima(source, truth):
     assert labels.sum().gt(0).all()
 
 
+def test_the_intermediate_band_is_left_out_of_the_binary_task(source, truth, cohort):
+    """StenCE's severity = (50, 70): worst 50 < x < 70 has no label; 50 exactly is negative, 70 positive."""
+    table = pd.DataFrame({"subject_id": [1, 2, 3, 4, 5, 5], "segment": ["pLAD"] * 5 + ["pRCA"],
+                          "stenosis_pct": [50, 51, 69.5, 70, 20, 60]})
+    src = hand_source({"stenosis": table}, [(r, p, "") for r, p in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"),
+                                                                     ("e", "5")]])
+    labels = stenosis.stenosis_labels(src, threshold_pct=70, exclude_from_pct=50)
+    assert labels["stenosis_ge_70"].to_dict() == {"a": 0.0, "d": 1.0}  # e's worst segment is 60: left out
+    assert len(stenosis.stenosis_labels(src, threshold_pct=70)) == 5
+    with pytest.raises(ValueError, match="exclude_from_pct \\(70\\) must be below threshold_pct \\(70\\)"):
+        stenosis.stenosis_labels(src, threshold_pct=70, exclude_from_pct=70)
+    # on the cohort: the band's records are exactly those with a worst segment in (50, 70), the rest unchanged
+    worst = truth["subject_id"].map(pd.read_csv(cohort / "tables" / "stenosis.csv").groupby("subject_id")["stenosis_pct"].max())
+    clear = stenosis.stenosis_labels(source, threshold_pct=70, exclude_from_pct=50)
+    full = stenosis.stenosis_labels(source, threshold_pct=70)
+    assert set(full.index) - set(clear.index) == set(worst[(worst > 50) & (worst < 70)].index) != set()
+    assert (clear == full.loc[clear.index]).all().item()
+
+
 def hand_source(tables: dict[str, pd.DataFrame], records: list[tuple[str, str, str]]) -> TaskSource:
     frame = pd.DataFrame(records, columns=["record_id", "patient_id", "time"]).assign(meta=[{}] * len(records))
     return TaskSource("mimic-iv-ecg", frame, tables)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from stence_bench import TWELVE_LEADS, EncoderPreset, EncoderSpec, hookimpl
 from stence_bench.specs import WeightsLayout
 
+from .contracts import paper_contracts
+
 _RESNET = "stence_bench_plugins.encoders.resnet1d"
 _XRESNET = "stence_bench_plugins.encoders.xresnet1d"
 _TRANSFORMER = "stence_bench_plugins.encoders.transformer"
@@ -21,6 +23,13 @@ _XRESNET_CITATION = (
 
 @hookimpl
 def register_encoders(register):
+    registered: dict[str, EncoderSpec] = {}
+    add = register
+
+    def register(spec: EncoderSpec) -> None:  # the papers' contract variants derive from what is registered here
+        registered[spec.name] = spec
+        add(spec)
+
     register(
         EncoderSpec(
             name="resnet1d_wang",
@@ -143,6 +152,8 @@ def register_encoders(register):
     )
 
     register_foundation_models(register)
+    for variant in paper_contracts(registered):
+        add(variant)
 
 
 def register_foundation_models(register):

@@ -171,7 +171,12 @@ class SentenceModelUnavailable(StenceBenchError, RuntimeError):
 
 
 class SentenceEncoder(nn.Module):
-    """A frozen sentence-transformers model (plus a trainable linear projection when the widths differ)."""
+    """A frozen sentence-transformers model (plus a trainable linear projection when the widths differ).
+
+    ``pretrained`` says its embeddings carry meaning before any training: an objective may read the semantic
+    similarity of two reports from :meth:`similarity_embeddings` (FG-CLEP's soft targets in ``siglip``)."""
+
+    pretrained = True
 
     def __init__(self, *, model_path: str | None = None, embed_dim: int | None = None, project: bool | None = None,
                  max_length: int | None = None, normalize: bool = False):
@@ -188,6 +193,7 @@ class SentenceEncoder(nn.Module):
             raise SentenceModelUnavailable(f"text_sentence: model_path {str(path)!r} does not exist or is not a "
                                            f"directory; give a locally installed sentence-transformers model "
                                            f"directory (nothing is downloaded)")
+        self.model_path = str(path)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -230,12 +236,14 @@ class SentenceEncoder(nn.Module):
         texts = [_text(item, i, "text_sentence") for i, item in enumerate(items)]
         return dict(self.model.tokenize(texts))
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def similarity_embeddings(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The frozen model's sentence embeddings (before the projection), without gradients."""
         with torch.no_grad():
             out = self.model(dict(features))["sentence_embedding"].float()
-            if self.normalize:
-                out = F.normalize(out, dim=-1)
-        return self.proj(out)
+            return F.normalize(out, dim=-1) if self.normalize else out
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.proj(self.similarity_embeddings(features))
 
 
 def text_transformer(**options: Any) -> TextTransformer:

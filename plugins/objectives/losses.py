@@ -273,3 +273,184 @@ def label_ids(labels: torch.Tensor) -> torch.Tensor:
         return labels.long()
     _, ids = torch.unique((labels > 0).to(torch.int8), dim=0, return_inverse=True)
     return ids
+
+
+# -- StenCE: the auxiliary stenosis loss on the angiography branch ---------------------------------------------
+
+
+@full_precision
+def grouped_bce_loss(
+    logits: torch.Tensor, targets: torch.Tensor, groups: list[slice], weights: list[float]
+) -> torch.Tensor:
+    """``Σ_g w_g · mean BCE(logits[:, g], targets[:, g])`` over the known (finite) entries of each column group
+    (StenCE's levels: patient, artery), a group without a known entry in the batch adding nothing."""
+    known = torch.isfinite(targets)
+    safe = torch.where(known, targets, torch.zeros_like(targets)).to(logits.dtype)
+    each = F.binary_cross_entropy_with_logits(logits, safe, reduction="none") * known
+    total = logits.sum() * 0.0  # a zero that reaches every logit, for a batch without any known target
+    for group, weight in zip(groups, weights):
+        count = known[:, group].sum()
+        if count > 0:
+            total = total + weight * each[:, group].sum() / count
+    return total
+
+
+# -- FG-CLEP: soft targets from the semantic similarity of the reports -----------------------------------------
+
+
+def semantic_targets(embeddings: torch.Tensor, *, weight: float) -> torch.Tensor:
+    """Soft targets from report-text embeddings: 1 on the diagonal, ``weight · max(0, cos(e_i, e_j))`` elsewhere."""
+    e = _normalise(embeddings.detach().to(torch.float64))
+    cosine = (e @ e.T).clamp(min=0.0, max=1.0)
+    eye = torch.eye(len(e), dtype=torch.float64, device=e.device)
+    return eye + (1 - eye) * weight * cosine
+
+
+# -- Jeong et al. (MLHC 2023; mandiehyewon/ssldml): the published miners and losses ----------------------------
+
+
+def mean_abs_distances(signals: torch.Tensor) -> torch.Tensor:
+    """``[N, N]``: the mean absolute difference of two ECGs over all leads and samples (ssldml's ``euclidean``
+    distance, ``mean(sqrt((x_i - x_j)^2))``)."""
+    flat = signals.detach().reshape(len(signals), -1).to(torch.float64)
+    return torch.cdist(flat, flat, p=1) / flat.shape[1]
+
+
+def _descending(row: np.ndarray) -> np.ndarray:
+    """Indices from the largest value to the smallest, ties by the lower index."""
+    return np.lexsort((np.arange(len(row)), -row))
+
+
+def jeong_distance_triplets(
+    dist: np.ndarray, *, positive: str = "nearest", neg_topk: int = 2, rng: np.random.Generator
+) -> Triplets:
+    """One triplet per anchor (Jeong et al.): the positive is the ECG nearest the anchor (``nearest``, the paper; or
+    ``second_farthest``, what the released code's default path takes), the negative one drawn uniformly from the
+    anchor's ``neg_topk`` farthest ECGs other than the anchor and the positive (the farthest such ECG when none of
+    them qualifies). Ties go to the lower index. Fewer than three ECGs: no triplet."""
+    dist = np.asarray(dist, dtype=np.float64)
+    n = len(dist)
+    if n < 3:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, empty
+    anchors, positives, negatives = [], [], []
+    for a in range(n):
+        others = np.array([j for j in range(n) if j != a])
+        if positive == "nearest":
+            p = int(others[np.lexsort((others, dist[a, others]))[0]])
+        elif positive == "second_farthest":
+            order = _descending(dist[a])
+            p = int(order[1]) if order[1] != a else int(order[0])
+        else:
+            raise ValueError(f"positive must be 'nearest' or 'second_farthest', not {positive!r}")
+        top = [int(j) for j in _descending(np.abs(dist[a]))[:neg_topk] if j not in (a, p)]
+        if not top:
+            top = [int(j) for j in _descending(dist[a]) if j not in (a, p)][:1]
+        anchors.append(a)
+        positives.append(p)
+        negatives.append(top[int(rng.integers(len(top)))])
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return as_tensor(anchors), as_tensor(positives), as_tensor(negatives)
+
+
+def continuous_label_triplets(values: torch.Tensor | np.ndarray) -> Triplets:
+    """One triplet per labelled anchor (Jeong et al.'s label miner on a continuous label, mPCWP): the positive is the
+    record whose value is closest to the anchor's, the negative the one whose value is farthest; ties go to the lower
+    index (``np.argmin``/``np.argmax``), the anchor is never its own positive or negative. Records without a value
+    (NaN) take no part; fewer than two labelled records: no triplet."""
+    y = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    y = y.astype(np.float64).ravel()
+    labelled = np.flatnonzero(np.isfinite(y))
+    anchors, positives, negatives = [], [], []
+    if len(labelled) >= 2:
+        for a in labelled:
+            diff = np.abs(y[labelled] - y[a])
+            self_at = labelled == a
+            negatives.append(int(labelled[np.argmax(np.where(self_at, -np.inf, diff))]))
+            positives.append(int(labelled[np.argmin(np.where(self_at, np.inf, diff))]))
+            anchors.append(int(a))
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return as_tensor(anchors), as_tensor(positives), as_tensor(negatives)
+
+
+@full_precision
+def jeong_triplet_loss(embeddings: torch.Tensor, triplets: Triplets, *, margin: float) -> torch.Tensor:
+    """``mean over all triplets of max(0, ||e_a - e_p||² - ||e_a - e_n||² + margin)`` on the embeddings as they are
+    (not normalised): ssldml's ``criteria/triplet.py``."""
+    a, p, n = triplets
+    if not len(a):
+        return embeddings.sum() * 0.0
+    d_ap = ((embeddings[a] - embeddings[p]) ** 2).sum(dim=1)
+    d_an = ((embeddings[a] - embeddings[n]) ** 2).sum(dim=1)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+@full_precision
+def jeong_margin_loss(embeddings: torch.Tensor, triplets: Triplets, beta: torch.Tensor, *, margin: float) -> torch.Tensor:
+    """Margin loss (Wu et al. 2017) as ssldml's ``criteria/margin.py``: ``d = sqrt(||.||² + 1e-8)`` on unnormalised
+    embeddings, ``β`` per triplet (its anchor's class), ``(Σ relu(d_ap - β + m) + relu(β - d_an + m)) / #triplets
+    with an active term`` (the sum itself when none is)."""
+    a, p, n = triplets
+    if not len(a):
+        return embeddings.sum() * 0.0 + beta.sum() * 0.0
+    d_ap = (((embeddings[a] - embeddings[p]) ** 2).sum(dim=1) + 1e-8).sqrt()
+    d_an = (((embeddings[a] - embeddings[n]) ** 2).sum(dim=1) + 1e-8).sqrt()
+    beta = beta.to(d_ap.dtype)
+    pos, neg = F.relu(d_ap - beta + margin), F.relu(beta - d_an + margin)
+    count = ((pos > 0) | (neg > 0)).sum()
+    total = (pos + neg).sum()
+    return total / count if count > 0 else total
+
+
+# -- CLEF as released (Nokia-Bell-Labs/ecg-foundation-model, ContractiveModel with use_metadata) ----------------
+
+
+def _min_max(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return (x - x.min()) / (x.max() - x.min() + eps)
+
+
+def clef_metadata_similarity(risk: torch.Tensor, missing: torch.Tensor | None = None, *, floor: float = 0.2) -> torch.Tensor:
+    """CLEF's ``[N, N]`` metadata similarity ``M = 1 - W``: ``W = (1 - floor) · minmax((r_i - r_j)²) + floor`` (min and
+    max over the whole matrix, diagonal included), 0 on the diagonal, times ``exp(-m_i m_j)`` when ``missing`` is
+    given; a missing (NaN) risk counts as 0."""
+    r = torch.nan_to_num(risk, nan=0.0, posinf=0.0, neginf=0.0)
+    weights = (1 - floor) * _min_max((r[:, None] - r[None, :]) ** 2) + floor
+    weights = weights.masked_fill(torch.eye(len(r), dtype=torch.bool, device=r.device), 0.0)
+    if missing is not None:
+        weights = weights * torch.exp(-missing[:, None] * missing[None, :])
+    return 1 - weights
+
+
+@full_precision
+def clef_published_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    risk: torch.Tensor,
+    missing: torch.Tensor | None = None,
+    *,
+    temperature: float | torch.Tensor = 0.07,
+    floor: float = 0.2,
+) -> torch.Tensor:
+    """CLEF's pretraining loss as released: ``(L_nce + L_align) / 2`` over the 2N x 2N SimCLR matrix of both views.
+
+    ``M`` (:func:`clef_metadata_similarity`, tiled over the four view blocks); ``s`` the cosine similarities of the
+    2N views; per anchor ``i``, row weights ``ω_i = softmax_j(1 - M_ij)`` over all 2N entries, then without the
+    diagonal: ``L_nce = -mean_i log(e_ip / (e_ip + Σ_{n ≠ i, p} ω_in e_in + 1e-8))`` with ``e_ij = exp(s_ij/τ - max_j
+    s_ij/τ)``; ``L_align = mean_ij (minmax(s)_ij - M_ij)²`` over all (2N)² entries."""
+    n = len(z1)
+    z = _normalise(torch.cat([z1, z2]))
+    sim = z @ z.T
+    meta = clef_metadata_similarity(risk.to(sim.dtype), None if missing is None else missing.to(sim.dtype), floor=floor)
+    meta = meta.repeat(2, 2)
+    off = ~torch.eye(2 * n, dtype=torch.bool, device=sim.device)
+    pair = torch.arange(2 * n, device=sim.device).remainder(n)
+    positive = (pair[:, None] == pair[None, :]) & off
+    weights = torch.softmax(1 - meta, dim=1)
+    scaled = (sim / temperature)[off].view(2 * n, -1)
+    scaled = scaled - scaled.max(dim=1, keepdim=True).values
+    e = torch.exp(scaled)
+    pos = (e * positive[off].view(2 * n, -1)).sum(dim=1)
+    neg = (e * weights[off].view(2 * n, -1) * ~positive[off].view(2 * n, -1)).sum(dim=1)
+    nce = -torch.log(pos / (pos + neg + 1e-8)).mean()
+    align = F.mse_loss(_min_max(sim), meta)
+    return (nce + align) / 2

@@ -8,7 +8,7 @@ depend on is the data as it is now and the code that computed them:
 - ``external``: the same of an external test set (``test_dataset``);
 - ``subgroups``: which of those records are in each prespecified subgroup (their age, sex, the task's columns);
 - ``tables``, ``reports``, ``labels``: what a pretraining objective reads beside the ECGs (metadata, angiography,
-  report text, the layout's labels and their source);
+  report text, the layout's labels and their source, the target tasks' tables);
 - ``pretraining``: the inputs of the pretraining it starts from (a changed pretraining makes its evaluations stale);
 - ``weights``: the sha256 of the given weights file its encoder starts from (``weights =`` in the suite; the hash is
   in the cell's key too, so a changed file is another cell, never a finished one);
@@ -126,7 +126,7 @@ class Inputs:
                 out["reports"] = digest([[str(m.get("report", "")), m.get("statements")] for m in dataset.records["meta"]])
             if "labels" in modalities:  # the layout's labels (PTB-XL's come from a table, CinC 2021's from headers)
                 out["labels"] = digest(record_labels(dataset))
-            if modalities & {"metadata", "angiography"}:
+            if modalities & {"metadata", "angiography", "targets"}:
                 out["tables"] = digest({name: _frame_digest(table) for name, table in sorted(dataset.tables.items())})
             self._cache[key] = out
         return self._cache[key]

@@ -2,7 +2,7 @@
 
 Reads top to bottom: build the encoder, the modality encoders it is paired with (fitted on the training
 records), the objective; assemble batches (random windows, a second window where the objective wants segment
-positives, patient ids, paired modalities, labels, metadata and risk); train with AdamW; save the encoder's
+positives, patient ids, paired modalities, labels, target tasks' labels, metadata and risk); train with AdamW; save the encoder's
 weights with their resolved config as safetensors (loads without executing code).
 """
 
@@ -22,6 +22,7 @@ import torch
 from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
 from ..registry import Registry
+from ..specs import import_object
 from ..suite import Cell, lead_names
 from . import distributed
 from .data import (
@@ -44,13 +45,34 @@ def checkpoint_path(root: Path, cell: Cell) -> Path:
     return Path(root) / CHECKPOINT_DIR / f"{cell.key}.safetensors"
 
 
-#: Objective options the runner reads itself (which modality encoder, at which size); the rest go to the factory.
-RUNNER_OPTIONS = ("modality_encoders", "modality_options")
+#: Objective options the runner reads itself (which modality encoder, at which size, which target tasks); the rest go
+#: to the factory.
+RUNNER_OPTIONS = ("modality_encoders", "modality_options", "targets")
 
 
 def factory_options(cell: Cell) -> dict[str, Any]:
     """The cell's objective options that the objective's factory takes."""
     return {k: v for k, v in cell.objective_options.items() if k not in RUNNER_OPTIONS}
+
+
+def target_values(registry: Registry, dataset: Any, tasks: tuple[str, ...]) -> tuple[pd.DataFrame, tuple[tuple[str, ...], ...]]:
+    """The target tasks' labels on ``dataset``'s records (computed from its own tables, whatever dataset the task
+    names), side by side, indexed by record id, NaN where a record has no label; and each task's columns."""
+    frames, columns = [], []
+    for name in tasks:
+        task = registry.tasks.get(name)
+        try:
+            frame = import_object(task.labels, what=f"task {name!r}")(dataset.task_source, **task.options)
+        except StenceBenchError as exc:  # a missing table or column: say which target needed it
+            raise StenceBenchError(f"target task {name!r}: {exc}") from exc
+        if not isinstance(frame, pd.DataFrame) or frame.shape[1] < 1:
+            raise StenceBenchError(f"target task {name!r}: the label function returned {type(frame).__name__}, not a "
+                                   "DataFrame with one column per class")
+        frame = frame.astype(float)
+        frame.index = frame.index.astype(str)
+        columns.append(tuple(str(c) for c in frame.columns))
+        frames.append(frame.set_axis([f"{name}:{c}" for c in frame.columns], axis=1))
+    return pd.concat(frames, axis=1), tuple(columns)
 
 
 def build_modality_encoder(cell: Cell, registry: Registry, modality: str, name: str) -> torch.nn.Module:
@@ -152,7 +174,7 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     dataset = ws.dataset(dataset_name)
     windows = ws.windows(dataset_name, enc_spec)
     lacking = set(obj_spec.modalities) - set(registry.datasets.get(dataset.source.layout or dataset_name).modalities)
-    lacking -= {"metadata", "labels"}  # the run derives these from the tables and reports of any layout
+    lacking -= {"metadata", "labels", "targets"}  # the run derives these from the tables and reports of any layout
     if lacking and not ("angiography" in lacking and angiogram_paths(dataset)):
         raise StenceBenchError(f"objective {cell.objective!r} needs {', '.join(sorted(lacking))}, which the "
                                f"pretraining dataset {dataset_name!r} does not provide")
@@ -188,6 +210,18 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
                                    "angiogram (or a precomputed angiography embedding)")
         items["angiography"] = [per_patient[str(patients[r])] for r in data_rows]
         modality_encoders["angiography"] = module
+    targets, target_columns = None, None
+    tasks = registry.targets_for(obj_spec, cell.objective_options)
+    if tasks:  # the target tasks' labels of the records; a record without any is left out
+        target_frame, target_columns = target_values(registry, dataset, tasks)
+        per_row = target_frame.reindex(dataset.records["record_id"].iloc[data_rows].to_numpy()).to_numpy(np.float32)
+        keep = np.isfinite(per_row).any(axis=1)
+        if not keep.any():
+            raise StenceBenchError(f"objective {cell.objective!r}: no training record of {dataset_name!r} has a label "
+                                   f"of its target task(s) {', '.join(tasks)}")
+        view_rows, data_rows = view_rows[keep], data_rows[keep]
+        items = {key: [v for v, k in zip(values_, keep) if k] for key, values_ in items.items()}
+        targets = torch.from_numpy(np.ascontiguousarray(per_row[keep]))
     if "text" in names:
         module = build_modality("text")
         texts = report_texts(dataset)
@@ -219,7 +253,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     given_weights = load_given_weights(encoder, cell, registry)  # continue pretraining from given weights
     torch.manual_seed(cell.seed)
     objective = obj_spec.build(encoder, leads=enc_spec.leads, modality_encoders=modality_encoders,
-                               n_labels=None if labels is None else labels.shape[1], **options)
+                               n_labels=None if labels is None else labels.shape[1], target_columns=target_columns,
+                               **options)
     if leads != "all" and getattr(objective, "physical_units", False):
         raise StenceBenchError(f"objective {cell.objective!r} augments in the body's lead geometry (physical_units, "
                                f"such as a VCG rotation), which needs every lead: it cannot pretrain on leads {leads} "
@@ -266,6 +301,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
                 batch["text"] = modality_encoders["text"].collate([items["text"][i] for i in local])
             if labels is not None:
                 batch["labels"] = labels[local]
+            if targets is not None:
+                batch["targets"] = targets[local]
             if metadata is not None:
                 batch["metadata"], batch["risk"] = metadata[local], risk[local]
             with ctx.autocast():
@@ -297,6 +334,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
             "modality_encoders": names, "n_labels": None if labels is None else labels.shape[1],
             "label_vocabulary": vocab if labels is not None else None, "label_source": label_source,
             **({"weights": given_weights} if given_weights is not None else {}),
+            **({"targets": list(tasks), "target_columns": [list(c) for c in target_columns or ()]} if tasks else {}),
+            **(objective.run_info() if hasattr(objective, "run_info") else {}),
             "wall_s": time.perf_counter() - started}
     if ctx.main:
         save_checkpoint(checkpoint_path(root, cell), encoder, cell, info)
@@ -453,7 +492,8 @@ def rebuild_objective(cell: Cell, registry: Registry, root: Path) -> torch.nn.Mo
     modality_encoders = {m: build_modality_encoder(cell, registry, m, n) for m, n in names.items()}
     objective = registry.objectives.get(cell.objective).build(
         encoder, leads=registry.encoders.get(cell.encoder).leads, modality_encoders=modality_encoders,
-        n_labels=stored["info"].get("n_labels"), **factory_options(cell))
+        n_labels=stored["info"].get("n_labels"), target_columns=stored["info"].get("target_columns"),
+        **factory_options(cell))
     load_objective(objective_path(root, cell), objective)
     return objective.eval()
 
