@@ -49,6 +49,8 @@ MANIFEST_COLUMNS = [
     "record_id", "patient_id", "time", "fs", "leads", "n_leads", "n_samples", "encoding", "baseline", "gain",
     "shard", "offset", "source", "files", "fingerprint", "checksum", "meta",
 ]
+#: text columns with a few distinct values in a dataset: held as categories (a code per record), not as text
+_FEW_VALUES = ("leads", "encoding", "baseline", "gain")
 _SUFFIX = {"i16": ".i16", "f32": ".f32"}
 _DTYPE = {"i16": np.int16, "f32": np.float32}
 #: a part also lists quarantined records: the file at fault, what is wrong, why
@@ -109,6 +111,24 @@ def _parse_floats(text: str) -> np.ndarray:
     values = np.array([float(v) for v in text.split(",")], dtype=np.float32)
     values.flags.writeable = False
     return values
+
+
+def _codes(column: pd.Series, *, floats: bool = False) -> tuple[np.ndarray, list[Any]]:
+    """A text column as a code per row and its distinct values (``floats``: a calibration's comma-separated
+    values parsed to a float32 array; empty, as for float32 records, stays ``None``)."""
+    codes, uniques = pd.factorize(column)
+    values = [str(u) for u in uniques]
+    return codes.astype(np.int32), [(_parse_floats(v) if v else None) if floats else v for v in values]
+
+
+def _release_arrow_memory() -> None:
+    """Hand memory that pandas' Arrow-backed columns freed back to the system (their allocator keeps it)."""
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - an allocator without the call: nothing to release
+        pass
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -226,17 +246,27 @@ class ECGStore:
         # a record ingested again (its source changed) lives in a newer shard: keep the newest row
         ok = ok.sort_values("shard", kind="stable").drop_duplicates("record_id", keep="last")
         self.manifest = ok[MANIFEST_COLUMNS].reset_index(drop=True)
-        ids = self.manifest["record_id"].tolist()
-        self._row = dict(zip(ids, range(len(ids))))
+        for column in _FEW_VALUES:
+            self.manifest[column] = self.manifest[column].astype("category")
         bad = parts[parts["status"] == "quarantined"]
         if len(bad):  # (a record quarantined once and stored since is no longer quarantined)
-            bad = bad[[rid not in self._row for rid in bad["record_id"].tolist()]]
+            bad = bad[~bad["record_id"].isin(self.manifest["record_id"])]
         self.quarantine = bad.drop_duplicates("record_id", keep="last")[[*QUARANTINE_COLUMNS, "source"]]
+        del parts, ok, bad
         self._maps: dict[tuple[int, str], np.memmap] = {}
         self._layout = self.manifest[["shard", "offset", "n_leads", "n_samples"]].to_numpy(dtype=np.int64)
-        self._encoding = self.manifest["encoding"].tolist()
-        self._baseline = self.manifest["baseline"].tolist()
-        self._gain = self.manifest["gain"].tolist()
+        # what decodes a record, once per distinct value (a few per dataset), with a small code per record: a
+        # Python string per record and column held ~300 B a record (0.3 GB per process at a million records)
+        self._encoding, self._encodings = _codes(self.manifest["encoding"])
+        self._baseline, self._baselines = _codes(self.manifest["baseline"], floats=True)
+        self._gain, self._gains = _codes(self.manifest["gain"], floats=True)
+        _release_arrow_memory()  # the parts as read and their copies: freed, handed back to the system
+
+    @functools.cached_property
+    def _row(self) -> dict[str, int]:
+        """Record id -> row, built when a record is first looked up by id (the runner reads by row)."""
+        ids = self.manifest["record_id"].tolist()
+        return dict(zip(ids, range(len(ids))))
 
     def _read_parts(self) -> pd.DataFrame:
         return read_parts(self.root)
@@ -268,7 +298,7 @@ class ECGStore:
         """A record's stored samples as they are on disk (int16 or float32), ``[n_leads, n_samples]``."""
         i = self.index_of(item) if isinstance(item, str) else int(item)
         shard, offset, n_leads, n_samples = (int(v) for v in self._layout[i])
-        data = self._shard(shard, self._encoding[i])
+        data = self._shard(shard, self._encodings[self._encoding[i]])
         return data[offset : offset + n_leads * n_samples].reshape(n_leads, n_samples)
 
     def signal(self, item: int | str) -> np.ndarray:
@@ -276,9 +306,9 @@ class ECGStore:
         ``[n_leads, n_samples]``."""
         i = self.index_of(item) if isinstance(item, str) else int(item)
         samples = self.samples(i)
-        if self._encoding[i] == "f32":
+        if self._encodings[self._encoding[i]] == "f32":
             return samples
-        return to_physical(samples, _parse_floats(self._baseline[i]), _parse_floats(self._gain[i]))
+        return to_physical(samples, self._baselines[self._baseline[i]], self._gains[self._gain[i]])
 
     def leads(self, item: int | str) -> tuple[str, ...]:
         i = self.index_of(item) if isinstance(item, str) else int(item)
