@@ -12,11 +12,13 @@ import pytest
 import wfdb
 from click.testing import CliRunner
 from conftest import BUILTINS_ONLY, run_cli
+from plugin_fixtures import TextLayout
 
 from stence_bench.cli import cli
 from stence_bench.data import ingest as ingest_module
 from stence_bench.data.fake import write_ptbxl_layout
 from stence_bench.data.ingest import ingest, read_quarantine
+from stence_bench.data.layouts.base import RecordRef, Scan
 from stence_bench.data.layouts.cinc2021 import Cinc2021Layout
 from stence_bench.data.layouts.mimic_iv_ecg import MimicIvEcgLayout
 from stence_bench.data.layouts.ptbxl import PtbxlLayout
@@ -317,3 +319,95 @@ def test_a_third_party_layout_ingests_through_the_cli(tmp_path):
     np.testing.assert_allclose(store.signal("a"), [[0.1, 0.2, 0.3], [0.0, -0.1, 0.4]], rtol=1e-6)
     assert store.manifest.iloc[0]["fs"] == 100.0
     assert read_quarantine(tmp_path / "store").loc[0, "what"] == "not numbers"
+
+
+def test_each_record_decodes_with_its_own_encoding_and_calibration(tmp_path):
+    """Records of both encodings and of several calibrations, interleaved over two shards, one of them rewritten in
+    the newer shard: every record reads back as its own digital values through its own baseline and gain (the
+    store keeps the calibrations once per distinct value, not once per record)."""
+    from stence_bench.data.records import Record
+    from stence_bench.data.store import SHARD_DIR, ShardWriter, StoreInfo, create_store
+
+    root = tmp_path / "store"
+    create_store(root, StoreInfo(layout="test", source=str(tmp_path), options={}, created="now"))
+    rng = np.random.default_rng(0)
+    expected = {}
+
+    def record(i: int, version: int) -> Record:
+        leads = ("I", "II")
+        if i % 3 == 2:  # float32 millivolts
+            signal = rng.normal(size=(2, 50 + i)).astype(np.float32)
+            expected[f"r{i}"] = signal
+            return Record(f"r{i}", 100.0, leads, f"r{i}.x", signal=signal)
+        digital = rng.integers(-500, 500, size=(2, 50 + i)).astype(np.int16)
+        baseline = np.array([i % 2, -version], dtype=np.float32)
+        gain = np.array([200.0 * (1 + i % 2), 1000.0 + version], dtype=np.float32)
+        expected[f"r{i}"] = (digital.astype(np.float32) - baseline[:, None]) / gain[:, None]
+        return Record(f"r{i}", 100.0, leads, f"r{i}.x", digital=digital, baseline=baseline, gain=gain)
+
+    for shard, (ids, version) in enumerate([(range(6), 0), ([1, 6, 7], 5)]):
+        writer = ShardWriter(root, shard)
+        for i in ids:
+            writer.add(record(i, version))
+        writer.commit()
+    assert (root / SHARD_DIR / "shard-00001.csv").is_file()
+    store = ECGStore(root)
+    assert len(store) == 8 and set(store.manifest["encoding"]) == {"i16", "f32"}
+    for rid, values in expected.items():
+        np.testing.assert_allclose(store.signal(rid), values, rtol=1e-6, atol=1e-7, err_msg=rid)
+    # r1 was stored again in shard 1 with baseline [1, -5] and gain [400, 1005]: the newer row wins
+    raw = store.samples("r1").astype(np.float32)
+    np.testing.assert_allclose(store.signal("r1"), (raw - np.array([[1.0], [-5.0]])) / np.array([[400.0], [1005.0]]),
+                               rtol=1e-6)
+    assert "r7" in store and "r9" not in store and store.index_of("r7") == store.manifest.index[
+        store.manifest["record_id"] == "r7"][0]
+
+
+
+_pulled: list[int] = []  # per reference pulled from the scan: how many records had been read by then
+_read = [0]
+
+
+class StreamedTextLayout(TextLayout):
+    """The text layout whose scan yields its references one at a time (plus a repeated id at the end), counting
+    how far the ingest has pulled them ahead of the records read (in this process)."""
+
+    streamed: bool = True
+
+    def scan(self, source):
+        def refs():
+            for p in sorted(source.glob("*.txt")):
+                _pulled.append(_read[0])
+                yield RecordRef(record_id=p.stem, path=str(p), files=(str(p),))
+            _pulled.append(_read[0])
+            yield RecordRef(record_id="r03", path=str(source / "r03.txt"), files=(str(source / "r03.txt"),))
+        return Scan(refs=refs() if self.streamed else list(refs()))
+
+    def read(self, ref):
+        _read[0] += 1
+        return super().read(ref)
+
+
+def test_a_streamed_scan_is_read_as_it_comes_and_gives_the_same_store(tmp_path):
+    """A layout's scan may yield its references (a million-record source is never listed in memory first): the
+    ingest pulls them as chunks are read, at most a few chunks ahead of the shards written, and the store, counts
+    and quarantine equal those of the same references given as a list (duplicate ids, a bad file, a resume)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"r{i:02d}.txt").write_text(f"0.{i % 10},0.2,0.3\n0.0,-0.1,0.{i % 7}\n")
+    (src / "r40.txt").write_text("0.1,x\n")  # quarantined
+    _pulled.clear()
+    _read[0] = 0
+    streamed = ingest(src, StreamedTextLayout(fs=100), tmp_path / "a", chunk_size=4)
+    ahead = [i - done for i, done in enumerate(_pulled)]  # references pulled beyond the records read
+    assert len(_pulled) == 42 and max(ahead) < 2 * 4 and _pulled[-1] >= 36  # a list would be pulled whole, at 0
+    listed = ingest(src, StreamedTextLayout(fs=100, streamed=False), tmp_path / "b", chunk_size=4)
+    for report in (streamed, listed):
+        assert (report.found, report.ingested, report.skipped, report.quarantined_now) == (42, 40, 0, 2)
+    a, b = ECGStore(tmp_path / "a"), ECGStore(tmp_path / "b")
+    pd.testing.assert_frame_equal(a.manifest.drop(columns="fingerprint"), b.manifest.drop(columns="fingerprint"))
+    pd.testing.assert_frame_equal(read_quarantine(tmp_path / "a"), read_quarantine(tmp_path / "b"))
+    assert list(read_quarantine(tmp_path / "a")["record_id"]) == ["r40"]  # (r03's repeat: its id is stored)
+    again = ingest(src, StreamedTextLayout(fs=100), tmp_path / "a", chunk_size=4, workers=2)
+    assert (again.found, again.ingested, again.skipped) == (42, 0, 40)

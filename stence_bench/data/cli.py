@@ -45,8 +45,11 @@ class ProgressBar:
         self.label = label
         self._bar: Any = None
 
-    def start(self, total: int) -> None:
-        self._bar = click.progressbar(length=total, label=self.label, show_pos=True, show_eta=True, file=sys.stderr)
+    def start(self, total: int | None) -> None:
+        """``total``: how many items, or ``None`` when the work does not know yet (a layout that yields its
+        records as it finds them): then the bar counts without a percentage."""
+        size: dict[str, Any] = {"length": total} if total is not None else {"iterable": iter(())}
+        self._bar = click.progressbar(**size, label=self.label, show_pos=True, show_eta=True, file=sys.stderr)
         self._bar.__enter__()
 
     def update(self, n: int) -> None:

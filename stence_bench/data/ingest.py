@@ -12,9 +12,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 
 import pandas as pd
@@ -142,7 +143,7 @@ def ingest(
     workers: int = 1,
     chunk_size: int = 256,
     progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
     wait_s: float = STORE_WAIT_S,
     echo: Callable[[str], None] | None = None,
 ) -> IngestReport:
@@ -189,7 +190,7 @@ def _remove_if_uncommitted(root: Path, created: bool) -> None:
 
 
 def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_size: int,
-            progress: Callable[[int], None] | None, on_start: Callable[[int], None] | None) -> IngestReport:
+            progress: Callable[[int], None] | None, on_start: Callable[[int | None], None] | None) -> IngestReport:
     started = time.perf_counter()
     info = new_store_info(layout.name, source, layout.model_dump(mode="json"), units=layout.units)
     exists = check_store(root, info)  # before anything is written
@@ -197,7 +198,10 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
         scan = layout.scan(Path(os.path.abspath(source)))  # paths kept relative to the source (store.json: root)
     except NotADirectoryError:
         raise StoreError(f"{source}: not a folder; the {layout.name} layout reads a folder of records") from None
-    if not scan.refs and not scan.problems:
+    total = len(scan.refs) + len(scan.problems) if isinstance(scan.refs, Sized) else None
+    refs = iter(scan.refs)  # a list, or references yielded as the layout finds them
+    first = next(refs, None)
+    if first is None and not scan.problems:
         raise StoreError(f"{source}: the {layout.name} layout found no record{_what_is_there(source)}")
     if not exists:
         create_store(root, info)
@@ -205,76 +209,117 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
 
     existing = ECGStore(root)
     base = os.path.abspath(existing.info.root) if existing.info.root else ""
-    done = dict(zip(existing.manifest["record_id"], zip(existing.manifest["files"], existing.manifest["fingerprint"])))
-    todo: list[RecordRef] = []
-    problems: list[tuple[RecordRef, BadRecord]] = []
-    seen: set[str] = set()
-    for ref in scan.refs:
-        if ref.record_id in seen:
-            problems.append((ref, BadRecord(ref.path, "duplicate record id", f"{ref.record_id!r} appears twice")))
-            continue
-        seen.add(ref.record_id)
-        if ref.record_id in done:
-            files, fp = done[ref.record_id]
-            if fingerprint(existing.path(f) for f in files.split(";")) == fp:
-                continue
-        todo.append(ref)
-    problems += scan.problems
-    skipped = len(scan.refs) + len(scan.problems) - len(todo) - len(problems)
-
     for name, table in scan.tables.items():  # rewritten only when changed: other processes may be reading them
         path, text = root / TABLE_DIR / f"{name}.csv", table.to_csv(index=False)
         if not path.is_file() or path.read_text() != text:
             write_atomic(path, text)
 
     shard = _next_shard(root)
-    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    jobs: list[tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]] = [
-        (shard + i, chunk, []) for i, chunk in enumerate(chunks)
-    ]
-    if problems:
-        jobs.append((shard + len(chunks), [], problems))
+    plan = _Plan(existing, chain([] if first is None else [first], refs), scan.problems, chunk_size, shard)
+    jobs = plan.jobs()
     if on_start:
-        on_start(len(todo) + len(problems))
+        on_start(total)  # the bar counts every record found: a record already stored advances it at once
     n_ok = n_bad = 0
     dropped: dict[str, int] = {}
+    counted = 0  # records the progress callback has been told of
 
     def tally(ok: int, bad: int, channels: dict[str, int]) -> None:
-        nonlocal n_ok, n_bad
+        nonlocal n_ok, n_bad, counted
         n_ok, n_bad = n_ok + ok, n_bad + bad
         for channel, n in channels.items():
             dropped[channel] = dropped.get(channel, 0) + n
         if progress:
-            progress(ok + bad)
+            now = n_ok + n_bad + plan.skipped
+            progress(now - counted)
+            counted = now
 
-    if workers <= 1 or len(jobs) <= 1:
-        for shard_no, refs, probs in jobs:
-            tally(*_ingest_chunk(layout, str(root), shard_no, refs, probs, base))
+    started_jobs = list(islice(jobs, 2))  # one job (a small source) is read here, without worker processes
+    if workers <= 1 or len(started_jobs) <= 1:
+        for shard_no, chunk, probs in chain(started_jobs, jobs):
+            tally(*_ingest_chunk(layout, str(root), shard_no, chunk, probs, base))
     else:
         start = "fork" if sys.platform.startswith("linux") else "spawn"
         with WorkerPool(workers, start=start) as pool:  # readers die with this process
-            pending: set[Future[tuple[int, int, dict[str, int]]]] = {
-                pool.submit(_ingest_chunk, layout, str(root), shard_no, refs, probs, base)
-                for shard_no, refs, probs in jobs
-            }
+            queued = chain(started_jobs, jobs)
+            pending: set[Future[tuple[int, int, dict[str, int]]]] = set()
+
+            def submit(n: int) -> None:  # a few chunks in flight per worker: the scan is pulled as they finish
+                for shard_no, chunk, probs in islice(queued, n):
+                    pending.add(pool.submit(_ingest_chunk, layout, str(root), shard_no, chunk, probs, base))
+
             try:
+                submit(IN_FLIGHT_PER_WORKER * workers)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         tally(*future.result())
+                    submit(len(finished))
             except BaseException:
                 pool.kill()  # at once: a shard in flight is never committed, and the next ingest reads it again
                 raise
-
+    tally(0, 0, {})  # records skipped after the last chunk read
     compact(root, quarantine_before=shard)  # one manifest file; this ingest's quarantine rows replace older ones
     final = ECGStore(root)
     report = root / "quarantine.csv"
     write_atomic(report, final.quarantine[QUARANTINE_COLUMNS].to_csv(index=False))
     return IngestReport(
-        store=root, found=len(scan.refs) + len(scan.problems), ingested=n_ok, skipped=skipped,
+        store=root, found=plan.found + len(scan.problems), ingested=n_ok, skipped=plan.skipped,
         quarantined_now=n_bad, quarantined_total=len(final.quarantine), report=report,
         seconds=time.perf_counter() - started, dropped=dropped,
     )
+
+
+#: Chunks queued per worker process: enough to keep every worker busy, few enough that the scan is pulled as
+#: records are read (references of a million-record source are never all held at once).
+IN_FLIGHT_PER_WORKER = 2
+
+
+class _Plan:
+    """The ingest's jobs, drawn from the scan's references as they come: a record already in the store with
+    unchanged files is skipped, a repeated record id is quarantined, every ``chunk_size`` records to read make one
+    job (one shard, numbered from ``first_shard``), and the records known bad (the scan's and the repeated ids)
+    one last job."""
+
+    def __init__(self, existing: ECGStore, refs: Iterator[RecordRef], problems: list[tuple[RecordRef, BadRecord]],
+                 chunk_size: int, first_shard: int):
+        self.existing, self.refs, self.chunk_size = existing, refs, chunk_size
+        self.problems = list(problems)
+        self.next_shard = first_shard
+        self.found = self.skipped = 0
+        self._files = existing.manifest["files"]
+        self._fingerprints = existing.manifest["fingerprint"]
+
+    def _unchanged(self, ref: RecordRef) -> bool:
+        if ref.record_id not in self.existing:
+            return False
+        i = self.existing.index_of(ref.record_id)
+        files = str(self._files.iat[i]).split(";")
+        return fingerprint(self.existing.path(f) for f in files) == str(self._fingerprints.iat[i])
+
+    def jobs(self) -> Iterator[tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]]:
+        seen: set[str] = set()
+        chunk: list[RecordRef] = []
+        for ref in self.refs:
+            self.found += 1
+            if ref.record_id in seen:
+                self.problems.append((ref, BadRecord(ref.path, "duplicate record id", f"{ref.record_id!r} appears twice")))
+                continue
+            seen.add(ref.record_id)
+            if self._unchanged(ref):
+                self.skipped += 1
+                continue
+            chunk.append(ref)
+            if len(chunk) == self.chunk_size:
+                yield self._job(chunk, [])
+                chunk = []
+        if chunk:
+            yield self._job(chunk, [])
+        if self.problems:
+            yield self._job([], self.problems)
+
+    def _job(self, refs: list[RecordRef], problems: list[tuple[RecordRef, BadRecord]]) -> tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]:
+        self.next_shard += 1
+        return self.next_shard - 1, refs, problems
 
 
 def _what_is_there(source: Path) -> str:

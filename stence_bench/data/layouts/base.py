@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,7 +36,9 @@ class RecordRef:
 class Scan:
     """What a scan found: records to read, records already known bad, and the source's label tables."""
 
-    refs: list[RecordRef]
+    #: the records to read: a list, or an iterator yielding them as they are found (a large source's scan
+    #: should: the ingest pulls references a few chunks ahead of the records it reads)
+    refs: Iterable[RecordRef]
     problems: list[tuple[RecordRef, BadRecord]] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 

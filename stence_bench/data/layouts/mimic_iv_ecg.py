@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,34 +49,45 @@ class MimicIvEcgLayout(Layout):
             records = read_csv_table(list_path)
             require_columns(records, ("subject_id", "study_id", "path"), list_path)
             tables["record_list"] = records
-            rows = [(str(r.study_id), str(r.subject_id), os.path.join(source, f"{r.path}.hea"),
-                     getattr(r, "ecg_time", None)) for r in records.itertuples(index=False)]
-        else:
-            rows = []
+
+        def rows() -> Iterator[tuple[str, str, str, Any]]:
+            if list_path.is_file():
+                for r in records.itertuples(index=False):
+                    yield str(r.study_id), str(r.subject_id), os.path.join(source, f"{r.path}.hea"), getattr(r, "ecg_time", None)
+                return
             for hea in find_headers(source / "files" if (source / "files").is_dir() else source):
                 m = _PATH.search(Path(hea).as_posix())
                 if m:
-                    rows.append((m.group(2), m.group(1), hea, None))
-        measurements: dict[str, dict[str, Any]] = {}
+                    yield m.group(2), m.group(1), hea, None
+
         mm_path = source / "machine_measurements.csv"
+        mm: pd.DataFrame | None = None
+        rows_of: dict[str, int] = {}  # study -> its row of machine_measurements.csv (the last, as before)
         if mm_path.is_file():
             mm = read_csv_table(mm_path)
             require_columns(mm, ("subject_id", "study_id"), mm_path)
             tables["machine_measurements"] = mm
-            for _, row in mm.iterrows():
-                said = statements(row)
-                entry: dict[str, Any] = {"report": " ".join(said), "statements": said}
-                for col in MEASUREMENTS:
-                    if col in row and row[col] == row[col]:
-                        entry[col] = float(row[col])
-                measurements[str(row["study_id"])] = entry
-        refs = [
-            RecordRef(record_id=study, path=hea, patient_id=subject,
-                      time=pd.Timestamp(when).isoformat() if isinstance(when, str) and when else None,
-                      meta=measurements.get(study, {}))
-            for study, subject, hea, when in rows
-        ]
-        return Scan(refs=refs, tables=tables)
+            rows_of = dict(zip(mm["study_id"].astype(str), range(len(mm))))
+
+        def study_meta(study: str) -> dict[str, Any]:
+            """A study's report and intervals, made when its reference is pulled (never 800k dicts at once)."""
+            if mm is None or study not in rows_of:
+                return {}
+            row = mm.iloc[rows_of[study]]
+            said = statements(row)
+            entry: dict[str, Any] = {"report": " ".join(said), "statements": said}
+            for col in MEASUREMENTS:
+                if col in row and row[col] == row[col]:
+                    entry[col] = float(row[col])
+            return entry
+
+        def refs() -> Iterator[RecordRef]:
+            for study, subject, hea, when in rows():
+                yield RecordRef(record_id=study, path=hea, patient_id=subject,
+                                time=pd.Timestamp(when).isoformat() if isinstance(when, str) and when else None,
+                                meta=study_meta(study))
+
+        return Scan(refs=refs(), tables=tables)
 
     def read(self, ref: RecordRef) -> Record:
         record, _ = read_wfdb(ref.path, record_id=ref.record_id)
