@@ -789,3 +789,13 @@ def test_cinc2021_contains_cpsc2018_and_the_shared_recordings_are_found_by_their
     chosen = ws.pretraining_records()
     assert set(chosen.record_ids) == train - shared
     assert chosen.test_overlap == {"cpsc2018.classes": len(shared)}
+
+
+def test_sph_store_exports_its_card_as_croissant(sph, tmp_path):
+    _, table, store_root, _ = sph
+    out = run_cli("data", "croissant", str(store_root), STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert "Shandong Provincial Hospital" in doc["name"] and doc["stence:records"] == len(table)
+    assert doc["stence:card"]["patient_id"].startswith("Patient_ID") and doc["stence:units"] == "mV"
+    assert {"tables/sph_metadata.csv", "tables/code.csv"} <= {d["@id"] for d in doc["distribution"]}
