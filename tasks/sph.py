@@ -37,19 +37,10 @@ def _primary(meta: Any) -> list[str] | None:
 
 def primary_statements(source: TaskSource) -> list[str]:
     """The primary statements of the ``code`` table, in its order (modifiers, codes 200-499, left out)."""
-    from stence_bench.data.layouts.sph import MODIFIERS
+    from stence_bench.data.layouts.sph import is_modifier
 
-    codes = source.table(TABLE, ["Code"])["Code"].astype(str).str.strip()
-    out: list[str] = []
-    for code in codes:
-        try:
-            if int(code) in MODIFIERS:
-                continue
-        except ValueError:
-            pass
-        if code and code not in out:
-            out.append(code)
-    return out
+    codes = source.table(TABLE, ["Code"])["Code"].dropna().astype(str).str.strip()
+    return list(dict.fromkeys(code for code in codes if code and not is_modifier(code)))
 
 
 def statement_labels(source: TaskSource) -> pd.DataFrame:

@@ -19,7 +19,6 @@ recording without its file is not read.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +28,7 @@ import pandas as pd
 from ...errors import StenceBenchError
 from ...specs import TWELVE_LEADS
 from ..records import BadRecord, Record
-from .base import Layout, RecordRef, Scan, require_columns
+from .base import Layout, RecordRef, Scan, files_below, require_columns
 
 if TYPE_CHECKING:
     from ...task_data import TaskSource
@@ -43,20 +42,6 @@ CLASSES: dict[int, str] = {1: "Normal", 2: "AF", 3: "I-AVB", 4: "LBBB", 5: "RBBB
 #: digital units per mV where a recording's values are whole microvolts (the Challenges' WFDB copies' gain)
 GAIN = 1000.0
 
-
-def _mat_files(source: Path) -> dict[str, str]:
-    """``name without .mat`` -> path, for every ``.mat`` file below ``source``."""
-    found: dict[str, str] = {}
-    stack = [os.fspath(source)]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    stack.append(entry.path)
-                elif entry.name.endswith(".mat"):
-                    found.setdefault(entry.name[:-4], entry.path)
-    return dict(sorted(found.items()))
 
 
 def reference_path(source: Path) -> Path:
@@ -156,7 +141,7 @@ class Cpsc2018Layout(Layout):
             if column not in table.columns:
                 table[column] = np.nan
         labels = reference_labels(table, path)
-        files = _mat_files(source)
+        files = files_below(source, ".mat")
         if not files:
             raise StenceBenchError(f"{source}: no .mat recording beside {REFERENCE} (A0001.mat ...)")
         refs: list[RecordRef] = []

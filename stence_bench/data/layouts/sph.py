@@ -19,7 +19,6 @@ mV and multiplies by 1000 for microvolts); option ``mv_per_unit`` rescales a cop
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +29,7 @@ from pydantic import Field
 from ...errors import StenceBenchError
 from ...specs import TWELVE_LEADS
 from ..records import BadRecord, Record
-from .base import Layout, RecordRef, Scan, require_columns
+from .base import Layout, RecordRef, Scan, files_below, require_columns
 
 if TYPE_CHECKING:
     from ...task_data import TaskSource
@@ -51,6 +50,15 @@ def _h5py() -> Any:
     return h5py
 
 
+def is_modifier(code: str) -> bool:
+    """Whether an AHA statement code is a modifier (200-499, the publisher's rule); a code that is not a whole
+    number is not."""
+    try:
+        return int(code) in MODIFIERS
+    except ValueError:
+        return False
+
+
 def parse_aha(text: Any) -> tuple[list[str], list[str]]:
     """``AHA_Code`` -> (the statements as published, the primary statement codes in order of first mention).
 
@@ -63,31 +71,9 @@ def parse_aha(text: Any) -> tuple[list[str], list[str]]:
     primary: list[str] = []
     for entry in entries:
         for code in (c.strip() for c in entry.split("+")):
-            if not code:
-                continue
-            try:
-                if int(code) in MODIFIERS:
-                    continue
-            except ValueError:
-                pass
-            if code not in primary:
+            if code and not is_modifier(code) and code not in primary:
                 primary.append(code)
     return entries, primary
-
-
-def _h5_files(source: Path) -> dict[str, str]:
-    """``name without .h5`` -> path, for every ``.h5`` file below ``source``."""
-    found: dict[str, str] = {}
-    stack = [os.fspath(source)]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    stack.append(entry.path)
-                elif entry.name.endswith(".h5"):
-                    found.setdefault(entry.name[:-3], entry.path)
-    return dict(sorted(found.items()))
 
 
 def _date(value: Any) -> str | None:
@@ -116,7 +102,7 @@ class SphLayout(Layout):
         ids = metadata["ECG_ID"].str.strip()
         if ids.duplicated().any():
             raise StenceBenchError(f"{metadata_path}: ECG_ID {ids[ids.duplicated()].iloc[0]!r} appears twice")
-        files = _h5_files(source)
+        files = files_below(source, ".h5")
         if not files:
             raise StenceBenchError(f"{source}: no .h5 record beside metadata.csv (records/A00001.h5 ...)")
         listed = set(ids)
