@@ -662,12 +662,12 @@ def test_cpsc2018_keeps_values_that_are_not_whole_microvolts_as_float32(tmp_path
     data = np.full((12, 3000), 0.0001234)
     data[0, :10] = np.arange(10) * 1e-4
     (tmp_path / "src").mkdir()
-    cpsc2018_mat(tmp_path / "src" / "A0001.mat", data)
+    cpsc2018_mat(tmp_path / "src" / "A0001.mat", data, age=float("nan"))  # as A0608, A1549, ... are published
     (tmp_path / "src" / "REFERENCE.csv").write_text("Recording,First_label,Second_label,Third_label\nA0001,1,,\n")
     layout = build_layout(registry, "cpsc2018", {})
     (ref,) = layout.scan(tmp_path / "src").refs
     record = layout.read(ref)
-    assert record.digital is None
+    assert record.digital is None and record.meta == {"sex": "Male"}  # an unknown age is no age
     np.testing.assert_array_equal(record.signal, data.astype(np.float32))
 
 
