@@ -36,6 +36,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "stence_bench_tasks.echonext",
     "stence_bench_tasks.code15",
     "stence_bench_tasks.chapman",
+    "stence_bench_tasks.sph",
+    "stence_bench_tasks.cpsc2018",
 )
 ENV_DISABLE_AUTOLOAD = "STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_BLOCK = "STENCE_BENCH_BLOCK_PLUGINS"

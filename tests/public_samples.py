@@ -153,3 +153,71 @@ def code15_sample(folder: Path, *, shards: int = 2, per_shard: int = 8, seed: in
     table = pd.DataFrame(rows, columns=list(CODE15_COLUMNS))
     table.to_csv(folder / "exams.csv", index=False)
     return table
+
+
+# -- SPH (Shandong Provincial Hospital; figshare 10.6084/m9.figshare.c.5779802) ---------------------------------------
+
+#: metadata.csv's columns as published
+SPH_COLUMNS = ("ECG_ID", "AHA_Code", "Patient_ID", "Age", "Sex", "N", "Date")
+#: a few rows of code.csv (Code, Description): primary statements and modifiers (200-499) of AHA/ACC/HRS
+SPH_CODES = (("1", "Normal ECG"), ("22", "Sinus bradycardia"), ("23", "Sinus arrhythmia"),
+             ("50", "Atrial fibrillation"), ("104", "Right bundle-branch block"), ("147", "ST deviation"),
+             ("310", "Possible"), ("346", "In a bigeminal pattern"))
+
+
+def sph_sample(folder: Path, aha_codes: list[str], *, patients: list[str] | None = None, seed: int = 0,
+               seconds: list[int] | None = None) -> pd.DataFrame:
+    """``metadata.csv``, ``code.csv`` and ``records/{ECG_ID}.h5`` (one dataset ``ecg`` [12, N] float32 mV, 500 Hz)
+    for one record per entry of ``aha_codes``; ``patients[i]`` is record i's Patient_ID (default: its own)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    (folder / "records").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, codes in enumerate(aha_codes):
+        ecg_id = f"A{i + 1:05d}"
+        n = 500 * (seconds[i] if seconds else (10 if i % 3 else 12))
+        with h5py.File(folder / "records" / f"{ecg_id}.h5", "w") as fh:
+            fh.create_dataset("ecg", data=rng.normal(0, 0.2, (12, n)).astype(np.float32))
+        rows.append({"ECG_ID": ecg_id, "AHA_Code": codes,
+                     "Patient_ID": (patients[i] if patients else f"{7000 + i:05d}"),
+                     "Age": int(rng.integers(18, 90)), "Sex": "M" if i % 2 else "F", "N": n,
+                     "Date": f"2020-0{1 + i % 8}-1{i % 10}"})
+    table = pd.DataFrame(rows, columns=list(SPH_COLUMNS))
+    table.to_csv(folder / "metadata.csv", index=False)
+    pd.DataFrame(SPH_CODES, columns=["Code", "Description"]).to_csv(folder / "code.csv", index=False)
+    return table
+
+
+# -- CPSC 2018 (http://2018.icbeb.org/Challenge.html) -------------------------------------------------------------
+
+CPSC2018_REFERENCE_COLUMNS = ("Recording", "First_label", "Second_label", "Third_label")
+
+
+def cpsc2018_mat(path: Path, data: np.ndarray, *, sex: str = "Male", age: float = 60.0) -> None:
+    """One recording as released: a MATLAB v5 file with the struct ``ECG`` {sex, age, data [12, N] double mV}."""
+    from scipy.io import savemat
+
+    savemat(path, {"ECG": {"sex": sex, "age": np.array([[age]]), "data": np.asarray(data, dtype=np.float64)}})
+
+
+def cpsc2018_sample(folder: Path, labels: list[list[int]], *, seed: int = 0, sets: int = 3) -> pd.DataFrame:
+    """``TrainingSet{1..sets}/A0001.mat ...`` (whole-microvolt values, 6 to 12 s at 500 Hz) and ``REFERENCE.csv``
+    beside them, one recording per entry of ``labels`` (class numbers 1-9, up to three)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, numbers in enumerate(labels):
+        name = f"A{i + 1:04d}"
+        sub = folder / f"TrainingSet{1 + i % sets}"
+        sub.mkdir(parents=True, exist_ok=True)
+        n = 500 * (6 + i % 7)
+        data = np.round(rng.normal(0, 0.2, (12, n)) * 1000) / 1000  # mV, whole microvolts
+        cpsc2018_mat(sub / f"{name}.mat", data, sex="Male" if i % 2 else "Female", age=float(20 + i))
+        padded = [*numbers, *[None] * (3 - len(numbers))]
+        rows.append({"Recording": name, "First_label": padded[0], "Second_label": padded[1],
+                     "Third_label": padded[2]})
+    table = pd.DataFrame(rows, columns=list(CPSC2018_REFERENCE_COLUMNS))
+    for column in CPSC2018_REFERENCE_COLUMNS[1:]:
+        table[column] = table[column].astype("Int64")
+    table.to_csv(folder / "REFERENCE.csv", index=False)
+    return table

@@ -75,12 +75,15 @@ def _data_page(home: Path) -> None:
     (data / "hospital-dicom").mkdir()
     shutil.copy(REALDATA / "dicom" / "waveform_ecg.dcm", data / "hospital-dicom" / "ecg-0001.dcm")
     _wfdb_folder(data / "any-wfdb-folder")
-    from public_samples import code15_sample, echonext_sample, labevents_rows, measurement_rows
+    from public_samples import (code15_sample, cpsc2018_sample, echonext_sample, labevents_rows, measurement_rows,
+                                sph_sample)
 
     from stence_bench.data.fake import noise_ecg, write_cinc_mat
 
     echonext_sample(data / "echonext" / "1.1.1")
     code15_sample(data / "code15")
+    sph_sample(data / "sph", ["1", "22;50+346", "23"])
+    cpsc2018_sample(data / "cpsc2018", [[1], [2, 7], [5]])
     rng = np.random.default_rng(1)
     for i, dx in enumerate(("426783006", "164889003,426783006")):  # PhysioNet's ecg-arrhythmia: WFDBRecords/NN/NNN
         write_cinc_mat(data / "ecg-arrhythmia" / "1.0.0" / "WFDBRecords" / "01" / "010" / f"JS0000{i + 1}",

@@ -223,7 +223,7 @@ def test_cli_ingest_and_info(tmp_path, realdata):
 
 @pytest.mark.parametrize("args, message", [
     (["--layout", "ptbxll"], "--layout: unknown dataset 'ptbxll'; did you mean 'ptbxl'? "
-                             "(known: chapman-ningbo, cinc2021, code15, dicom, echonext, mimic-iv-ecg, ptbxl, wfdb)"),
+                             "(known: chapman-ningbo, cinc2021, code15, cpsc2018, dicom, echonext, mimic-iv-ecg, ptbxl, sph, wfdb)"),
     (["--layout", "ptbxl", "-o", "rate=250"], "layout 'ptbxl': --option rate: Input should be 100 or 500"),
     (["--layout", "ptbxl", "-o", "speed=1"], "layout 'ptbxl': --option speed: Extra inputs are not permitted"),
     (["--layout", "ptbxl", "-o", "rate"], "--option 'rate': expected KEY=VALUE"),

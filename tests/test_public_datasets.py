@@ -497,3 +497,305 @@ def test_croissant_export_has_the_specs_required_fields_and_the_stores_files(ech
     assert {f["name"] for f in records["field"]} >= {"record_id", "patient_id", "fs", "leads", "checksum"}
     printed = run_cli("data", "croissant", str(store_root), STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
     assert json.loads(printed.stdout)["name"] == doc["name"]
+
+
+# -- SPH (Shandong Provincial Hospital) -----------------------------------------------------------------------------
+
+#: AHA_Code per record of the SPH sample: statements split by ';', modifiers (200-499) joined by '+'
+SPH_AHA = ["1", "22;50+346", "23;147+310", "104", "1", "50", "22;104", "147+310;1", "1", "50+346", "23", "104;147",
+           "1", "22", "50", "104", "1", "23;50", "147", "1", "22", "104+310", "50", "1"]
+#: their primary statements, read by hand
+SPH_PRIMARY = [["1"], ["22", "50"], ["23", "147"], ["104"], ["1"], ["50"], ["22", "104"], ["147", "1"], ["1"], ["50"],
+               ["23"], ["104", "147"], ["1"], ["22"], ["50"], ["104"], ["1"], ["23", "50"], ["147"], ["1"], ["22"],
+               ["104"], ["50"], ["1"]]
+#: two records per patient for the first eight patients, then one each
+SPH_PATIENTS = [f"{i // 2:05d}" if i < 16 else f"{i:05d}" for i in range(len(SPH_AHA))]
+
+
+def test_parse_aha_splits_statements_and_leaves_modifiers_out():
+    from stence_bench.data.layouts.sph import parse_aha
+
+    assert parse_aha("22;50+346") == (["22", "50+346"], ["22", "50"])
+    assert parse_aha(" 147+310 ; 1 ") == (["147+310", "1"], ["147", "1"])
+    assert parse_aha("22;22+310") == (["22", "22+310"], ["22"])  # one statement, once
+    assert parse_aha("310") == (["310"], [])  # a modifier alone is no primary statement
+    assert parse_aha("499;500;199") == (["499", "500", "199"], ["500", "199"])  # 200-499 are the modifiers
+    assert parse_aha(float("nan")) == ([], []) and parse_aha("") == ([], [])
+
+
+@pytest.fixture(scope="module")
+def sph(tmp_path_factory):
+    from public_samples import sph_sample
+
+    folder = tmp_path_factory.mktemp("sph")
+    table = sph_sample(folder, SPH_AHA, patients=SPH_PATIENTS)
+    store = tmp_path_factory.mktemp("stores") / "sph"
+    report = ingest(folder, build_layout(Registry.load(environ=BUILTINS_ONLY), "sph", {}), store, echo=quiet)
+    return folder, table, store, report
+
+
+def test_sph_records_are_the_h5_files_with_their_patients_dates_and_statements(sph):
+    import h5py
+
+    folder, table, store_root, report = sph
+    assert report.ingested == len(table) and report.quarantined_total == 0
+    store = ECGStore(store_root)
+    assert store.info.units == "mV" and set(store.manifest["fs"]) == {500.0}
+    assert {"sph_metadata", "code"} <= set(store.tables())
+    manifest = store.manifest.set_index("record_id")
+    for i, row in table.iterrows():
+        rid = row["ECG_ID"]
+        with h5py.File(folder / "records" / f"{rid}.h5", "r") as fh:
+            np.testing.assert_array_equal(store.signal(rid), fh["ecg"][()])  # [12, N] as published, leads first
+        assert store.leads(rid) == ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+        assert manifest.loc[rid, "patient_id"] == SPH_PATIENTS[i] and manifest.loc[rid, "n_samples"] == row["N"]
+        assert str(manifest.loc[rid, "time"]).startswith(row["Date"])
+        meta = store.meta(rid)
+        assert meta["primary"] == SPH_PRIMARY[i] and meta["aha"] == SPH_AHA[i].split(";")
+        assert meta["sex"] == row["Sex"] and meta["age"] == row["Age"]
+
+
+def test_sph_quarantines_unlisted_and_malformed_files_and_names_a_bad_folder(tmp_path, registry):
+    import h5py
+    from public_samples import sph_sample
+
+    table = sph_sample(tmp_path / "src", ["1", "22", "23", "50"])
+    with h5py.File(tmp_path / "src" / "records" / "A09999.h5", "w") as fh:  # not in metadata.csv
+        fh.create_dataset("ecg", data=np.zeros((12, 5000), np.float32))
+    with h5py.File(tmp_path / "src" / "records" / "A00002.h5", "w") as fh:  # another dataset name
+        fh.create_dataset("signal", data=np.zeros((12, 5000), np.float32))
+    with h5py.File(tmp_path / "src" / "records" / "A00003.h5", "w") as fh:  # leads last
+        fh.create_dataset("ecg", data=np.zeros((5000, 12), np.float32))
+    (tmp_path / "src" / "records" / "A00004.h5").unlink()  # listed, not downloaded: not read
+    report = ingest(tmp_path / "src", build_layout(registry, "sph", {}), tmp_path / "store", echo=quiet)
+    assert report.ingested == 1 and report.quarantined_total == 3
+    reasons = pd.read_csv(report.report, dtype=str).set_index("record_id")["why"]
+    assert "A09999 is not in metadata.csv" in reasons["A09999"]
+    assert "not 'ecg'" in reasons["A00002"] and "(5000, 12), expected [12, samples]" in reasons["A00003"]
+    layout = build_layout(registry, "sph", {})
+    with pytest.raises(StenceBenchError, match="metadata.csv: not found"):
+        layout.scan(tmp_path)
+    table.drop(columns=["Patient_ID"]).to_csv(tmp_path / "src" / "metadata.csv", index=False)
+    with pytest.raises(StenceBenchError, match=r"metadata.csv: missing column\(s\) Patient_ID"):
+        layout.scan(tmp_path / "src")
+    (tmp_path / "empty").mkdir()
+    table.to_csv(tmp_path / "empty" / "metadata.csv", index=False)
+    with pytest.raises(StenceBenchError, match="no .h5 record beside metadata.csv"):
+        layout.scan(tmp_path / "empty")
+
+
+def test_sph_mv_per_unit_rescales_the_samples(tmp_path, registry):
+    from public_samples import sph_sample
+
+    sph_sample(tmp_path / "src", ["1"])
+    layout = build_layout(registry, "sph", {"mv_per_unit": 0.001})
+    (ref,) = layout.scan(tmp_path / "src").refs
+    plain = build_layout(registry, "sph", {}).read(ref).signal
+    np.testing.assert_allclose(layout.read(ref).signal, plain * np.float32(0.001), rtol=1e-6)
+
+
+def test_sph_statements_are_the_primary_statements_of_code_csv_split_by_patient(sph, registry, tmp_path):
+    from stence_bench.protocol.runner import run_suite
+
+    folder, table, _, _ = sph
+    suite = parse_suite(echonext_suite(folder, tasks='["sph.statements"]').replace(
+        'pretrain = "echonext"', 'pretrain = "sph"').replace("sources.echonext", "sources.sph"))
+    ws = Workspace(suite, registry, tmp_path, echo=quiet)
+    labels = ws.labels(registry.tasks.get("sph.statements"))
+    # code.csv lists 1, 22, 23, 50, 104, 147 and the modifiers 310 and 346, which are no class
+    assert list(labels.columns) == ["1", "22", "23", "50", "104", "147"]
+    expected = pd.DataFrame([[1.0 if c in primary else 0.0 for c in labels.columns] for primary in SPH_PRIMARY],
+                            index=pd.Index(table["ECG_ID"], name="record_id"), columns=labels.columns)
+    pd.testing.assert_frame_equal(labels, expected.sort_index(), check_names=False)
+    dataset = ws.dataset("sph")
+    split = pd.Series(dataset.split("patient", 0), index=dataset.records["record_id"].to_numpy())
+    for patient in set(SPH_PATIENTS):  # a patient's records share a split
+        assert split[table.loc[table["Patient_ID"] == patient, "ECG_ID"]].nunique() == 1, patient
+    assert set(split) == {"train", "val", "test"}
+    outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
+    assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]
+
+
+def test_sph_statements_need_code_csv(tmp_path, registry):
+    from stence_bench.task_data import TaskDataError, TaskSource
+
+    records = pd.DataFrame({"record_id": ["A00001"], "patient_id": ["1"], "time": [""],
+                            "meta": [{"primary": ["22"]}]})
+    fn = import_object(registry.tasks.get("sph.statements").labels, what="t")
+    with pytest.raises(TaskDataError, match="needs table 'code'"):
+        fn(TaskSource("sph", records, {}))
+    codes = pd.DataFrame({"Code": ["22", "310"], "Description": ["Sinus bradycardia", "Possible"]})
+    assert fn(TaskSource("sph", records, {"code": codes})).to_dict("index") == {"A00001": {"22": 1.0}}
+
+
+# -- CPSC 2018 ------------------------------------------------------------------------------------------------------
+
+CPSC_LABELS = [[1], [2, 7], [5, 3, 9], [4], [6], [8], [1], [2], [5], [3], [7, 8], [1], [2], [5, 4], [9], [6, 1],
+               [1], [2], [3], [5], [7], [8], [1], [2]]
+
+
+def test_cpsc2018_reads_the_mat_struct_and_reference_csv_across_the_training_sets(tmp_path, registry):
+    from scipy.io import loadmat
+    from public_samples import cpsc2018_sample
+
+    table = cpsc2018_sample(tmp_path / "src", CPSC_LABELS[:6])
+    report = ingest(tmp_path / "src", build_layout(registry, "cpsc2018", {}), tmp_path / "store", echo=quiet)
+    assert report.ingested == 6 and report.quarantined_total == 0
+    store = ECGStore(tmp_path / "store")
+    assert store.info.units == "mV" and set(store.manifest["fs"]) == {500.0} and "reference" in store.tables()
+    manifest = store.manifest.set_index("record_id")
+    names = {1: "Normal", 2: "AF", 3: "I-AVB", 4: "LBBB", 5: "RBBB", 6: "PAC", 7: "PVC", 8: "STD", 9: "STE"}
+    for i, name in enumerate(table["Recording"]):
+        ecg = loadmat(tmp_path / "src" / f"TrainingSet{1 + i % 3}" / f"{name}.mat")["ECG"][0, 0]
+        # whole microvolts: kept as int16 at 1000 per mV, the physical values are the file's
+        assert manifest.loc[name, "encoding"] == "i16"
+        np.testing.assert_allclose(store.signal(name), ecg["data"], rtol=0, atol=1e-6)
+        assert store.signal(name).shape == (12, 500 * (6 + i % 7))
+        meta = store.meta(name)
+        assert meta["labels"] == [names[n] for n in CPSC_LABELS[i]]
+        assert meta["sex"] == ("Male" if i % 2 else "Female") and meta["age"] == 20.0 + i
+
+
+def test_cpsc2018_keeps_values_that_are_not_whole_microvolts_as_float32(tmp_path, registry):
+    from public_samples import cpsc2018_mat
+
+    data = np.full((12, 3000), 0.0001234)
+    data[0, :10] = np.arange(10) * 1e-4
+    (tmp_path / "src").mkdir()
+    cpsc2018_mat(tmp_path / "src" / "A0001.mat", data, age=float("nan"))  # as A0608, A1549, ... are published
+    (tmp_path / "src" / "REFERENCE.csv").write_text("Recording,First_label,Second_label,Third_label\nA0001,1,,\n")
+    layout = build_layout(registry, "cpsc2018", {})
+    (ref,) = layout.scan(tmp_path / "src").refs
+    record = layout.read(ref)
+    assert record.digital is None and record.meta == {"sex": "Male"}  # an unknown age is no age
+    np.testing.assert_array_equal(record.signal, data.astype(np.float32))
+
+
+def test_cpsc2018_names_bad_labels_and_quarantines_bad_files(tmp_path, registry):
+    from public_samples import cpsc2018_mat, cpsc2018_sample
+    from scipy.io import savemat
+
+    cpsc2018_sample(tmp_path / "src", [[1], [2], [3], [4]], sets=1)
+    folder = tmp_path / "src" / "TrainingSet1"
+    cpsc2018_mat(folder / "A9999.mat", np.zeros((12, 3000)))  # not in REFERENCE.csv
+    savemat(folder / "A0002.mat", {"val": np.zeros((12, 3000))})  # no ECG struct
+    cpsc2018_mat(folder / "A0003.mat", np.zeros((3000, 12)))  # leads last
+    report = ingest(tmp_path / "src", build_layout(registry, "cpsc2018", {}), tmp_path / "store", echo=quiet)
+    assert report.ingested == 2 and report.quarantined_total == 3
+    reasons = pd.read_csv(report.report, dtype=str).set_index("record_id")["why"]
+    assert "A9999 is not in REFERENCE.csv" in reasons["A9999"]
+    assert "struct 'ECG'" in reasons["A0002"] and "(3000, 12), expected [12, samples]" in reasons["A0003"]
+    layout = build_layout(registry, "cpsc2018", {})
+    (tmp_path / "src" / "REFERENCE.csv").write_text(
+        "Recording,First_label,Second_label,Third_label\nA0001,1,10,\n")
+    with pytest.raises(StenceBenchError, match=r"REFERENCE.csv: recording A0001: Second_label '?10'? is not a class"):
+        layout.scan(tmp_path / "src")
+    (tmp_path / "src" / "REFERENCE.csv").unlink()
+    with pytest.raises(StenceBenchError, match="holds one REFERENCE.csv"):
+        layout.scan(tmp_path / "src")
+
+
+def test_cpsc2018_classes_run_through_a_tiny_suite(registry, tmp_path):
+    from public_samples import cpsc2018_sample
+
+    from stence_bench.protocol.runner import run_suite
+
+    table = cpsc2018_sample(tmp_path / "src", CPSC_LABELS)
+    suite = parse_suite(echonext_suite(tmp_path / "src", tasks='["cpsc2018.classes"]').replace(
+        'pretrain = "echonext"', 'pretrain = "cpsc2018"').replace("sources.echonext", "sources.cpsc2018"))
+    ws = Workspace(suite, registry, tmp_path / "run", echo=quiet)
+    labels = ws.labels(registry.tasks.get("cpsc2018.classes"))
+    order = ["Normal", "AF", "I-AVB", "LBBB", "RBBB", "PAC", "PVC", "STD", "STE"]
+    assert list(labels.columns) == order
+    expected = pd.DataFrame([[1.0 if k + 1 in numbers else 0.0 for k in range(9)] for numbers in CPSC_LABELS],
+                            index=pd.Index(table["Recording"], name="record_id"), columns=order)
+    pd.testing.assert_frame_equal(labels, expected, check_names=False)
+    outcomes = run_suite(suite, registry, tmp_path / "run", echo=quiet)
+    assert [o.status for o in outcomes] == ["done"], [o.error for o in outcomes]
+
+
+def cpsc_copies_of_real_challenge_records(realdata, tmp_path):
+    """The CinC 2021 CPSC part republishes CPSC 2018's recordings at 1000 units per mV. Reversed on real records:
+    each of the 20 real Challenge records (Georgia E07500-E07509, Chapman JS20000-JS20009) written as a CPSC 2018
+    recording (A0001-A0020: its millivolts in the ECG struct), beside the Challenge folder holding the originals."""
+    import shutil
+
+    from public_samples import cpsc2018_mat
+
+    from stence_bench.data.wfdb_io import read_wfdb
+
+    cinc, cpsc = tmp_path / "cinc", tmp_path / "cpsc"
+    cinc.mkdir()
+    cpsc.mkdir()
+    names = [*(f"E0750{i}" for i in range(10)), *(f"JS2000{i}" for i in range(10))]
+    rows = []
+    for i, name in enumerate(names):
+        for suffix in (".hea", ".mat"):
+            shutil.copy(realdata / "cinc2021" / f"{name}{suffix}", cinc / f"{name}{suffix}")
+        record, _ = read_wfdb(realdata / "cinc2021" / name)
+        mv = record.digital.astype(np.float64) / 1000.0  # the published file's millivolts
+        cpsc2018_mat(cpsc / f"A{i + 1:04d}.mat", mv)
+        rows.append(f"A{i + 1:04d},{1 + i % 9},,")
+    (cpsc / "REFERENCE.csv").write_text("Recording,First_label,Second_label,Third_label\n" + "\n".join(rows) + "\n")
+    return cinc, cpsc, dict(zip((f"A{i + 1:04d}" for i in range(len(names))), names))
+
+
+def cpsc_overlap_suite(cinc, cpsc, policy: str | None) -> str:
+    setting = f'test_overlap = "{policy}"\n' if policy else ""
+    return f"""
+name = "cpsc-overlap"
+tasks = ["cpsc2018.classes"]
+encoders = [{{name = "resnet1d_wang", preset = "tiny"}}]
+objectives = ["metric_learning"]
+controls = false
+[protocol.pretrain]
+{setting}epochs = 1
+batch_size = 4
+[data]
+pretrain = "cinc2021"
+[data.sources.cinc2021]
+path = "{cinc}"
+[data.sources.cpsc2018]
+path = "{cpsc}"
+"""
+
+
+def test_cinc2021_contains_cpsc2018_and_the_shared_recordings_are_found_by_their_signals(realdata, registry,
+                                                                                         tmp_path):
+    from stence_bench.protocol.data import HeldOutOverlapError
+    from stence_bench.suite import check_names
+
+    assert "cpsc2018" in registry.datasets.get("cinc2021").contains
+    cinc, cpsc, original = cpsc_copies_of_real_challenge_records(realdata, tmp_path)
+    problems = check_names(parse_suite(cpsc_overlap_suite(cinc, cpsc, None)), registry, "overlap.toml")
+    assert len(problems) == 1 and "test_overlap" in problems[0] and "cpsc2018.classes" in problems[0]
+    assert check_names(parse_suite(cpsc_overlap_suite(cinc, cpsc, "exclude")), registry) == []
+
+    ws = Workspace(parse_suite(cpsc_overlap_suite(cinc, cpsc, None)), registry, tmp_path / "a", echo=quiet)
+    # one recording, one checksum: the CPSC copy is stored as the Challenge stores it (int16, 1000 per mV)
+    ingested = {name: ws.dataset(name).store.manifest.set_index("record_id")["checksum"]
+                for name in ("cinc2021", "cpsc2018")}
+    for copy, name in original.items():
+        assert ingested["cpsc2018"][copy] == ingested["cinc2021"][name], copy
+    cpsc_set = ws.dataset("cpsc2018")
+    held = {original[r] for r, s in zip(cpsc_set.records["record_id"], cpsc_set.split("patient", 0)) if s != "train"}
+    cinc_set = ws.dataset("cinc2021")
+    train = set(cinc_set.records["record_id"][cinc_set.split("patient", 0) == "train"])
+    shared = held & train
+    assert shared, "the situation needs a held-out CPSC recording among the Challenge's training records"
+    with pytest.raises(HeldOutOverlapError, match=r"cpsc2018\.classes.*test_overlap"):
+        ws.pretraining_records()
+    ws = Workspace(parse_suite(cpsc_overlap_suite(cinc, cpsc, "exclude")), registry, tmp_path / "a", echo=quiet)
+    chosen = ws.pretraining_records()
+    assert set(chosen.record_ids) == train - shared
+    assert chosen.test_overlap == {"cpsc2018.classes": len(shared)}
+
+
+def test_sph_store_exports_its_card_as_croissant(sph, tmp_path):
+    _, table, store_root, _ = sph
+    out = run_cli("data", "croissant", str(store_root), STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert "Shandong Provincial Hospital" in doc["name"] and doc["stence:records"] == len(table)
+    assert doc["stence:card"]["patient_id"].startswith("Patient_ID") and doc["stence:units"] == "mV"
+    assert {"tables/sph_metadata.csv", "tables/code.csv"} <= {d["@id"] for d in doc["distribution"]}

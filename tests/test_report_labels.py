@@ -185,3 +185,18 @@ def test_layouts_declaring_labels_give_some():
     for spec in registry.datasets:
         layout = import_object(spec.reader, what=spec.name)
         assert bool(layout.label_source) == ("labels" in spec.modalities or "text" in spec.modalities), spec.name
+
+
+def test_sph_and_cpsc2018_labels_are_their_statements_and_classes(tmp_path):
+    """SPH: the primary statements of AHA_Code (modifiers 200-499 left out); CPSC 2018: REFERENCE.csv's classes."""
+    from public_samples import cpsc2018_sample, sph_sample
+
+    from stence_bench.data.layouts.cpsc2018 import Cpsc2018Layout
+    from stence_bench.data.layouts.sph import SphLayout
+
+    sph_sample(tmp_path / "sph", ["1", "22;50+346", "147+310;1", "310"])
+    scan = SphLayout().scan(tmp_path / "sph")
+    assert SphLayout().labels(_source(scan.refs)) == [["1"], ["22", "50"], ["147", "1"], []]
+    cpsc2018_sample(tmp_path / "cpsc", [[1], [2, 7], [5, 3, 9]])
+    scan = Cpsc2018Layout().scan(tmp_path / "cpsc")
+    assert Cpsc2018Layout().labels(_source(scan.refs)) == [["Normal"], ["AF", "PVC"], ["RBBB", "I-AVB", "STE"]]

@@ -75,7 +75,7 @@ def test_a_source_needs_a_registered_layout(registry):
     text = HEAD + '[data.sources.ptbxl]\npath = "p"\nlayout = "ptbx"\n[data.sources.holter]\npath = "h"\n'
     found = names(text, registry)
     known = ", ".join(sorted(registry.datasets.names()))
-    assert "cinc2021, " in known and "ptbxl, wfdb" in known
+    assert "cinc2021, " in known and "ptbxl, sph, wfdb" in known
     assert found[0] == f"v.toml: data.sources.ptbxl.layout: unknown dataset 'ptbx'; did you mean 'ptbxl'? (known: {known})"
     assert found[1] == (f"v.toml: data.sources.holter: no layout is registered as 'holter'; name one with "
                         f"layout = \"...\" (known: {known})")

@@ -26,8 +26,8 @@ CINC2021_CARD = DatasetCard(
     leads=TWELVE_LEADS, patient_id=_EACH_RECORD,
     splits="none published for the training set (the test sets are hidden): tasks split by patient (seeded)",
     size="88,253 ECGs from 8 sources (CPSC, CPSC-Extra, INCART, PTB, PTB-XL, Georgia, Chapman-Shaoxing, Ningbo)",
-    notes=("Its HR* records are PTB-XL's, its JS* records Chapman-Shaoxing/Ningbo's (contains = ptbxl, "
-           "chapman-ningbo); labels are SNOMED-CT codes in '# Dx'."),
+    notes=("Its HR* records are PTB-XL's, its JS* records Chapman-Shaoxing/Ningbo's, its A* records CPSC 2018's "
+           "training set (contains = ptbxl, chapman-ningbo, cpsc2018); labels are SNOMED-CT codes in '# Dx'."),
 )
 MIMIC_IV_ECG_CARD = DatasetCard(
     title="MIMIC-IV-ECG: Diagnostic Electrocardiogram Matched Subset", licence="ODbL-1.0", access="open",
@@ -68,6 +68,33 @@ CHAPMAN_CARD = DatasetCard(
     notes=("WFDB .hea/.mat with # Age, # Sex, # Dx (SNOMED-CT), as the Challenge 2021's JS records, which are the "
            "same ECGs (cinc2021 contains chapman-ningbo)."),
 )
+SPH_CARD = DatasetCard(
+    title="A large-scale multi-label 12-lead electrocardiogram database with standardized diagnostic statements "
+          "(Shandong Provincial Hospital, SPH)",
+    licence="CC-BY-4.0", access="open", url="https://doi.org/10.6084/m9.figshare.c.5779802",
+    doi="10.6084/m9.figshare.c.5779802", sampling_rates=(500.0,), units="mV", leads=TWELVE_LEADS,
+    patient_id="Patient_ID of metadata.csv (24,666 patients for 25,770 records)",
+    splits=("none published as a file: tasks split by patient (seeded); the paper's 80/20 analysis split (every "
+            "record of a patient with several in the test part) has no validation part and is not offered"),
+    size="25,770 ECGs of 24,666 patients, 10 to 60 s",
+    notes=("records/A00001.h5 ..., each with one HDF5 dataset 'ecg' [12, N]; metadata.csv (ECG_ID, AHA_Code, "
+           "Patient_ID, Age, Sex, N, Date), code.csv (Code, Description). AHA_Code: statements split by ';', "
+           "modifiers joined by '+' (codes 200-499, the publisher's rule). Values read as millivolts, as the "
+           "public readers do (option mv_per_unit). Filtered by the recording machine (power line, baseline "
+           "wander, muscle noise)."),
+)
+CPSC2018_CARD = DatasetCard(
+    title="The China Physiological Signal Challenge 2018 (CPSC 2018) training set", licence="CC-BY-4.0",
+    access="open", url="http://2018.icbeb.org/Challenge.html", doi="10.1166/jmihi.2018.2442",
+    sampling_rates=(500.0,), units="mV", leads=TWELVE_LEADS, patient_id=_EACH_RECORD,
+    splits="none published for the training set (the test set is hidden): tasks split by patient (seeded)",
+    size="6,877 ECGs of 6 to 60 s",
+    notes=("One MATLAB file per recording (A0001.mat ...) with a struct ECG {sex, age, data [12, N] in mV}; "
+           "REFERENCE.csv (Recording, First_label, Second_label, Third_label) with up to three of nine classes "
+           "numbered 1-9. The Challenges 2020 and 2021 republish these recordings (cinc2021 contains cpsc2018); "
+           "whole-microvolt values are stored as their WFDB copies are (int16, 1000 per mV), so both copies share "
+           "a checksum. The licence is the Challenge 2020/2021 copy's; the 2018 site states none."),
+)
 DICOM_CARD = DatasetCard(
     title="A folder of DICOM 12-lead ECG waveforms and X-ray angiograms", licence="that of the source",
     access="local", units="mV", patient_id="DICOM PatientID (0010,0020)",
@@ -92,7 +119,8 @@ def register_datasets(register):
     register(DatasetSpec(
         name="cinc2021", reader=f"{_LAYOUTS}.cinc2021:Cinc2021Layout", formats=("wfdb-mat",),
         modalities=("ecg", "labels", "metadata"),
-        contains=("ptbxl", "chapman-ningbo"),  # its HR* records are PTB-XL's, its JS* Chapman-Shaoxing/Ningbo's
+        # its HR* records are PTB-XL's, its JS* Chapman-Shaoxing/Ningbo's, its A* CPSC 2018's training set
+        contains=("ptbxl", "chapman-ningbo", "cpsc2018"),
         description="PhysioNet/CinC Challenge 2021: WFDB .mat records with # Age, # Sex, # Dx (SNOMED-CT)",
         citation="Reyna et al., CinC 2021", card=CINC2021_CARD,
     ))
@@ -120,6 +148,18 @@ def register_datasets(register):
         modalities=("ecg", "labels", "metadata"),
         description="Chapman-Shaoxing and Ningbo (PhysioNet ecg-arrhythmia): WFDBRecords/*/*/JS*.hea with # Dx",
         citation="Zheng et al., Sci Data 2020; PhysioNet 2022", card=CHAPMAN_CARD,
+    ))
+    register(DatasetSpec(
+        name="sph", reader=f"{_LAYOUTS}.sph:SphLayout", formats=("hdf5",),
+        modalities=("ecg", "patient_id", "labels", "metadata"),
+        description="SPH (Shandong Provincial Hospital): metadata.csv, code.csv, records/A*.h5 (dataset ecg)",
+        citation="Liu et al., Sci Data 2022", card=SPH_CARD,
+    ))
+    register(DatasetSpec(
+        name="cpsc2018", reader=f"{_LAYOUTS}.cpsc2018:Cpsc2018Layout", formats=("matlab",),
+        modalities=("ecg", "labels", "metadata"),
+        description="CPSC 2018 training set: REFERENCE.csv and A*.mat (struct ECG: sex, age, data)",
+        citation="Liu et al., J Med Imaging Health Inform 2018", card=CPSC2018_CARD,
     ))
     register(DatasetSpec(
         name="dicom", reader=f"{_LAYOUTS}.dicom_folder:DicomLayout", formats=("dicom-ecg", "dicom-xa"),

@@ -179,6 +179,23 @@ def find_headers(source: Path, signal_files: list[str] | None = None) -> list[st
     return sorted(found)
 
 
+def files_below(source: Path, suffix: str) -> dict[str, str]:
+    """Every file named ``*{suffix}`` below ``source``: its name without the suffix -> its path, sorted by name (the
+    first found wins where two folders hold one name). For sources of one file per record (SPH's ``.h5``, CPSC
+    2018's ``.mat``)."""
+    found: dict[str, str] = {}
+    stack = [os.fspath(source)]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.name.endswith(suffix):
+                    found.setdefault(entry.name[: -len(suffix)], entry.path)
+    return dict(sorted(found.items()))
+
+
 def build_layout(registry: Any, name: str, options: dict[str, Any], *, option_prefix: str = "",
                  name_prefix: str = "") -> Layout:
     """The registered layout ``name`` built with ``options``; an unknown name or a bad option is one-line error."""
