@@ -21,6 +21,7 @@ building the same view write identical chunks.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -58,16 +59,22 @@ class ContractView:
         self._offset = kept["offset"].astype(np.int64).to_numpy()
         self._length = kept["n_samples"].astype(np.int64).to_numpy()
         #: ``[records, leads]``: whether each record has each of the contract's leads (a lacking one is zeros)
-        lacking = [set(m.split("+")) - {""} for m in (kept["missing"] if "missing" in kept else [""] * len(kept))]
-        self.present = np.array([[lead not in lack for lead in spec.leads] for lack in lacking],
-                                dtype=bool).reshape(len(kept), len(spec.leads))
-        self._position = {rid: i for i, rid in enumerate(self.record_ids)}
+        self.present = np.ones((len(kept), len(spec.leads)), dtype=bool)
+        missing = kept["missing"] if "missing" in kept else pd.Series([""] * len(kept))
+        for i in np.flatnonzero((missing != "").to_numpy()):  # (most records lack no lead: nothing per record)
+            lacking = set(str(missing.iat[i]).split("+"))
+            self.present[i] = [lead not in lacking for lead in spec.leads]
         self._data = [np.memmap(os.path.join(self.folder, f"{chunk}.f32"), dtype=np.float32, mode="r")
                       if os.path.getsize(os.path.join(self.folder, f"{chunk}.f32")) else np.zeros(0, np.float32)
                       for chunk in chunks]
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+    @functools.cached_property
+    def _position(self) -> dict[str, int]:
+        """Record id -> position, built when a record is first looked up by id (batches read by position)."""
+        return {rid: i for i, rid in enumerate(self.record_ids)}
 
     @property
     def lengths(self) -> np.ndarray:
