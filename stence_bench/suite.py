@@ -27,6 +27,7 @@ from .errors import StenceBenchError, SuiteError, UnknownNameError, did_you_mean
 from .hashing import digest
 from .registry import Registry
 from .specs import Name, OmitWhenDefault, WeightsLayout
+from .synth.side import Knob, SideInformation
 
 Stage = Literal["linear_probe", "finetune", "zero_shot"]
 #: ``all`` (the encoder's own leads), or lead names joined by ``+``: ``I`` (lead I alone), ``I+II``, ``II+V5``.
@@ -218,6 +219,11 @@ class SyntheticData(_Model):
     patients: Annotated[int, Field(ge=20)] = 400
     seed: int = 0
     angiograms: bool = True
+    #: Noise and dropout of each paired modality (report, angiography, angiography_embeddings, metadata, risk):
+    #: ``side = { report = { dropout = 0.5 } }`` (docs/synthetic.md, "Side information"); default: as generated.
+    side: SideInformation = SideInformation()
+
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("side",)
 
 
 class DataSource(_Model):
@@ -354,6 +360,8 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("protocol", "external"): External,
     ("data",): DataConfig,
     ("data", "synthetic"): SyntheticData,
+    ("data", "synthetic", "side"): SideInformation,
+    **{("data", "synthetic", "side", m): Knob for m in SideInformation.model_fields},
     ("cluster",): Cluster,
     ("comparisons",): Comparison,
     ("comparisons", "row"): RowRef,

@@ -271,7 +271,11 @@ def recipe_lvef(measurements: Path, out: Path, names: tuple[str, ...]) -> None:
 @click.option("--patients", type=click.IntRange(min=1), default=200, show_default=True, help="Patients to generate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--no-angiograms", is_flag=True, help="Skip the DICOM angiograms (faster).")
-def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool) -> None:
+@click.option("--side", "side", multiple=True, metavar="MODALITY.KNOB=SHARE",
+              help="Noise or dropout of a paired modality (report, angiography, angiography_embeddings, metadata, "
+                   "risk), a share from 0 to 1: report.dropout=1 leaves every report empty, "
+                   "angiography_embeddings.noise=1 gives each patient another's. Repeat for several. Default: none.")
+def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool, side: tuple[str, ...]) -> None:
     """Generate the built-in synthetic cohort into OUT (a new folder).
 
     ECGs from a physiological dipole model driven by latent coronary stenosis, LVEF, potassium, mPCWP and
@@ -279,10 +283,12 @@ def synth_command(out: Path, patients: int, seed: int, no_angiograms: bool) -> N
     stenosis, echo, labs, catheter) and DICOM angiograms. See docs/synthetic.md.
     """
     from ..synth.cohort import synthesize
+    from ..synth.side import SideInformation
 
+    knobs = SideInformation.from_assignments(side)
     with ProgressBar("synthesizing") as bar:
         summary = synthesize(out, patients, seed, angiograms=not no_angiograms, on_start=bar.start,
-                             progress=bar.update)
+                             progress=bar.update, side=knobs)
     click.echo(f"{out}: {summary['patients']} patients, {summary['ecgs']} ECGs, {summary['angiograms']} angiograms")
     click.echo(f"  stence-bench data ingest {out / 'mimic-iv-ecg'} --layout mimic-iv-ecg --store STORE")
     click.echo(f"  stence-bench data ingest {out / 'ptbxl'} --layout ptbxl --store STORE")

@@ -225,16 +225,20 @@ class Workspace:
             return None
         from ..synth.cohort import GENERATOR_VERSION, synthesize
 
-        folder = self.root / "data" / f"synthetic-{synthetic.patients}p-seed{synthetic.seed}-v{GENERATOR_VERSION}"
+        # a cohort with its paired modalities' knobs set is another cohort (its own folder, so its own stores)
+        side = synthetic.side.key()
+        folder = self.root / "data" / (f"synthetic-{synthetic.patients}p-seed{synthetic.seed}-v{GENERATOR_VERSION}"
+                                       + (f"-{side}" if side else ""))
         if not (folder / "cohort.json").is_file():
             if folder.exists():
                 shutil.rmtree(folder)  # an interrupted generation: start again
-            self.echo(f"generating the synthetic cohort ({synthetic.patients} patients, seed {synthetic.seed}) "
-                      f"in {folder} ...")
+            self.echo(f"generating the synthetic cohort ({synthetic.patients} patients, seed {synthetic.seed}"
+                      + (f", side information {synthetic.side.summary()}" if side else "") + f") in {folder} ...")
             tmp = folder.with_name(folder.name + ".tmp")
             if tmp.exists():
                 shutil.rmtree(tmp)
-            synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed, angiograms=synthetic.angiograms)
+            synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed, angiograms=synthetic.angiograms,
+                       side=synthetic.side)
             tmp.rename(folder)
         return folder
 

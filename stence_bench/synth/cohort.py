@@ -17,7 +17,9 @@
         angiography_embeddings.csv     per patient, a stand-in for a frozen angiography encoder's output
       angiography/                     one small multi-frame DICOM XA angiogram per patient
 
-Same seed, same bytes: every random draw comes from generators seeded by ``(seed, stage, batch)``.
+Same seed, same bytes: every random draw comes from generators seeded by ``(seed, stage, batch)``. The paired
+modalities' knobs (:mod:`stence_bench.synth.side`) draw from streams of their own, so at their defaults (0) the cohort
+is the same, byte for byte, as without them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..data.wfdb_io import write_wfdb
 from ..errors import StenceBenchError
 from .ecg import generate
 from .physiology import VESSELS, ischaemia, morphology, sample_patients
+from .side import MODALITIES, Knob, SideInformation
 
 GENERATOR_VERSION = "6"
 FS = 500
@@ -173,8 +176,8 @@ def _patients_table(patients: pd.DataFrame, rng: np.random.Generator) -> pd.Data
     return table
 
 
-def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, rng: np.random.Generator
-            ) -> dict[str, pd.DataFrame]:
+def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, rng: np.random.Generator,
+            seed: int = 0, side: SideInformation = SideInformation()) -> dict[str, pd.DataFrame]:
     first_ecg = ecgs.groupby("patient")["time"].min()
     # an echo within a week of most ECGs (ECG-echo pairs, as the LVEF studies select them); a right-heart
     # catheterisation (mPCWP) within hours of most ECGs of four patients in five
@@ -205,24 +208,103 @@ def _tables(patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, 
     sten = stenosis.assign(subject_id=10000000 + stenosis["patient"],
                            angiogram=[f"angiography/{10000000 + p}.dcm" for p in stenosis["patient"]])
     sten = sten[["subject_id", "segment", "vessel", "stenosis_pct", "angiogram"]]
-    return {"patients": _patients_table(patients, rng), "stenosis": sten, "echo": echo, "cath": cath, "labs": labs,
-            "angiography_embeddings": _angiography_embeddings(stenosis, rng)}
+    table = _side_patients(_patients_table(patients, rng), seed, side)
+    embeddings = _angiography_embeddings(stenosis, rng, seed, side.angiography_embeddings)
+    if side.angiography.dropout:
+        kept = angiogram_stenosis(stenosis, seed, side.angiography)
+        sten = sten.assign(angiogram=sten["angiogram"].where(sten["subject_id"].isin([10000000 + p for p in kept])))
+    return {"patients": table, "stenosis": sten, "echo": echo, "cath": cath, "labs": labs,
+            "angiography_embeddings": embeddings}
+
+
+# -- the paired modalities' knobs (stence_bench.synth.side) ----------------------------------------------------------
+
+#: The patients table's metadata columns (the ``metadata`` modality; ``score2`` is the ``risk`` modality).
+METADATA_COLUMNS = ("age", "sex", "bmi", "sbp", "dbp", "smoking", "diabetes", "cholesterol")
+
+
+def _side_rng(seed: int, modality: str) -> np.random.Generator:
+    """The stream of a modality's knob: apart from every stage of the cohort itself (stages 0-5), so the cohort
+    does not change when a knob is at 0."""
+    return _rng(seed, 10, MODALITIES.index(modality))
+
+
+def _donors(n: int, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Whose modality row ``i`` carries: its own, or for a ``share`` of the rows, a row drawn at random from all of
+    them (independent of row ``i``: at 1, the modality is independent of the patient). The draws do not depend on
+    ``share``, so a larger share swaps a superset of the rows a smaller one swaps."""
+    swap = rng.random(n) < share
+    other = rng.integers(0, n, n)
+    return np.where(swap, other, np.arange(n))
+
+
+def side_reports(codes: list[dict[str, float]], seed: int, knob: Knob = Knob()) -> list[list[str]]:
+    """Each ECG's machine report (:func:`report`) after the ``report`` knob: ``noise``, another ECG's report;
+    ``dropout``, each statement left out with that probability (1: every report empty)."""
+    reports = [report(c) for c in codes]
+    if knob.is_default:
+        return reports
+    rng = _side_rng(seed, "report")
+    donors = _donors(len(reports), knob.noise, rng)
+    width = max(len(r) for r in reports)
+    keep = rng.random((len(reports), width)) >= knob.dropout
+    return [[s for j, s in enumerate(reports[d]) if keep[i, j]] for i, d in enumerate(donors)]
+
+
+def _side_patients(table: pd.DataFrame, seed: int, side: SideInformation) -> pd.DataFrame:
+    """The patients table after the ``metadata`` knob (its :data:`METADATA_COLUMNS`: another patient's row; each
+    value missing) and the ``risk`` knob (``score2``: another patient's; missing)."""
+    for modality, columns in (("metadata", list(METADATA_COLUMNS)), ("risk", ["score2"])):
+        knob: Knob = getattr(side, modality)
+        if knob.is_default:
+            continue
+        rng = _side_rng(seed, modality)
+        donors = _donors(len(table), knob.noise, rng)
+        values = table[columns].iloc[donors].reset_index(drop=True)
+        values.index = table.index
+        missing = rng.random(values.shape) < knob.dropout
+        table = table.copy()
+        for j, column in enumerate(columns):
+            table[column] = values[column].where(~missing[:, j]) if missing[:, j].any() else values[column]
+    return table
+
+
+def angiogram_stenosis(stenosis: pd.DataFrame, seed: int, knob: Knob = Knob()) -> dict[int, dict[str, float]]:
+    """Patient -> the per-segment stenosis its angiogram draws, after the ``angiography`` knob: ``noise``, another
+    patient's; ``dropout``, no angiogram (the patient is left out)."""
+    drawn = {int(p): dict(zip(g["segment"], g["stenosis_pct"])) for p, g in stenosis.groupby("patient")}
+    if knob.is_default:
+        return drawn
+    patients = sorted(drawn)
+    rng = _side_rng(seed, "angiography")
+    donors = _donors(len(patients), knob.noise, rng)
+    kept = rng.random(len(patients)) >= knob.dropout
+    return {p: drawn[patients[d]] for p, d, k in zip(patients, donors, kept) if k}
 
 
 #: Width of the precomputed angiography embeddings (the default input of the ``angio_embedding`` encoder).
 ANGIO_EMBED_DIM = 128
 
 
-def _angiography_embeddings(stenosis: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _angiography_embeddings(stenosis: pd.DataFrame, rng: np.random.Generator, seed: int = 0,
+                            knob: Knob = Knob()) -> pd.DataFrame:
     """What a frozen angiography encoder would hand over (StenCE trains on precomputed angiography embeddings):
     per patient, a fixed random linear map of the per-segment stenosis (fraction of the lumen) plus noise,
-    standardised. The map is the same for every cohort; the noise is the cohort's."""
+    standardised. The map is the same for every cohort; the noise is the cohort's. The ``angiography_embeddings``
+    knob: ``noise``, the map of another patient's stenosis; ``dropout``, the patient's row left out."""
     table = stenosis.pivot_table(index="patient", columns="segment", values="stenosis_pct").fillna(0.0) / 100
     mixing = np.random.default_rng(20261122).standard_normal((table.shape[1], ANGIO_EMBED_DIM))
-    values = table.to_numpy() @ mixing + 0.5 * rng.standard_normal((len(table), ANGIO_EMBED_DIM))
+    lumen = table.to_numpy()
+    if not knob.is_default:
+        side_rng = _side_rng(seed, "angiography_embeddings")
+        lumen = lumen[_donors(len(table), knob.noise, side_rng)]
+        kept = side_rng.random(len(table)) >= knob.dropout
+    values = lumen @ mixing + 0.5 * rng.standard_normal((len(table), ANGIO_EMBED_DIM))
     values = (values - values.mean(axis=0)) / (values.std(axis=0) + 1e-9)
     frame = pd.DataFrame(values.round(4), columns=[f"e{i}" for i in range(ANGIO_EMBED_DIM)])
     frame.insert(0, "subject_id", 10000000 + table.index.to_numpy())
+    if not knob.is_default:
+        frame = frame[kept].reset_index(drop=True)
     return frame
 
 
@@ -249,19 +331,38 @@ def ecg_batches(ecgs: pd.DataFrame, seed: int, batch: int = 128) -> Iterator[tup
         yield part, generate(beats, rhythm, noise, fs=FS, seconds=SECONDS, rng=rng), truth
 
 
+def paired_modalities(patients: int, seed: int, side: SideInformation = SideInformation(), *, batch: int = 128
+                      ) -> dict[str, Any]:
+    """The cohort's paired modalities in memory, as :func:`synthesize` writes them, without the ECG signals:
+    ``ecgs`` (one row per ECG with its patient's latents), ``stenosis`` (per patient and segment), ``codes`` (each
+    ECG's SCP statements), ``reports`` (each ECG's report, one list of statements), ``tables`` (the tables of
+    ``tables/``: patients, stenosis, echo, cath, labs, angiography_embeddings) and ``angiograms`` (patient -> the
+    per-segment stenosis its angiogram draws). ``batch`` as in :func:`synthesize` (the statements read the ECGs'
+    true intervals, drawn per batch)."""
+    pats, stenosis, ecgs = sample_cohort(patients, seed)
+    truth = pd.concat([morphology(ecgs.iloc[start : start + batch], _rng(seed, 3, start // batch))[3]
+                       for start in range(0, len(ecgs), batch)])
+    codes = statements(ecgs, truth)
+    return {"ecgs": ecgs, "stenosis": stenosis, "codes": codes, "reports": side_reports(codes, seed, side.report),
+            "tables": _tables(pats, stenosis, ecgs, _rng(seed, 5), seed, side),
+            "angiograms": angiogram_stenosis(stenosis, seed, side.angiography)}
+
+
 def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, batch: int = 128,
                angiograms: bool = True, progress: Callable[[int], None] | None = None,
-               on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_start: Callable[[int], None] | None = None,
+               side: SideInformation = SideInformation()) -> dict[str, Any]:
     """Write a cohort of ``patients`` patients into ``out`` (a new or empty folder). Returns the summary also
-    written to ``out/cohort.json``."""
+    written to ``out/cohort.json``. ``side``: the paired modalities' noise and dropout (default: as generated)."""
     out = Path(out)
     if patients < 1:
         raise StenceBenchError(f"--patients must be at least 1, not {patients}")
     if out.exists() and any(out.iterdir()):
         raise StenceBenchError(f"{out}: exists and is not empty; synthesize into a new folder")
     pats, stenosis, ecgs = sample_cohort(patients, seed)
+    drawn = angiogram_stenosis(stenosis, seed, side.angiography) if angiograms else {}
     if on_start:
-        on_start(len(ecgs) + (patients if angiograms else 0))
+        on_start(len(ecgs) + len(drawn))
 
     mimic, ptbxl = out / "mimic-iv-ecg", out / "ptbxl"
     truth_parts, codes_all = [], []
@@ -286,9 +387,10 @@ def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, bat
     truth = pd.concat(truth_parts)
     ecgs = pd.concat([ecgs, truth.add_prefix("true_")], axis=1)
     ecgs["scp_codes"] = codes_all
-    _write_mimic_tables(mimic, ecgs, _rng(seed, 4))
-    _write_ptbxl_tables(ptbxl, ecgs, pats)
-    tables = _tables(pats, stenosis, ecgs, _rng(seed, 5))
+    reports = side_reports(codes_all, seed, side.report)
+    _write_mimic_tables(mimic, ecgs, _rng(seed, 4), reports)
+    _write_ptbxl_tables(ptbxl, ecgs, pats, reports)
+    tables = _tables(pats, stenosis, ecgs, _rng(seed, 5), seed, side)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -297,22 +399,23 @@ def synthesize(out: str | os.PathLike[str], patients: int, seed: int = 0, *, bat
             *[c for c in ecgs.columns if c.startswith("true_")]]
     ecgs[keep].to_csv(out / "tables" / "ecgs.csv", index=False)
     if angiograms:
-        _write_angiograms(out, pats, stenosis, ecgs, seed, progress)
+        _write_angiograms(out, drawn, ecgs, seed, progress)
     summary = {"generator_version": GENERATOR_VERSION, "seed": seed, "patients": patients, "ecgs": len(ecgs),
-               "fs": FS, "seconds": SECONDS, "angiograms": patients if angiograms else 0,
+               "fs": FS, "seconds": SECONDS, "angiograms": len(drawn),
                "layouts": {"mimic-iv-ecg": "mimic-iv-ecg", "ptbxl": "ptbxl"}}
+    if not side.is_default:
+        summary["side"] = side.summary()
     (out / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _write_mimic_tables(root: Path, ecgs: pd.DataFrame, rng: np.random.Generator) -> None:
+def _write_mimic_tables(root: Path, ecgs: pd.DataFrame, rng: np.random.Generator, reports: list[list[str]]) -> None:
     record_list = pd.DataFrame({
         "subject_id": ecgs["subject_id"], "study_id": ecgs["study_id"], "file_name": ecgs["study_id"],
         "ecg_time": ecgs["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
         "path": [f"files/p{str(s)[:4]}/p{s}/s{t}/{t}" for s, t in zip(ecgs["subject_id"], ecgs["study_id"])],
     })
     record_list.to_csv(root / "record_list.csv", index=False)
-    reports = [report(c) for c in ecgs["scp_codes"]]
     width = max(len(r) for r in reports)
     jitter = lambda scale: rng.normal(0, scale, len(ecgs))
     p_onset = 40 + np.zeros(len(ecgs))
@@ -331,7 +434,7 @@ def _write_mimic_tables(root: Path, ecgs: pd.DataFrame, rng: np.random.Generator
     mm.to_csv(root / "machine_measurements.csv", index=False)
 
 
-def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) -> None:
+def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame, reports: list[list[str]]) -> None:
     statements_table = files("stence_bench.data") / "ptbxl" / "scp_statements.csv"
     (root / "scp_statements.csv").write_bytes(statements_table.read_bytes())
     folder = [f"{(i // 1000) * 1000:05d}" for i in ecgs["ecg_id"]]
@@ -348,7 +451,7 @@ def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) 
         "age": ecgs["age"].round(), "sex": np.where(ecgs["female"], 1, 0),
         "height": np.nan, "weight": np.nan, "nurse": np.nan, "site": np.nan, "device": "synthetic",
         "recording_date": ecgs["time"].dt.strftime("%Y-%m-%d %H:%M:%S"),
-        "report": [". ".join(report(c)).lower() + "." for c in ecgs["scp_codes"]],
+        "report": [". ".join(r).lower() + "." if r else "" for r in reports],
         "scp_codes": [repr(c) for c in ecgs["scp_codes"]],
         "strat_fold": fold_of_patient[ecgs["patient"].to_numpy()],
         "filename_lr": [f"records100/{f}/{i:05d}_lr" for f, i in zip(folder, ecgs["ecg_id"])],
@@ -357,14 +460,14 @@ def _write_ptbxl_tables(root: Path, ecgs: pd.DataFrame, patients: pd.DataFrame) 
     database.to_csv(root / "ptbxl_database.csv", index=False)
 
 
-def _write_angiograms(out: Path, patients: pd.DataFrame, stenosis: pd.DataFrame, ecgs: pd.DataFrame, seed: int,
+def _write_angiograms(out: Path, drawn: dict[int, dict[str, float]], ecgs: pd.DataFrame, seed: int,
                       progress: Callable[[int], None] | None) -> None:
     from .angiography import write_angiogram
 
     (out / "angiography").mkdir(exist_ok=True)
     first_ecg = ecgs.groupby("patient")["time"].min()
-    for p, group in stenosis.groupby("patient"):
-        write_angiogram(out / "angiography" / f"{10000000 + p}.dcm", dict(zip(group["segment"], group["stenosis_pct"])),
+    for p, segments in drawn.items():
+        write_angiogram(out / "angiography" / f"{10000000 + p}.dcm", segments,
                         patient_id=str(10000000 + p), time=first_ecg[p].to_pydatetime(), seed=seed * 1_000_003 + int(p))
         if progress:
             progress(1)
