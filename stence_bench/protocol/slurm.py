@@ -352,6 +352,7 @@ def _job_summary(job: Job, root: Path, outcomes: dict[str, CellOutcome], hook: A
     counts = {"done": 0, "failed": 0}
     for cell in job.cells:
         path = res.result_path(root, cell.key)
+        result = None
         if path.is_file():
             result = res.read_result(path)
             outcome = CellOutcome(key=cell.key, status=result.status, wall_s=result.wall_s, result_path=str(path),
@@ -360,7 +361,7 @@ def _job_summary(job: Job, root: Path, outcomes: dict[str, CellOutcome], hook: A
             outcome = CellOutcome(key=cell.key, status="failed", error=crash or "no result written")
         outcomes[cell.key] = outcome
         counts["done" if outcome.status == "done" else "failed"] += 1
-        hook.cell_finished(cell=cell, outcome=outcome)
+        hook.cell_finished(cell=cell, outcome=outcome, result=result)
     text = f"{counts['done']} done, {counts['failed']} failed"
     return f"{text}; {crash}" if crash else text
 
