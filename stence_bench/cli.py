@@ -19,6 +19,7 @@ from .log import printed, run_log
 from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
 from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
+from .trackers import TRACKERS
 
 _REGISTRY_KEY = "stence_bench.registry"
 
@@ -289,11 +290,15 @@ def validate_command(ctx: click.Context, suite: str) -> None:
 @click.option("--reuse-stale", is_flag=True,
               help="Keep finished cells whose inputs (data, labels, pretraining, scoring code) changed since they "
                    "ran, marked stale on the leaderboard, instead of running them again.")
+@click.option("--tracker", "trackers", multiple=True, type=click.Choice(sorted(TRACKERS)),
+              help="Log the run to this experiment tracker too (repeatable), with its defaults where the suite has "
+                   "no [trackers.NAME] table: mlflow (file store <run>/mlruns), tensorboard (<run>/tensorboard). "
+                   "Needs pip install 'stence-bench[trackers]'. See docs/suites.md.")
 @click.pass_context
 def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
                 workers: int | None, device: str | None, partition: str | None, time_min: int | None,
                 gpus_per_job: int | None, cells_per_job: int | None, loader_workers: int | None,
-                reuse_stale: bool) -> None:
+                reuse_stale: bool, trackers: tuple[str, ...]) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
     each once. A re-run skips finished cells whose inputs are unchanged (a stale one runs again, or is kept with
     --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
@@ -314,6 +319,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
         if launcher != "slurm":
             raise StenceBenchError(f"--{next(iter(cluster)).replace('_', '-')} is an option of --launcher slurm")
         parsed = parsed.model_copy(update={"cluster": parsed.cluster.model_copy(update=cluster)})
+    if trackers:
+        parsed = parsed.model_copy(update={"trackers": parsed.trackers.turn_on(trackers)})
     cells = plan(parsed, registry)
     if plan_only:
         click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
@@ -368,6 +375,7 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     again = resume_command(path, root, launcher=launcher, workers=workers, device=device, extra=cluster)
     if reuse_stale:
         again += " --reuse-stale"
+    again += "".join(f" --tracker {name}" for name in trackers)
     lock = FolderLock(root / RUN_LOCK, what="this run folder", command=again, echo=echo)
     with stop_on_signals(on_second=lock.release):
         try:

@@ -28,6 +28,7 @@ from ..errors import StenceBenchError
 from ..processes import WorkerPool
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Suite, plan, with_weight_hashes
+from ..trackers import with_trackers
 from . import distributed
 from . import results as res
 from .data import DataError, HeldOutOverlapError, Workspace
@@ -95,6 +96,7 @@ def _worker_echo(line: str) -> None:
     sys.stderr.flush()
 
 
+@with_trackers  # the suite's [trackers] observe the run (rank 0); trackers=False leaves them off
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
               cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True,
               reuse_stale: bool = False) -> list[CellOutcome]:
