@@ -223,3 +223,54 @@ def test_a_tracker_table_with_a_misspelled_field_is_refused():
 
     with pytest.raises(SuiteError, match=r"trackers\.mlflow\.experimnt: unknown field; did you mean 'experiment'"):
         parse_suite(SMALL + '[trackers.mlflow]\nexperimnt = "x"\n')
+
+
+def _two_seeds(extra: str = "") -> str:
+    return SUITE.replace("fractions = [1.0]", "fractions = [1.0]\nseeds = [0, 1]") + extra
+
+
+def test_cells_trained_in_forked_workers_log_their_steps(tmp_path):
+    """--workers: each worker process opens its own MLflow client and TensorBoard writer for the epochs it trains."""
+    suite = parse_suite(_two_seeds())
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    lines: list[str] = []
+    outcomes = run_suite(suite, registry, tmp_path, echo=lines.append, workers=2)
+    assert {o.status for o in outcomes} == {"done"}
+    assert any("pretraining cells in 2 worker processes" in line for line in lines)
+    client, [parent], children = _mlflow(tmp_path)
+    assert parent.info.status == "FINISHED"
+    pretrainings = [c for c in plan(suite, registry) if c.stage == "pretrain"]
+    assert len(pretrainings) == 2
+    runs = {r.data.tags["stence_bench.key"]: r for r in children[parent.info.run_id]}
+    for cell in pretrainings:
+        steps = read_log(tmp_path / "logs" / f"{cell.key}.jsonl")
+        per_epoch = max(s["step"] for s in steps)
+        history = sorted(client.get_metric_history(runs[cell.key].info.run_id, "loss"), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in history] == [((s["epoch"] - 1) * per_epoch + s["step"], s["loss"])
+                                                        for s in steps]
+        folder = next(p for p in (tmp_path / "tb" / "pretrain").iterdir() if p.name.endswith(cell.key))
+        events = EventAccumulator(str(folder)).Reload().Scalars("loss")
+        assert [e.step for e in events] == [m.step for m in history]
+
+
+def test_slurm_jobs_cells_are_logged_by_the_submitting_process(tmp_path):
+    """The jobs (submitit's local executor here) run without trackers; the launch logs each cell as its job ends,
+    a pretraining's epoch losses from its result (its steps stay in logs/<key>.jsonl)."""
+    from stence_bench.protocol.slurm import launch
+
+    suite = parse_suite(SUITE)
+    registry = Registry.load(environ=BUILTINS_ONLY)
+    cells = plan(suite, registry)
+    outcomes = launch(suite, registry, tmp_path, cells=cells, echo=lambda line: None, cluster="local")
+    assert [o.status for o in outcomes] == ["done"] * len(cells), [o.error for o in outcomes]
+    client, [parent], children = _mlflow(tmp_path)
+    assert parent.info.status == "FINISHED"
+    runs = {r.data.tags["stence_bench.stage"]: r for r in children[parent.info.run_id]}
+    results = {r.cell.stage: r for r in load_results([tmp_path])}
+    pretrain = runs["pretrain"].info.run_id
+    assert [m.value for m in sorted(client.get_metric_history(pretrain, "epoch/loss"), key=lambda m: m.step)] == \
+        results["pretrain"].pretrain["losses"]
+    assert client.get_metric_history(pretrain, "loss") == []  # no step was seen here
+    assert runs["linear_probe"].data.metrics["test/auroc"] == results["linear_probe"].scores["test"]["auroc"]
+    board = client.download_artifacts(parent.info.run_id, "leaderboard.txt")
+    assert open(board).read() == results_table(load_results([tmp_path])) + "\n"
