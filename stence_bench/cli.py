@@ -13,9 +13,13 @@ from typing import Any
 import click
 
 from .errors import PluginError, StenceBenchError, SuiteError, did_you_mean
+from .log import configure as configure_logging
+from .log import echo as log_echo
+from .log import printed, run_log
 from .processes import FolderLock, exit_code, stop_on_signals
 from .registry import KINDS, Entry, Registry
 from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
+from .trackers import TRACKERS
 
 _REGISTRY_KEY = "stence_bench.registry"
 
@@ -77,14 +81,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 @click.group(cls=StenceGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stence-bench", prog_name="stence-bench")
+@click.option("-v", "--verbose", count=True, help="Show debug lines too (each cell as it starts, trackers, ...).")
+@click.option("-q", "--quiet", count=True, help="Progress lines off: only warnings and results (-qq: errors only).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     """stence-bench: benchmark ECG encoders x pretraining objectives x clinical tasks.
 
     Encoders, objectives, tasks and dataset readers are plugins; `stence-bench list` shows what is installed.
     Set STENCE_BENCH_DISABLE_PLUGIN_AUTOLOAD=1 to load only the built-ins, and
-    STENCE_BENCH_BLOCK_PLUGINS=name,name to skip plugins, for reproducible runs.
+    STENCE_BENCH_BLOCK_PLUGINS=name,name to skip plugins, for reproducible runs. -v / -q (before the command:
+    stence-bench -q run SUITE) set how much progress is printed; a run also logs every line, debug lines
+    included, to <run folder>/logs/run.log.
     """
+    configure_logging(verbose - quiet)
     registry = get_registry(ctx)
     for warning in registry.plugins.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -281,11 +290,15 @@ def validate_command(ctx: click.Context, suite: str) -> None:
 @click.option("--reuse-stale", is_flag=True,
               help="Keep finished cells whose inputs (data, labels, pretraining, scoring code) changed since they "
                    "ran, marked stale on the leaderboard, instead of running them again.")
+@click.option("--tracker", "trackers", multiple=True, type=click.Choice(sorted(TRACKERS)),
+              help="Log the run to this experiment tracker too (repeatable), with its defaults where the suite has "
+                   "no [trackers.NAME] table: mlflow (file store <run>/mlruns), tensorboard (<run>/tensorboard). "
+                   "Needs pip install 'stence-bench[trackers]'. See docs/suites.md.")
 @click.pass_context
 def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: bool, launcher: str,
                 workers: int | None, device: str | None, partition: str | None, time_min: int | None,
                 gpus_per_job: int | None, cells_per_job: int | None, loader_workers: int | None,
-                reuse_stale: bool) -> None:
+                reuse_stale: bool, trackers: tuple[str, ...]) -> None:
     """Run a suite: every cell (pretraining, then linear probes and finetuning per task x fraction x draw),
     each once. A re-run skips finished cells whose inputs are unchanged (a stale one runs again, or is kept with
     --reuse-stale) and resumes a pretraining from its last epoch; a failing cell is
@@ -306,6 +319,8 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
         if launcher != "slurm":
             raise StenceBenchError(f"--{next(iter(cluster)).replace('_', '-')} is an option of --launcher slurm")
         parsed = parsed.model_copy(update={"cluster": parsed.cluster.model_copy(update=cluster)})
+    if trackers:
+        parsed = parsed.model_copy(update={"trackers": parsed.trackers.turn_on(trackers)})
     cells = plan(parsed, registry)
     if plan_only:
         click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
@@ -340,13 +355,15 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     from .protocol.runner import run_suite, summary_lines
 
     dist = distributed.setup(dict(os.environ), device=device)
-    say: Callable[..., None] = click.echo if dist.main else (lambda *a, **k: None)
+    root = out if out is not None else Path("runs") / parsed.name
+    if dist.main:  # every line of the run, debug included, also goes to <run>/logs/run.log (rank 0 writes it)
+        ctx.with_resource(run_log(root))
+    say: Callable[..., None] = printed if dist.main else (lambda *a, **k: None)
     say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
     for line in left_out_notices(parsed, registry):
         say(f"note: {line}")
-    root = out if out is not None else Path("runs") / parsed.name
     started = time.perf_counter()
-    echo = lambda line: say(line, err=True)
+    echo = log_echo("stence_bench.run")  # progress lines: on stderr at the -v/-q verbosity, rank 0 only
     if launcher == "slurm" and dist.distributed:
         raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
     if launcher == "local":
@@ -358,6 +375,7 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     again = resume_command(path, root, launcher=launcher, workers=workers, device=device, extra=cluster)
     if reuse_stale:
         again += " --reuse-stale"
+    again += "".join(f" --tracker {name}" for name in trackers)
     lock = FolderLock(root / RUN_LOCK, what="this run folder", command=again, echo=echo)
     with stop_on_signals(on_second=lock.release):
         try:
@@ -382,15 +400,15 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
     if not dist.main:
         sys.exit(1 if failed else 0)
     for line in summary_lines(outcomes, time.perf_counter() - started):
-        click.echo(line)
+        printed(line)
     if not any((root / "results").glob("*.json")):
-        click.echo("no result was written: no leaderboard")
+        printed("no result was written: no leaderboard")
         sys.exit(1)
-    click.echo(f"results: {root / 'results'}  (stence-bench results show {root})")
+    printed(f"results: {root / 'results'}  (stence-bench results show {root})")
     from .leaderboard import build_site
 
     index = build_site([root], root / "site", registry=registry)
-    click.echo(f"leaderboard: {index}")
+    printed(f"leaderboard: {index}")
     if failed:
         sys.exit(1)
 

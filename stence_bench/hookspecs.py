@@ -27,6 +27,7 @@ from .specs import DatasetSpec, EncoderSpec, ModalitySpec, ObjectiveSpec, TaskSp
 if TYPE_CHECKING:  # click and the suite model are only needed by the host, not to import the contract
     import click
 
+    from .protocol.results import CellResult
     from .suite import Cell, CellOutcome, Suite
 
 PROJECT = "stence_bench"
@@ -95,14 +96,20 @@ def run_started(suite: Suite, cells: Sequence[Cell]) -> None:
 
 
 @hookspec
-def cell_finished(cell: Cell, outcome: CellOutcome) -> None:
-    """``cell`` has finished: ``outcome.status`` is ``done``, ``cached`` (finished earlier) or ``failed``."""
+def cell_finished(cell: Cell, outcome: CellOutcome, result: CellResult | None) -> None:
+    """``cell`` has finished: ``outcome.status`` is ``done``, ``cached`` (finished earlier) or ``failed``.
+
+    ``result`` is the cell's result as written to its file (scores, interval, config, pretraining losses), so an
+    observer never reads files; ``None`` only where a failed cell left no result (a SLURM job that died)."""
 
 
 @hookspec
-def epoch_finished(cell: Cell, epoch: int, metrics: Mapping[str, float]) -> None:
+def epoch_finished(cell: Cell, epoch: int, metrics: Mapping[str, float],
+                   steps: Sequence[Mapping[str, float]]) -> None:
     """A training epoch of ``cell`` ended (1-based ``epoch``): ``metrics`` has ``loss`` (pretraining, the mean over
-    the epoch's global batches, after its training state was saved) or ``val_loss`` (finetuning)."""
+    the epoch's global batches, after its training state was saved) or ``val_loss`` (finetuning). ``steps``:
+    the epoch's training steps, each ``{"step": n, "loss": value}`` with ``n`` counting from 1 over the whole
+    pretraining (the loss averaged over the processes); empty for finetuning."""
 
 
 @hookspec

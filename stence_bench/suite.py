@@ -292,6 +292,44 @@ class Cluster(_Model):
     sbatch: dict[str, JsonValue] = {}
 
 
+class MlflowTracker(_Model):
+    """``[trackers.mlflow]``: log the run to MLflow (the ``trackers`` extra; docs/suites.md)."""
+
+    #: An MLflow tracking URI (``file:/path``, ``sqlite:///path.db``, ``http://host:5000``); default: the local file
+    #: store ``file:<run folder>/mlruns``. A bare path is a file store; a relative one lies in the run folder.
+    tracking_uri: str | None = None
+    #: The MLflow experiment; default: the suite's name.
+    experiment: str | None = None
+
+
+class TensorboardTracker(_Model):
+    """``[trackers.tensorboard]``: write TensorBoard event files (the ``trackers`` extra; docs/suites.md)."""
+
+    #: The folder of the event files; default ``<run folder>/tensorboard``; a relative path lies in the run folder.
+    log_dir: str | None = None
+
+
+#: Each tracker's settings model, by its name in ``[trackers]`` and ``run --tracker``.
+TRACKER_SETTINGS: dict[str, type[_Model]] = {"mlflow": MlflowTracker, "tensorboard": TensorboardTracker}
+
+
+class Trackers(_Model):
+    """``[trackers]``: experiment trackers the run logs to (per-step pretraining losses, each cell's scores and
+    config, the results table). Not part of any cell's config: turning one on or off runs nothing again."""
+
+    mlflow: MlflowTracker | None = None
+    tensorboard: TensorboardTracker | None = None
+
+    def names(self) -> list[str]:
+        """The trackers turned on."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+    def turn_on(self, names: Iterable[str]) -> Trackers:
+        """These trackers on as well (``run --tracker NAME``), with their defaults where the suite has no table."""
+        update = {name: TRACKER_SETTINGS[name]() for name in names if getattr(self, name) is None}
+        return self.model_copy(update=update)
+
+
 class RowRef(_Model):
     """A row of a suite's tables in a comparison: an encoder (its name, or ``name[preset]``) and an objective; a
     field left out means any row's (as the compared row) or the compared row's own (as the reference). A bare
@@ -342,8 +380,11 @@ class Suite(_Model):
     #: Paired differences against reference rows, per task and across tasks (tables and leaderboard only: not part
     #: of any cell's config).
     comparisons: tuple[Comparison, ...] = ()
+    #: Experiment trackers the run logs to (``[trackers.mlflow]``, ``[trackers.tensorboard]``); not part of any
+    #: cell's config.
+    trackers: Trackers = Trackers()
 
-    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons",)
+    _omit_when_default: ClassVar[tuple[str, ...]] = ("comparisons", "trackers")
 
 
 #: Which model validates the table at a location (list indices left out), for did-you-mean on unknown fields.
@@ -366,6 +407,9 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("comparisons",): Comparison,
     ("comparisons", "row"): RowRef,
     ("comparisons", "reference"): RowRef,
+    ("trackers",): Trackers,
+    ("trackers", "mlflow"): MlflowTracker,
+    ("trackers", "tensorboard"): TensorboardTracker,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 
 import click
@@ -16,7 +17,8 @@ from stence_bench.cli import cli
 from stence_bench.errors import DuplicateNameError, PluginError
 from stence_bench.registry import Registry
 from stence_bench.specs import DatasetSpec, ModalitySpec
-from stence_bench.suite import Cell, CellOutcome, parse_suite
+from stence_bench.protocol.results import CellResult
+from stence_bench.suite import Cell, CellOutcome, parse_suite, plan
 
 HOOKS = sorted(name for name, obj in vars(hookspecs).items() if hasattr(obj, f"{hookspecs.PROJECT}_spec"))
 
@@ -126,8 +128,8 @@ class Recorder:
         self.calls.append(("run_started", suite.name, [c.key for c in cells]))
 
     @hookimpl
-    def cell_finished(self, cell, outcome):
-        self.calls.append(("cell_finished", cell.key, outcome.status))
+    def cell_finished(self, cell, outcome, result):
+        self.calls.append(("cell_finished", cell.key, outcome.status, None if result is None else result.error))
 
     @hookimpl
     def epoch_finished(self, cell, epoch, metrics):
@@ -151,17 +153,30 @@ def test_hook_run_started():
 def test_hook_cell_finished():
     recorder = Recorder()
     outcome = CellOutcome(key=CELL.key, status="failed", wall_s=1.5, error="ValueError: bad")
-    load(recorder).plugins.manager.hook.cell_finished(cell=CELL, outcome=outcome)
-    assert recorder.calls == [("cell_finished", CELL.key, "failed")]
+    result = CellResult(key=CELL.key, cell=CELL, status="failed", started="", finished="", wall_s=1.5,
+                        error="ValueError: bad")
+    load(recorder).plugins.manager.hook.cell_finished(cell=CELL, outcome=outcome, result=result)
+    assert recorder.calls == [("cell_finished", CELL.key, "failed", "ValueError: bad")]
+
+    class OutcomeOnly:  # an observer written before the hook had ``result`` (a subset of the arguments)
+        __name__ = "outcome-only"
+        seen: list[str] = []
+
+        @hookimpl
+        def cell_finished(self, outcome):
+            self.seen.append(outcome.status)
+
+    load(OutcomeOnly()).plugins.manager.hook.cell_finished(cell=CELL, outcome=outcome, result=None)
+    assert OutcomeOnly.seen == ["failed"]
 
     class WrongArgument:
         __name__ = "wrong"
 
         @hookimpl
-        def cell_finished(self, cell, result):  # the argument is called outcome
+        def cell_finished(self, cell, results):  # the argument is called result
             pass
 
-    with pytest.raises(PluginError, match="wrong.*result"):
+    with pytest.raises(PluginError, match="wrong.*results"):
         load(WrongArgument())
 
 
@@ -170,12 +185,14 @@ def test_hook_epoch_finished(tmp_path):
     from stence_bench.protocol.pretrain import training_state_path
     from stence_bench.protocol.runner import run_suite
 
-    seen = []
+    seen, step_losses = [], []
 
     class Watcher(Recorder):
         @hookimpl
-        def epoch_finished(self, cell, epoch, metrics):
+        def epoch_finished(self, cell, epoch, metrics, steps):
             seen.append((cell.stage, epoch, training_state_path(tmp_path, cell).is_file(), sorted(metrics)))
+            if cell.stage == "pretrain":
+                step_losses.append([(s["step"], s["loss"]) for s in steps])
 
     suite = parse_suite("""name="e"\ntasks=["stenosis.70"]\nobjectives=["patient_contrastive"]
 encoders=[{name="resnet1d_wang", preset="tiny"}]\ncontrols=false
@@ -185,6 +202,13 @@ pretrain={epochs=2, batch_size=16}\nfinetune={max_epochs=2, patience=5, batch_si
     run_suite(suite, load(Watcher()), tmp_path, echo=lambda line: None)
     assert seen == [("pretrain", 1, True, ["loss"]), ("pretrain", 2, True, ["loss"]),
                     ("finetune", 1, False, ["val_loss"]), ("finetune", 2, False, ["val_loss"])]
+    # each pretraining step once, numbered over the whole pretraining, as the run's step log has them
+    [pretrain] = [c for c in plan(suite, load()) if c.stage == "pretrain"]
+    logged = [json.loads(line) for line in (tmp_path / "logs" / f"{pretrain.key}.jsonl").read_text().splitlines()]
+    per_epoch = len(step_losses[0])
+    assert per_epoch >= 1 and [len(s) for s in step_losses] == [per_epoch, per_epoch]
+    assert [s for epoch in step_losses for s in epoch] == [
+        ((line["epoch"] - 1) * per_epoch + line["step"], line["loss"]) for line in logged]
 
 
 def test_hook_run_finished():

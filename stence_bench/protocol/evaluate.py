@@ -525,7 +525,7 @@ def finetune(cell: Cell, ws: Workspace, registry: Registry, root: Path) -> dict[
         epochs_run = epoch + 1
         val_loss = _centre_loss(model, windows, data.rows[val], mask, loss_fn, y[val])
         if ctx.main:
-            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"val_loss": val_loss})
+            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"val_loss": val_loss}, steps=[])
         if val_loss < best_loss - 1e-6:
             best_loss, best_state, best_epoch, since = val_loss, copy.deepcopy(model.state_dict()), epoch + 1, 0
         else:

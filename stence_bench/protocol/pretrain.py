@@ -320,7 +320,8 @@ def pretrain(cell: Cell, ws: Workspace, registry: Registry, root: Path,
         losses.append(float(np.mean(epoch_losses)))
         if ctx.main:
             save_training_state(state_path, cell, objective, optimiser, epoch + 1, losses)
-            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"loss": losses[-1]})
+            steps = [{"step": epoch * len(epoch_losses) + i, "loss": v} for i, v in enumerate(epoch_losses, start=1)]
+            hook.epoch_finished(cell=cell, epoch=epoch + 1, metrics={"loss": losses[-1]}, steps=steps)
         if progress and time.perf_counter() - said >= PROGRESS_EVERY_S:  # long epochs only: no flood of lines
             said = time.perf_counter()
             progress(f"{cell.label}: epoch {epoch + 1}/{settings.epochs} loss {losses[-1]:.4f}")

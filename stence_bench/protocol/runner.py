@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import traceback
@@ -27,6 +28,7 @@ from ..errors import StenceBenchError
 from ..processes import WorkerPool
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Suite, plan, with_weight_hashes
+from ..trackers import with_trackers
 from . import distributed
 from . import results as res
 from .data import DataError, HeldOutOverlapError, Workspace
@@ -34,6 +36,7 @@ from .inputs import Inputs
 from .inputs import changes as _changes
 
 Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 #: What a forked worker needs, set in the parent just before the pool forks.
 _WORKER_STATE: dict[str, Any] = {}
@@ -93,6 +96,7 @@ def _worker_echo(line: str) -> None:
     sys.stderr.flush()
 
 
+@with_trackers  # the suite's [trackers] observe the run (rank 0); trackers=False leaves them off
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
               cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True,
               reuse_stale: bool = False) -> list[CellOutcome]:
@@ -171,7 +175,7 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
         outcome = CellOutcome(key=cell.key, status="failed" if error else "done", wall_s=wall,
                               result_path=str(path), error=error.splitlines()[0] if error else None)
         outcomes[cell.key] = outcome
-        hook.cell_finished(cell=cell, outcome=outcome)
+        hook.cell_finished(cell=cell, outcome=outcome, result=result)
 
     stages = [[c for c in todo if c.stage == "pretrain"], [c for c in todo if c.stage != "pretrain"]]
     try:
@@ -183,6 +187,7 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
                 _run_parallel(group, ws, registry, root, failed_pretrain, workers, record, started, echo)
                 continue
             for i, cell in enumerate(group, start=1):
+                log.debug(f"[{position[cell.key]}/{len(cells)}] {cell.label}: starting (key {cell.key})")
                 if ctx.main or cell.stage in DISTRIBUTED_STAGES:
                     payload, error, wall, stamp = execute(cell, ws, registry, root, failed_pretrain, echo)
                 else:
@@ -242,7 +247,8 @@ def finished_earlier(cells: list[Cell], root: Path, hook: Any, inputs: Inputs | 
                 res.write_result(root, earlier)
         outcomes[cell.key] = CellOutcome(key=cell.key, status="cached", wall_s=earlier.wall_s,
                                          result_path=str(res.result_path(root, cell.key)))
-        hook.cell_finished(cell=cell, outcome=outcomes[cell.key])
+        log.debug(f"{cell.label}: finished earlier (key {cell.key})")
+        hook.cell_finished(cell=cell, outcome=outcomes[cell.key], result=earlier)
     if n_stale:
         what = "; ".join(f"{k} in {v}" for k, v in sorted(stale.items()))
         echo(f"{n_stale} finished cell(s) are stale, their inputs changed since they ran ({what}): "

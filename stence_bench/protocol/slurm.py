@@ -38,6 +38,7 @@ from ..data.store import write_atomic
 from ..errors import StenceBenchError
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
+from ..trackers import with_trackers
 from . import results as res
 from .data import DataError, Workspace
 
@@ -127,7 +128,8 @@ def run_job(suite: Suite, root: str, cells: list[Cell], device: str | None = Non
     registry = Registry.load()
     environ = dict(os.environ) if device is None else {**os.environ, distributed.ENV_DEVICE: device}
     distributed.setup(environ)
-    outcomes = run_suite(suite, registry, Path(root), cells=cells, finalise=False, echo=print)
+    outcomes = run_suite(suite, registry, Path(root), cells=cells, finalise=False, echo=print,
+                         trackers=False)  # the submitting process logs the cells to the trackers
     distributed.teardown()
     return {o.key: o.status for o in outcomes}
 
@@ -142,6 +144,7 @@ def make_executor(folder: Path, cluster: str) -> Any:
     return submitit.AutoExecutor(folder=str(folder / "logs" / "%j"), cluster=cluster)
 
 
+@with_trackers(epochs_elsewhere=True)  # the suite's [trackers] observe the jobs' cells from here (the jobs: none)
 def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], echo: Echo = print,
            cluster: str = "slurm", executor: Any = None, poll_s: float | None = None,
            device: str | None = None, overrides: Collection[str] = (),
@@ -352,6 +355,7 @@ def _job_summary(job: Job, root: Path, outcomes: dict[str, CellOutcome], hook: A
     counts = {"done": 0, "failed": 0}
     for cell in job.cells:
         path = res.result_path(root, cell.key)
+        result = None
         if path.is_file():
             result = res.read_result(path)
             outcome = CellOutcome(key=cell.key, status=result.status, wall_s=result.wall_s, result_path=str(path),
@@ -360,7 +364,7 @@ def _job_summary(job: Job, root: Path, outcomes: dict[str, CellOutcome], hook: A
             outcome = CellOutcome(key=cell.key, status="failed", error=crash or "no result written")
         outcomes[cell.key] = outcome
         counts["done" if outcome.status == "done" else "failed"] += 1
-        hook.cell_finished(cell=cell, outcome=outcome)
+        hook.cell_finished(cell=cell, outcome=outcome, result=result)
     text = f"{counts['done']} done, {counts['failed']} failed"
     return f"{text}; {crash}" if crash else text
 
