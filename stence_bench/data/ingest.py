@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import write_atomic
 from ..processes import FolderLock, WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
@@ -37,7 +38,6 @@ from .store import (
     fingerprint,
     new_store_info,
     read_parts,
-    write_atomic,
 )
 
 

@@ -23,7 +23,6 @@ import datetime as dt
 import functools
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import pandas as pd
 import xxhash
 
 from ..errors import StenceBenchError
+from ..files import write_atomic
 from .records import BadRecord, Record, to_physical
 
 FORMAT_VERSION = 1
@@ -109,17 +109,6 @@ def _parse_floats(text: str) -> np.ndarray:
     values = np.array([float(v) for v in text.split(",")], dtype=np.float32)
     values.flags.writeable = False
     return values
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` whole or not at all; the temporary file is this process's own (two processes writing the
-    same file, such as two SLURM jobs opening one store, never take each other's)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -375,9 +364,7 @@ def compact(root: Path, *, quarantine_before: int | None = None) -> int:
     rows = rows.astype(str)
     for column in _NUMERIC:  # typed in the file: opening parses no numbers (empty for quarantine rows: NaN)
         rows[column] = pd.to_numeric(rows[column].replace({"": None, "nan": None}), errors="coerce")
-    tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
-    rows.to_parquet(tmp, index=False)
-    os.replace(tmp, folder / COMPACTED)
+    write_atomic(folder / COMPACTED, writer=lambda tmp: rows.to_parquet(tmp, index=False))
     for part in parts:
         part.unlink(missing_ok=True)
     return len(rows)

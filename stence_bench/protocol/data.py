@@ -38,6 +38,7 @@ from ..data.view_cache import build_view
 from ..data.views import contract_key
 from ..data.windows import Windows
 from ..errors import StenceBenchError
+from ..files import temporaries, write_atomic
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
@@ -231,11 +232,10 @@ class Workspace:
                 shutil.rmtree(folder)  # an interrupted generation: start again
             self.echo(f"generating the synthetic cohort ({synthetic.patients} patients, seed {synthetic.seed}) "
                       f"in {folder} ...")
-            tmp = folder.with_name(folder.name + ".tmp")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed, angiograms=synthetic.angiograms)
-            tmp.rename(folder)
+            for leftover in temporaries(folder):  # of a generation killed outright
+                shutil.rmtree(leftover, ignore_errors=True)
+            write_atomic(folder, writer=lambda tmp: synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed,
+                                                               angiograms=synthetic.angiograms))
         return folder
 
     @cached_property

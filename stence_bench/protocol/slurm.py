@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.store import write_atomic
 from ..errors import StenceBenchError
+from ..files import write_atomic
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
 from . import results as res
