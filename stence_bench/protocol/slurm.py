@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StenceBenchError
+from ..extras import require
 from ..files import write_atomic
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
@@ -133,10 +134,7 @@ def run_job(suite: Suite, root: str, cells: list[Cell], device: str | None = Non
 
 
 def make_executor(folder: Path, cluster: str) -> Any:
-    try:
-        import submitit
-    except ImportError as exc:  # declared as a dependency; a broken environment
-        raise StenceBenchError("--launcher slurm needs submitit: pip install submitit") from exc
+    submitit = require("submitit", "--launcher slurm")
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise StenceBenchError("--launcher slurm: sbatch is not on PATH (run this on a SLURM login node)")
     return submitit.AutoExecutor(folder=str(folder / "logs" / "%j"), cluster=cluster)
@@ -155,6 +153,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     from .inputs import Inputs
     from .runner import finished_earlier, prepare, pretraining_refusal
 
+    require("submitit", "--launcher slurm")  # the extra slurm: said before anything is written
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     folder = root / JOB_DIR
