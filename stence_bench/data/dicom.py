@@ -316,8 +316,10 @@ def _transfer_syntax(src: str, ds: Dataset) -> UID:
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit is None:
         raise BadRecord(src, "corrupt pixel data", "no Transfer Syntax UID and the encoding is unknown")
-    ts = {(True, True): uids.ImplicitVRLittleEndian, (False, True): uids.ExplicitVRLittleEndian,
-          (False, False): uids.ExplicitVRBigEndian}.get((implicit, little), uids.ImplicitVRLittleEndian)
+    encodings: dict[tuple[Any, Any], UID] = {(True, True): uids.ImplicitVRLittleEndian,
+                                             (False, True): uids.ExplicitVRLittleEndian,
+                                             (False, False): uids.ExplicitVRBigEndian}
+    ts = encodings.get((implicit, little), uids.ImplicitVRLittleEndian)
     ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ts
@@ -522,12 +524,12 @@ def _read(path: Path) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(path, force=True)
+            forced: Dataset | None = pydicom.dcmread(path, force=True)
         except Exception:  # noqa: BLE001
-            ds = None
-    if ds is None or not _text(ds.get("SOPClassUID")):
+            forced = None
+    if forced is None or not _text(forced.get("SOPClassUID")):
         raise BadRecord(src, "not DICOM", "no 'DICM' marker at byte 128 and no DICOM data set at the start")
-    return ds
+    return forced
 
 
 def _check_complete(path: Path, ds: Dataset) -> None:

@@ -60,7 +60,7 @@ class StoreError(StenceBenchError):
     """A store that cannot be opened or written as asked."""
 
 
-def fingerprint(files: Iterable[str]) -> str:
+def fingerprint(files: Iterable[str | os.PathLike[str]]) -> str:
     """Size and modification time of the source files: a change means the record is ingested again."""
     parts = []
     for f in files:
@@ -74,7 +74,7 @@ def fingerprint(files: Iterable[str]) -> str:
 
 def signal_checksum(samples: np.ndarray, calibration: str = "") -> str:
     """xxh3-64 of the stored bytes (and the calibration that turns them into millivolts)."""
-    h = xxhash.xxh3_64(np.ascontiguousarray(samples))
+    h = xxhash.xxh3_64(np.ascontiguousarray(samples))  # type: ignore[arg-type]  # an ndarray is a buffer
     h.update(calibration.encode())
     return h.hexdigest()
 
@@ -149,20 +149,20 @@ class ShardWriter:
     def add(self, record: Record) -> None:
         if record.digital is not None:
             encoding, samples = "i16", np.ascontiguousarray(record.digital, dtype=np.int16)
-            baseline, gain = _floats(record.baseline), _floats(record.gain)
+            baseline, gain = _floats(record.baseline), _floats(record.gain)  # type: ignore[arg-type]  # set with digital
         else:
             encoding, samples = "f32", np.ascontiguousarray(record.physical(), dtype=np.float32)
             baseline = gain = ""
         samples.tofile(self._file(encoding))
         files = record.files or (record.source,)
         fingerprint_now = fingerprint(files)
-        source, files = self._relative(record.source), [self._relative(f) for f in files]
+        source, relative = self._relative(record.source), [self._relative(f) for f in files]
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
             "fs": record.fs, "leads": encode_leads(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
             "shard": self.shard, "offset": self._offset[encoding], "source": source,
-            "files": ";".join(files), "fingerprint": fingerprint_now,
+            "files": ";".join(relative), "fingerprint": fingerprint_now,
             "checksum": signal_checksum(samples, baseline + ";" + gain),
             "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
         })
@@ -404,5 +404,5 @@ def create_store(root: Path, info: StoreInfo) -> None:
 def new_store_info(layout: str, source: Path, options: dict[str, Any], units: str = "mV") -> StoreInfo:
     resolved = source.resolve()
     return StoreInfo(layout=layout, source=str(resolved), options=options,
-                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                      root=str(resolved if resolved.is_dir() else resolved.parent), units=units)

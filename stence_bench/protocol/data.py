@@ -167,7 +167,8 @@ class Progress:
 
     def __init__(self, echo: Echo, what: str, total: int, *, after_s: float = 10.0, every_s: float = 30.0):
         self.echo, self.what, self.total = echo, what, total
-        self.done, self.started, self.said = 0, time.monotonic(), None
+        self.done, self.started = 0, time.monotonic()
+        self.said: float | None = None
         self.after_s, self.every_s = after_s, every_s
 
     def __call__(self, n: int) -> None:

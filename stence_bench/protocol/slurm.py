@@ -218,7 +218,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
                 [j.handle.job_id for j in jobs if j.handle is not None and not j.ended])
             if states is None:  # squeue did not answer (a busy or restarting controller): look again later
                 if not quiet:
-                    echo(f"squeue did not answer ({queue.error}); looking again")
+                    echo(f"squeue did not answer ({queue.error if queue else ''}); looking again")
                 quiet = True
                 continue
             quiet = False
@@ -525,7 +525,7 @@ def refusal(job: Job, fields: Fields, error: str, cancelled: int = 0) -> str:
     also = f"; cancelled the {cancelled} jobs submitted before it" if cancelled else ""
     option = re.search(r"(?:unrecognized|invalid) option '?--([\w-]+)", said)
     key = next((k for k in fields.cluster.sbatch if option and k.replace("_", "-") == option.group(1)), None)
-    if key is not None:
+    if key is not None and option is not None:
         return (f"{fields.name('', key)}: sbatch has no option --{option.group(1)}; remove it from "
                 f"[cluster] sbatch (sbatch: {said}){also}")
     low = said.lower()

@@ -168,8 +168,8 @@ def coronary_tree(*, rng: np.random.Generator, view: str = "LAO", size: int = 12
     ends: dict[str, np.ndarray] = {}
     projected: dict[str, np.ndarray] = {}  # (row, col) in heart units
     for i, (name, _) in enumerate(SEGMENTS):
-        parent, ctrl, _, _ = _TREE[name]
-        ctrl = np.array(ctrl, dtype=np.float64)
+        parent, control, _, _ = _TREE[name]
+        ctrl = np.array(control, dtype=np.float64)
         ctrl[:, :2] += ctrl_jitter[i]
         ctrl[:, 1] += spin
         if parent is not None:
