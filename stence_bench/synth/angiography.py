@@ -327,8 +327,8 @@ def write_angiogram(path: str | Path, stenosis: Mapping[str, float], *, patient_
     ds.PixelRepresentation = 0
     ds.PixelIntensityRelationship = "LIN"
     ds.LossyImageCompression = "00"
-    # GDCM (a dependency) encodes RLE 10x faster than pydicom, and the two write different (equally valid) bytes:
-    # pinning the encoder keeps "same inputs, same bytes" whichever pydicom would pick.
+    # GDCM (the extra dicom) encodes RLE 10x faster than pydicom, and the two write different (equally valid) bytes:
+    # pinning the encoder keeps "same inputs, same bytes" whichever pydicom would pick, in one environment.
     plugin = "gdcm" if "gdcm" in get_encoder(RLELossless).available_plugins else "pydicom"
     ds.compress(RLELossless, pixels, encoding_plugin=plugin, generate_instance_uid=False)
     path = Path(path)
