@@ -195,21 +195,21 @@ def score(kind: Kind, y_true: Any, y_score: Any, *, threshold: float | Sequence[
         positives = int(labels[:, c].sum())
         if positives == 0 or positives == labels.shape[0]:
             continue  # no positives or no negatives: the class is skipped
-        target = torch.from_numpy(labels[:, c].astype(np.int64))
+        truth = torch.from_numpy(labels[:, c].astype(np.int64))
         if "auroc" in names or "auprc" in names:
             ranked = torch.from_numpy(_dense_rank_unit(scores[:, c]))
         if "auroc" in names:
-            per_class["auroc"][c] = float(binary_auroc(ranked, target, validate_args=False))
+            per_class["auroc"][c] = float(binary_auroc(ranked, truth, validate_args=False))
         if "auprc" in names:
-            per_class["auprc"][c] = float(binary_average_precision(ranked, target, validate_args=False))
+            per_class["auprc"][c] = float(binary_average_precision(ranked, truth, validate_args=False))
         if thresholds is not None and ("f1" in names or "sensitivity" in names):
             # integer predictions: torchmetrics uses them as labels (no sigmoid, no `>` of its own);
             # arguments are validated above, so torchmetrics' own checks are skipped
             predicted = torch.from_numpy((scores[:, c] >= thresholds[c]).astype(np.int64))
             if "f1" in names:
-                per_class["f1"][c] = float(binary_f1_score(predicted, target, validate_args=False))
+                per_class["f1"][c] = float(binary_f1_score(predicted, truth, validate_args=False))
             if "sensitivity" in names:
-                per_class["sensitivity"][c] = float(binary_recall(predicted, target, validate_args=False))
+                per_class["sensitivity"][c] = float(binary_recall(predicted, truth, validate_args=False))
     return {name: float(_macro(values)) for name, values in per_class.items()}
 
 

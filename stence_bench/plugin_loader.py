@@ -150,6 +150,7 @@ def load_plugins(*, extra: Iterable[object] = (), environ: Mapping[str, str] | N
         if info.matches(block):
             loaded.blocked.append(info)
             continue
+        assert callable(load)
         try:
             plugin = load()
         except Exception as exc:

@@ -100,6 +100,13 @@ def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
 
 
+def _world() -> torch.distributed.ProcessGroup:
+    """The default process group (set once :func:`distributed` is true)."""
+    group = torch.distributed.group.WORLD
+    assert group is not None, "torch.distributed is not initialised"
+    return group
+
+
 def gather(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` from every rank along dim 0, with gradients flowing back to each rank's part.
 
@@ -113,9 +120,9 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     from torch.distributed import _functional_collectives as fc
 
     if hasattr(fc, "all_gather_single_autograd"):
-        return fc.all_gather_single_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
+        return fc.all_gather_single_autograd(tensor.contiguous(), gather_dim=0, group=_world())
     if hasattr(fc, "all_gather_tensor_autograd"):
-        return fc.all_gather_tensor_autograd(tensor.contiguous(), gather_dim=0, group=torch.distributed.group.WORLD)
+        return fc.all_gather_tensor_autograd(tensor.contiguous(), gather_dim=0, group=_world())
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(tensor.contiguous()), dim=0)

@@ -166,7 +166,7 @@ class Registry:
         ``modality_encoders`` option, else the objective's declared default, else the first registered for that
         modality (a modality none is registered for is read raw, as CLEF reads metadata)."""
         chosen = dict(options.get("modality_encoders") or {})
-        names = {}
+        names: dict[str, str] = {}
         for modality in ("angiography", "text", "metadata"):
             if modality not in spec.modalities:
                 continue

@@ -164,7 +164,7 @@ def build_objective(
         "labels": (torch.rand(batch_size, n_labels, generator=generator) < 0.4).float(),
         "risk": torch.rand(batch_size, generator=generator),
     }
-    modality_encoders = {}
+    modality_encoders: dict[str, Any] = {}
     for modality in ("angiography", "text", "metadata"):
         if modality not in spec.modalities:
             continue

@@ -14,6 +14,8 @@ from stence_bench import TaskSpec, hookimpl
 from stence_bench.task_data import TaskDataError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from stence_bench.task_data import TaskSource
@@ -25,7 +27,7 @@ CITATION = ("Ribeiro et al., Automatic diagnosis of the 12-lead ECG using a deep
 _TRUE = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
 
 
-def abnormality_labels(source: TaskSource, *, classes: list[str] = list(CLASSES)) -> pd.DataFrame:
+def abnormality_labels(source: TaskSource, *, classes: Sequence[str] = CLASSES) -> pd.DataFrame:
     """0/1 per class (``True``/``False`` in ``exams.csv``) per record (= ``exam_id``); a value that is neither is
     a :class:`TaskDataError` naming the column."""
     import pandas as pd

@@ -14,7 +14,7 @@ def test_the_gpu_benchmark_runs_on_the_cpu_and_reports_throughput():
                           "--encoders", "resnet1d_wang", "--steps", "2", "--warmup", "1", "--batch", "4",
                           "--loader-workers", "0"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    (line,) = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    (line,) = [json.loads(text) for text in out.stdout.splitlines() if text.startswith("{")]
     assert line["encoder"] == "resnet1d_wang" and line["precision"] == "fp32" and line["processes"] == 1
     assert line["samples_per_s"] > 0 and line["model_samples_per_s"] > 0 and line["loader_samples_per_s"] > 0
     assert line["gpu_utilisation"] is None and "| resnet1d_wang[tiny] | fp32 | 1 |" in out.stdout

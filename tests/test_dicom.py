@@ -275,7 +275,7 @@ def pydicom_as_xa(name: str, tmp_path: Path) -> Path:
 
 def need_handlers() -> None:
     missing = [name for name in HANDLERS if importlib.util.find_spec(name) is None]
-    need(not missing, f"pixel handlers not installed ({', '.join(missing)}): pip install python-gdcm")
+    need(not missing, f"pixel handlers not installed ({', '.join(missing)}): pip install \"stence-bench[dicom]\"")
 
 
 @pytest.mark.parametrize("compressed, reference, shape", [
@@ -360,8 +360,9 @@ def test_undecodable_pixel_data_is_a_bad_record(tmp_path, name, damage, says):
 
 
 @pytest.mark.parametrize("name, syntax, install", [
-    ("SC_rgb_jpeg_gdcm.dcm", None, "pip install python-gdcm"),
-    ("MR_small_jp2klossless.dcm", uid.HTJ2KLossless, "pip install pylibjpeg pylibjpeg-openjpeg"),  # no gdcm HTJ2K
+    ("SC_rgb_jpeg_gdcm.dcm", None, 'needs python-gdcm: pip install "stence-bench[dicom]"'),
+    ("MR_small_jp2klossless.dcm", uid.HTJ2KLossless,  # no gdcm HTJ2K
+     'needs pylibjpeg-openjpeg: pip install "stence-bench[htj2k]"'),
 ])
 def test_missing_pixel_handler_names_the_package(tmp_path, monkeypatch, name, syntax, install):
     path = pydicom_as_xa(name, tmp_path)
@@ -381,4 +382,5 @@ def test_12_bit_jpeg_without_gdcm_names_it_even_with_pillow(tmp_path, monkeypatc
     monkeypatch.setattr(dicom, "_gdcm_module", lambda: None)
     with pytest.raises(BadRecord) as err:
         read_angiography(path)
-    assert err.value.what == "no pixel handler" and err.value.why.endswith("pip install python-gdcm")
+    assert err.value.what == "no pixel handler"
+    assert err.value.why.endswith('needs python-gdcm: pip install "stence-bench[dicom]"')

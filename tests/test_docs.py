@@ -36,6 +36,18 @@ def test_ci_checks_the_installed_wheel_after_the_tests_and_the_readme_says_how_t
     assert release.index("pip install torch==") < release.index("pip install stence-bench")
 
 
+def test_ci_runs_ruff_and_mypy_before_the_tests_and_the_test_extra_installs_them():
+    import tomllib
+
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    tests = ci_lines.index(readme_commands()[1])
+    assert ".venv/bin/ruff check" in ci_lines[:tests] and ".venv/bin/mypy" in ci_lines[:tests]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    test_extra = " ".join(pyproject["project"]["optional-dependencies"]["test"])
+    assert "ruff" in test_extra and "mypy" in test_extra
+    assert pyproject["tool"]["mypy"]["files"] == ["stence_bench"] and pyproject["tool"]["ruff"]["lint"]["select"]
+
+
 def test_readme_plugin_example_registers_an_encoder():
     readme = (REPO / "README.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "register_encoders" in block)

@@ -150,7 +150,7 @@ def test_slurm_jobs_pretrain_first_and_evaluation_jobs_depend_on_their_pretraini
     evaluation = [(p, keys) for p, keys in executor.submitted if by_key[keys[0]].stage != "pretrain"]
     assert executor.submitted[: len(pretrain)] == pretrain  # every pretraining job goes first
     pretrain_ids = {keys[0]: str(100 + i) for i, (_, keys) in enumerate(pretrain)}
-    for params, keys in pretrain:
+    for params, _keys in pretrain:
         assert (params["tasks_per_node"], params["gpus_per_node"]) == (4, 4)  # one DDP process per GPU
         assert params["slurm_partition"] == "gpu" and params["timeout_min"] == 240
         assert params["slurm_additional_parameters"] == {"constraint": "a100"} and "slurm_dependency" not in params

@@ -219,7 +219,7 @@ def test_text_sentence_says_what_to_install(monkeypatch):
     real = text.importlib.util.find_spec
     monkeypatch.setattr(text.importlib.util, "find_spec",
                         lambda name, *a: None if name == "sentence_transformers" else real(name, *a))
-    with pytest.raises(StenceBenchError, match="pip install sentence-transformers") as info:
+    with pytest.raises(StenceBenchError, match=r'pip install "stence-bench\[text\]"') as info:
         build("text_sentence", model_path="/nowhere")
     assert "\n" not in str(info.value)
 

@@ -52,7 +52,7 @@ def build(kind: str, source: Path, out: Path) -> Path:
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of what a build reads (pyproject, README, the package roots), so the build leaves the clone alone."""
     copy = tmp_path_factory.mktemp("clone")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, copy / name)
     for folder in PACKAGE_DIRS.values():
         shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -95,6 +95,25 @@ def test_source_tree_has_the_packages_and_data_the_check_is_about():
                  "stence_bench/leaderboard/static/stence.css", "stence_bench_plugins/encoders/resnet1d.py",
                  "stence_bench_tasks/stenosis.md", "stence_bench_leaderboards/quickstart.toml"):
         assert path in files, path
+
+
+def test_source_tree_has_the_licence_and_the_typing_marker():
+    licence = (REPO / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"
+    assert "stence_bench/py.typed" in source_files()
+
+
+def test_wheel_declares_the_licence_ships_its_text_and_is_typed(wheel, wheel_from_sdist):
+    for built in (wheel, wheel_from_sdist):
+        with zipfile.ZipFile(built) as zf:
+            names = zf.namelist()
+            (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+            headers = zf.read(metadata).decode().split("\n\n")[0].splitlines()
+            (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+            assert zf.read(licence) == (REPO / "LICENSE").read_bytes(), f"{built.name}: {licence} is not LICENSE"
+        assert "License-Expression: Apache-2.0" in headers, f"{built.name}: no licence in its METADATA"
+        assert "stence_bench/py.typed" in names, f"{built.name} lacks stence_bench/py.typed (PEP 561)"
 
 
 def test_wheel_ships_every_module_and_data_file_of_the_source_tree(wheel):

@@ -17,7 +17,7 @@ from stence_bench.data.layouts.ptbxl import PtbxlLayout
 from stence_bench.data.store import ECGStore
 from stence_bench.registry import Registry
 from stence_bench.synth.cohort import synthesize
-from stence_bench.synth.ecg import LEAD_VECTORS, Noise, dipole, generate
+from stence_bench.synth.ecg import LEAD_VECTORS, dipole, generate
 from stence_bench.synth.physiology import morphology, sample_patients
 from stence_bench_tasks.ptbxl import label_sets
 

@@ -60,7 +60,7 @@ def test_a_checkpoint_stence_bench_wrote_loads_back_bit_for_bit_through_weights(
 
     saved = tiny_resnet(seed=7)
     with torch.no_grad():  # batch-norm statistics too, so that every tensor differs from a fresh build
-        for name, buffer in saved.named_buffers():
+        for buffer in saved.buffers():
             if buffer.is_floating_point():
                 buffer.uniform_(0.5, 1.5)
     path = tmp_path / "mine.safetensors"

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stence_bench.errors import StenceBenchError
+from stence_bench.extras import install_hint
 
 __all__ = ["CLS", "PAD", "SPECIAL_TOKENS", "UNK", "SentenceEncoder", "SentenceModelUnavailable", "TextTransformer",
            "text_sentence", "text_transformer"]
@@ -183,8 +184,8 @@ class SentenceEncoder(nn.Module):
         super().__init__()
         if importlib.util.find_spec("sentence_transformers") is None:
             raise SentenceModelUnavailable(
-                "text_sentence needs the sentence-transformers package, which is not installed: "
-                "pip install sentence-transformers (and set option model_path to a local model directory)")
+                "text_sentence needs sentence-transformers, which is not installed: "
+                f"{install_hint('text')} (and set option model_path to a local model directory)")
         if not model_path:
             raise SentenceModelUnavailable("text_sentence: option model_path is required: the directory of a "
                                            "locally installed sentence-transformers model (nothing is downloaded)")

@@ -3,7 +3,7 @@
 Every function L2-normalises the embeddings it compares and returns a scalar tensor. The formulas are written
 out in ``docs/objectives.md``; ``tests/test_loss_formulas.py`` checks each against an independent NumPy
 implementation. Metric-learning losses and label miners come from pytorch-metric-learning; DTW distances from
-dtaidistance (both well kept, C-backed where it matters).
+dtaidistance (both well kept, C-backed where it matters; dtaidistance is the extra ``dtw``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from stence_bench.extras import require
 
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -166,8 +168,7 @@ def pairwise_distances(signals: np.ndarray | torch.Tensor, *, metric: str, downs
         sq = np.sum((flat[:, None, :] - flat[None, :, :]) ** 2, axis=-1)
         return np.sqrt(sq)
     if metric == "dtw":
-        from dtaidistance import dtw_ndim
-
+        dtw_ndim = require("dtaidistance.dtw_ndim", 'distance = "dtw"')
         series = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))  # [N, time, leads]
         dist = dtw_ndim.distance_matrix(series, use_c=True, compact=False)
         dist = np.asarray(dist, dtype=np.float64)

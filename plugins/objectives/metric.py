@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stence_bench.extras import require
 from stence_bench.pretraining import (
     Objective,
     ObjectiveOutput,
@@ -95,6 +96,8 @@ class MetricLearning(Objective):
             raise ValueError(f"objective {name!r}: loss must be one of {', '.join(LOSSES)}, not {loss!r}")
         if distance not in ("euclidean", "dtw"):
             raise ValueError(f"objective {name!r}: distance must be 'euclidean' or 'dtw', not {distance!r}")
+        if distance == "dtw" and miner == "distance":  # the extra dtw: said before the pretraining starts
+            require("dtaidistance.dtw_ndim", f"objective {name!r} with distance = \"dtw\"")
         if positive not in POSITIVES:
             raise ValueError(f"objective {name!r}: positive must be one of {', '.join(POSITIVES)}, not {positive!r}")
         if neg_topk < 1 or n_betas < 1:

@@ -154,7 +154,8 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
     records got a label, how many did not, and how many of the table's rows match no record."""
     import pandas as pd
 
-    from .store import TABLE_DIR, ECGStore, write_atomic
+    from ..files import write_atomic
+    from .store import TABLE_DIR, ECGStore
     from .tables import check_table_name, join_labels, join_summary, read_label_table
 
     name = check_table_name(name if name is not None else table.stem)
@@ -202,7 +203,8 @@ def croissant_command(ctx: click.Context, store: Path, out: Path | None) -> None
     from ..cli import get_registry
     from ..errors import UnknownNameError
     from .croissant import croissant
-    from .store import ECGStore, write_atomic
+    from ..files import write_atomic
+    from .store import ECGStore
 
     opened = ECGStore(store)
     try:

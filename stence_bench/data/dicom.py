@@ -2,9 +2,9 @@
 
 Both raise :class:`BadRecord` for anything they cannot ingest, never a raw pydicom error. Compressed pixel data
 is decoded by pydicom's pixel handlers: RLE by pydicom itself, JPEG (baseline, extended, lossless), JPEG-LS and
-JPEG 2000 by ``python-gdcm`` (GDCM is BSD-3-Clause). pydicom's gdcm plugin refuses 12-bit JPEG Extended, which
+JPEG 2000 by ``python-gdcm`` (GDCM is BSD-3-Clause; the extra ``dicom``). pydicom's gdcm plugin refuses 12-bit JPEG Extended, which
 GDCM decodes, so this module adds a gdcm plugin of its own for it (see :func:`is_available`). High-Throughput JPEG 2000
-needs the optional ``pylibjpeg`` and ``pylibjpeg-openjpeg`` (MIT); nothing here needs GPL-licensed
+needs ``pylibjpeg`` and ``pylibjpeg-openjpeg`` (MIT; the extra ``htj2k``); nothing here needs GPL-licensed
 ``pylibjpeg-libjpeg``.
 """
 
@@ -34,6 +34,7 @@ from pydicom.uid import UID
 from pydicom.valuerep import DA, DT, TM
 from pydicom.waveforms.numpy_handler import WAVEFORM_DTYPES
 
+from ..extras import install_hint
 from .records import BadRecord, Record, canonical_lead
 
 __all__ = ["ECG_SOP_PREFIX", "XA_SOP_CLASSES", "Angiogram", "read_angiography", "read_dicom_ecg"]
@@ -44,14 +45,14 @@ _TO_MV = {"uv": 1e-3, "\u00b5v": 1e-3, "\u03bcv": 1e-3, "microvolt": 1e-3, "mv":
 ECG_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.9.1."
 XA_SOP_CLASSES = {uids.XRayAngiographicImageStorage, uids.EnhancedXAImageStorage,
                    "1.2.840.10008.5.1.4.1.1.12.3"}  # the retired biplane XA storage
-_GDCM = "python-gdcm"
-_OPENJPEG = "pylibjpeg pylibjpeg-openjpeg"  # HTJ2K: no gdcm support
-#: What to ``pip install`` when pydicom has no working decoder for a transfer syntax.
+_GDCM = f"python-gdcm: {install_hint('dicom')}"
+_OPENJPEG = f"pylibjpeg-openjpeg: {install_hint('htj2k')}"  # HTJ2K: no gdcm support
+#: What to install when pydicom has no working decoder for a transfer syntax (the package, and its extra).
 _HANDLER_PACKAGES = {
     uids.JPEGBaseline8Bit: _GDCM, uids.JPEGExtended12Bit: _GDCM, uids.JPEGLossless: _GDCM,
     uids.JPEGLosslessSV1: _GDCM, uids.JPEGLSLossless: _GDCM, uids.JPEGLSNearLossless: _GDCM,
     uids.JPEG2000Lossless: _GDCM, uids.JPEG2000: _GDCM, uids.HTJ2KLossless: _OPENJPEG,
-    uids.HTJ2KLosslessRPCL: _OPENJPEG, uids.HTJ2K: _OPENJPEG, uids.RLELossless: "numpy",
+    uids.HTJ2KLosslessRPCL: _OPENJPEG, uids.HTJ2K: _OPENJPEG, uids.RLELossless: "numpy: pip install numpy",
 }
 #: Label of this module's decoding plugin for JPEG Extended in pydicom's decoder.
 _GDCM_JPEG_EXTENDED = "stence-bench-gdcm"
@@ -315,8 +316,10 @@ def _transfer_syntax(src: str, ds: Dataset) -> UID:
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit is None:
         raise BadRecord(src, "corrupt pixel data", "no Transfer Syntax UID and the encoding is unknown")
-    ts = {(True, True): uids.ImplicitVRLittleEndian, (False, True): uids.ExplicitVRLittleEndian,
-          (False, False): uids.ExplicitVRBigEndian}.get((implicit, little), uids.ImplicitVRLittleEndian)
+    encodings: dict[tuple[Any, Any], UID] = {(True, True): uids.ImplicitVRLittleEndian,
+                                             (False, True): uids.ExplicitVRLittleEndian,
+                                             (False, False): uids.ExplicitVRBigEndian}
+    ts = encodings.get((implicit, little), uids.ImplicitVRLittleEndian)
     ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ts
     return ts
@@ -335,7 +338,7 @@ def _check_decoder(src: str, ts: UID, bits_stored: int) -> None:
     twelve_bit = ts == uids.JPEGExtended12Bit and bits_stored > 8
     if not (is_available(ts) if twelve_bit else decoder.is_available):
         packages = _HANDLER_PACKAGES.get(ts, _GDCM)
-        raise BadRecord(src, "no pixel handler", f"no installed package decodes {ts.name}: pip install {packages}")
+        raise BadRecord(src, "no pixel handler", f"no installed package decodes {ts.name}, it needs {packages}")
 
 
 # pydicom decoding plugin (the protocol asks for ``DECODER_DEPENDENCIES`` and ``is_available`` in the module):
@@ -521,12 +524,12 @@ def _read(path: Path) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(path, force=True)
+            forced: Dataset | None = pydicom.dcmread(path, force=True)
         except Exception:  # noqa: BLE001
-            ds = None
-    if ds is None or not _text(ds.get("SOPClassUID")):
+            forced = None
+    if forced is None or not _text(forced.get("SOPClassUID")):
         raise BadRecord(src, "not DICOM", "no 'DICM' marker at byte 128 and no DICOM data set at the start")
-    return ds
+    return forced
 
 
 def _check_complete(path: Path, ds: Dataset) -> None:

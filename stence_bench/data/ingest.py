@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..files import write_atomic
 from ..processes import FolderLock, WorkerPool
 from .layouts.base import Layout, RecordRef
 from .records import BadRecord
@@ -38,7 +39,6 @@ from .store import (
     fingerprint,
     new_store_info,
     read_parts,
-    write_atomic,
 )
 
 

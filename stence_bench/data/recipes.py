@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import StenceBenchError
-from .store import write_atomic
+from ..files import write_atomic
 
 #: ``hosp/d_labitems``: 50971 = Potassium | Blood | Chemistry, the serum potassium of the central laboratory (the
 #: item mimic-code's ``chemistry`` concept uses). Others a user may add with ``--itemid``: 50822 (Potassium, Whole

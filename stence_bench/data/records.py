@@ -92,7 +92,7 @@ class Record:
                 raise ValueError(f"record {self.record_id!r}: baseline and gain need one value per lead")
             if not (np.isfinite(gain).all() and (gain != 0).all()):
                 raise BadRecord(self.source, "bad calibration", f"gain {gain.tolist()}")
-            if self.digital.dtype != np.int16:
+            if self.digital is None or self.digital.dtype != np.int16:
                 raise ValueError(f"record {self.record_id!r}: digital samples must be int16")
         return self
 

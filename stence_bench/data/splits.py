@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -240,7 +240,7 @@ def patient_order(patient_ids: pd.Series | Sequence[str], labels: ArrayLike, *, 
         with np.errstate(invalid="ignore", divide="ignore"):
             means = sums / counts
         known = ~np.isnan(means)
-        edges = np.quantile(means[known], np.arange(1, _REGRESSION_BINS) / _REGRESSION_BINS) if known.any() else []
+        edges: Any = np.quantile(means[known], np.arange(1, _REGRESSION_BINS) / _REGRESSION_BINS) if known.any() else []
         bins = np.searchsorted(edges, means, side="right")
         stratum = np.array([f"bin{b}" if k else "missing" for b, k in zip(bins, known)], dtype=object)
         positive = None

@@ -23,7 +23,6 @@ import datetime as dt
 import functools
 import json
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import pandas as pd
 import xxhash
 
 from ..errors import StenceBenchError
+from ..files import write_atomic
 from .records import BadRecord, Record, to_physical
 
 FORMAT_VERSION = 1
@@ -62,7 +62,7 @@ class StoreError(StenceBenchError):
     """A store that cannot be opened or written as asked."""
 
 
-def fingerprint(files: Iterable[str]) -> str:
+def fingerprint(files: Iterable[str | os.PathLike[str]]) -> str:
     """Size and modification time of the source files: a change means the record is ingested again."""
     parts = []
     for f in files:
@@ -76,7 +76,7 @@ def fingerprint(files: Iterable[str]) -> str:
 
 def signal_checksum(samples: np.ndarray, calibration: str = "") -> str:
     """xxh3-64 of the stored bytes (and the calibration that turns them into millivolts)."""
-    h = xxhash.xxh3_64(np.ascontiguousarray(samples))
+    h = xxhash.xxh3_64(np.ascontiguousarray(samples))  # type: ignore[arg-type]  # an ndarray is a buffer
     h.update(calibration.encode())
     return h.hexdigest()
 
@@ -131,17 +131,6 @@ def _release_arrow_memory() -> None:
         pass
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``path`` whole or not at all; the temporary file is this process's own (two processes writing the
-    same file, such as two SLURM jobs opening one store, never take each other's)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass
 class StoreInfo:
     layout: str
@@ -180,20 +169,20 @@ class ShardWriter:
     def add(self, record: Record) -> None:
         if record.digital is not None:
             encoding, samples = "i16", np.ascontiguousarray(record.digital, dtype=np.int16)
-            baseline, gain = _floats(record.baseline), _floats(record.gain)
+            baseline, gain = _floats(record.baseline), _floats(record.gain)  # type: ignore[arg-type]  # set with digital
         else:
             encoding, samples = "f32", np.ascontiguousarray(record.physical(), dtype=np.float32)
             baseline = gain = ""
         samples.tofile(self._file(encoding))
         files = record.files or (record.source,)
         fingerprint_now = fingerprint(files)
-        source, files = self._relative(record.source), [self._relative(f) for f in files]
+        source, relative = self._relative(record.source), [self._relative(f) for f in files]
         self.rows.append({
             "status": "ok", "record_id": record.record_id, "patient_id": record.patient_id, "time": record.time,
             "fs": record.fs, "leads": encode_leads(record.leads), "n_leads": samples.shape[0],
             "n_samples": samples.shape[1], "encoding": encoding, "baseline": baseline, "gain": gain,
             "shard": self.shard, "offset": self._offset[encoding], "source": source,
-            "files": ";".join(files), "fingerprint": fingerprint_now,
+            "files": ";".join(relative), "fingerprint": fingerprint_now,
             "checksum": signal_checksum(samples, baseline + ";" + gain),
             "meta": json.dumps(record.meta, sort_keys=True, default=str) if record.meta else "",
         })
@@ -405,9 +394,7 @@ def compact(root: Path, *, quarantine_before: int | None = None) -> int:
     rows = rows.astype(str)
     for column in _NUMERIC:  # typed in the file: opening parses no numbers (empty for quarantine rows: NaN)
         rows[column] = pd.to_numeric(rows[column].replace({"": None, "nan": None}), errors="coerce")
-    tmp = folder / f"{COMPACTED}.{os.getpid()}.tmp"
-    rows.to_parquet(tmp, index=False)
-    os.replace(tmp, folder / COMPACTED)
+    write_atomic(folder / COMPACTED, writer=lambda tmp: rows.to_parquet(tmp, index=False))
     for part in parts:
         part.unlink(missing_ok=True)
     return len(rows)
@@ -447,5 +434,5 @@ def create_store(root: Path, info: StoreInfo) -> None:
 def new_store_info(layout: str, source: Path, options: dict[str, Any], units: str = "mV") -> StoreInfo:
     resolved = source.resolve()
     return StoreInfo(layout=layout, source=str(resolved), options=options,
-                     created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                      root=str(resolved if resolved.is_dir() else resolved.parent), units=units)

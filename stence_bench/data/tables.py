@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -51,7 +51,7 @@ def read_csv_table(path: str | os.PathLike[str], **read_csv: object) -> pd.DataF
     fields; a file pandas cannot parse is an error naming it, never a traceback."""
     try:
         _check_rows(path)
-        return pd.read_csv(path, **read_csv)  # type: ignore[call-overload]
+        return pd.read_csv(path, **read_csv)
     except FileNotFoundError:
         raise StenceBenchError(f"{path}: no such file") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
@@ -72,7 +72,7 @@ def _check_rows(path: str | os.PathLike[str]) -> None:
 
 
 def join_summary(manifest: pd.DataFrame, table: pd.DataFrame, joined: pd.DataFrame, *, key: Key,
-                 key_column: str | None = None, study_column: str = "study_id") -> dict[str, object]:
+                 key_column: str | None = None, study_column: str = "study_id") -> dict[str, Any]:
     """How a join went: records labelled and not, and the table's rows whose key names no record (or patient, or
     study) of the store, with a few of those keys."""
     key_column = key_column or _KEY_COLUMN[key]

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..files import write_atomic
 from ..hashing import digest
 from ..specs import EncoderSpec
-from .store import ECGStore, StoreError, write_atomic
+from .store import ECGStore, StoreError
 from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare, window
 
 VIEW_DIR = "views"
@@ -196,22 +197,24 @@ def _build_chunk(root: str, spec: EncoderSpec, folder: str, name: str, start: in
     if store is None or len(store) < stop:
         store = _OPENED[root] = ECGStore(root)
     rows = []
-    offset = 0
-    tmp = os.path.join(folder, f"{name}.f32.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        for i in range(start, stop):
-            rid = store.manifest["record_id"].iat[i]
-            leads = store.leads(i)
-            try:
-                x = prepare(store.signal(i), float(store.manifest["fs"].iat[i]), leads, spec, fill_missing=True)
-            except ValueError as exc:
-                rows.append({"record_id": rid, "offset": -1, "n_samples": 0, "missing": "",
-                             "reason": str(exc).splitlines()[0]})
-            else:
-                x.tofile(fh)
-                rows.append({"record_id": rid, "offset": offset, "n_samples": x.shape[1],
-                             "missing": "+".join(missing_leads(leads, spec)), "reason": ""})
-                offset += x.size
-    os.replace(tmp, os.path.join(folder, f"{name}.f32"))
+
+    def samples(tmp: Path) -> None:
+        offset = 0
+        with open(tmp, "wb") as fh:
+            for i in range(start, stop):
+                rid = store.manifest["record_id"].iat[i]
+                leads = store.leads(i)
+                try:
+                    x = prepare(store.signal(i), float(store.manifest["fs"].iat[i]), leads, spec, fill_missing=True)
+                except ValueError as exc:
+                    rows.append({"record_id": rid, "offset": -1, "n_samples": 0, "missing": "",
+                                 "reason": str(exc).splitlines()[0]})
+                else:
+                    x.tofile(fh)
+                    rows.append({"record_id": rid, "offset": offset, "n_samples": x.shape[1],
+                                 "missing": "+".join(missing_leads(leads, spec)), "reason": ""})
+                    offset += x.size
+
+    write_atomic(Path(folder) / f"{name}.f32", writer=samples)  # the data first, then the index that shows it
     write_atomic(Path(folder) / f"{name}.csv", pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(index=False))
     return stop - start

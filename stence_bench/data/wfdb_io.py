@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from wfdb.io.header import rx_record, rx_signal, wfdb_strptime
@@ -192,7 +193,7 @@ def parse_header(text: str, source: str) -> WfdbHeader:
         raise BadRecord(source, *block)
     return WfdbHeader(
         record_name=rec["record_name"], n_sig=n_sig, fs=fs, sig_len=int(rec["sig_len"]) if rec["sig_len"] else None,
-        signals=list(block.signals), file_names=[name for _, name, _ in split],
+        signals=list(block.signals), file_names=[str(name) for _, name, _ in split],
         checksums=[checksum for _, _, checksum in split], base_time=rec["base_time"] or None,
         base_date=rec["base_date"] or None, comments=comments, block=block,
     )
@@ -325,6 +326,7 @@ def read_wfdb(path: str | os.PathLike[str], *, record_id: str | None = None) -> 
     hea = path if path.endswith(".hea") else path + ".hea"
     header = read_header(hea)
     digital, baseline, gain = read_samples(header, os.path.dirname(hea), hea)
+    samples: dict[str, Any]
     if digital.dtype == np.int16:
         samples = {"digital": digital, "baseline": baseline, "gain": gain}
     else:

@@ -78,7 +78,7 @@ class Windows:
     def has_leads(self, leads: Iterable[str]) -> np.ndarray:
         """Which records have every one of ``leads`` (names of the contract's leads): ``[records]`` bool."""
         columns = [self.spec.leads.index(lead) for lead in leads]
-        return self.present[:, columns].all(axis=1)
+        return np.asarray(self.present[:, columns].all(axis=1))
 
     @classmethod
     def of_arrays(cls, spec: EncoderSpec, record_ids: list[str], arrays: list[np.ndarray],
@@ -266,7 +266,7 @@ class Batches(torch.utils.data.Dataset):
     def __init__(self, windows: Windows, lead_mask: torch.Tensor | None = None):
         self.windows, self.lead_mask = windows, lead_mask
 
-    def __getitem__(self, cut: Cut) -> dict[str, Any]:  # type: ignore[override]
+    def __getitem__(self, cut: Cut) -> dict[str, Any]:
         return self.windows.take(cut, self.lead_mask)
 
     def __len__(self) -> int:  # a plan decides how many batches there are
@@ -314,7 +314,7 @@ def loader(windows: Windows, plan: Iterable[Cut], *, lead_mask: torch.Tensor | N
                                        worker_init_fn=functools.partial(_worker_init, os.getpid()))
 
 
-def _as_cut(batch: dict[str, Any]) -> dict[str, Any]:
+def _as_cut(batch: Any) -> Any:
     """A batch as :meth:`Windows.take` made it (the default would turn its NumPy arrays into tensors)."""
     return batch
 

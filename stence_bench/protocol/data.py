@@ -38,6 +38,7 @@ from ..data.view_cache import build_view
 from ..data.views import contract_key
 from ..data.windows import Windows
 from ..errors import StenceBenchError
+from ..files import temporaries, write_atomic
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
@@ -166,7 +167,8 @@ class Progress:
 
     def __init__(self, echo: Echo, what: str, total: int, *, after_s: float = 10.0, every_s: float = 30.0):
         self.echo, self.what, self.total = echo, what, total
-        self.done, self.started, self.said = 0, time.monotonic(), None
+        self.done, self.started = 0, time.monotonic()
+        self.said: float | None = None
         self.after_s, self.every_s = after_s, every_s
 
     def __call__(self, n: int) -> None:
@@ -234,12 +236,10 @@ class Workspace:
                 shutil.rmtree(folder)  # an interrupted generation: start again
             self.echo(f"generating the synthetic cohort ({synthetic.patients} patients, seed {synthetic.seed}"
                       + (f", side information {synthetic.side.summary()}" if side else "") + f") in {folder} ...")
-            tmp = folder.with_name(folder.name + ".tmp")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed, angiograms=synthetic.angiograms,
-                       side=synthetic.side)
-            tmp.rename(folder)
+            for leftover in temporaries(folder):  # of a generation killed outright
+                shutil.rmtree(leftover, ignore_errors=True)
+            write_atomic(folder, writer=lambda tmp: synthesize(tmp, patients=synthetic.patients, seed=synthetic.seed,
+                                                               angiograms=synthetic.angiograms, side=synthetic.side))
         return folder
 
     @cached_property

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ import torch
 from .. import metrics
 from ..data.splits import label_fractions, sample_hash
 from ..data.windows import Cut, Windows, loader
-from ..data.store import write_atomic
 from ..errors import StenceBenchError
+from ..files import write_atomic
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
@@ -263,21 +262,19 @@ def cached_embeddings(cell: Cell, ws: Workspace, registry: Registry, root: Path,
     encoder, _ = encoder_for(cell, registry, root)
     encoder.to(distributed.current().device)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(windows.record_ids),
-                                                                          int(encoder.embed_dim)))
-    try:
+
+    def embed(tmp: Path) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(windows.record_ids),
+                                                                              int(encoder.embed_dim)))
         window_mean(encoder, windows, np.arange(len(windows.record_ids)), lead_mask(spec, cell.leads), out=out)
         out.flush()
         del out
-        ids_tmp = ids_path.with_name(f"{ids_path.name}.{os.getpid()}.tmp")
-        ids_tmp.write_text("\n".join(windows.record_ids))
-        if getattr(encoder, "given_weights", None) is not None:  # what the given weights loaded, for the results
-            write_atomic(folder / GIVEN_WEIGHTS_FILE, json.dumps(encoder.given_weights).encode())
-        os.replace(ids_tmp, ids_path)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    # the embeddings first, then the record ids they are of: a kill in between leaves ids that no longer match
+    write_atomic(path, writer=embed)
+    if getattr(encoder, "given_weights", None) is not None:  # what the given weights loaded, for the results
+        write_atomic(folder / GIVEN_WEIGHTS_FILE, json.dumps(encoder.given_weights))
+    write_atomic(ids_path, "\n".join(windows.record_ids))
     return np.load(path, mmap_mode="r")
 
 

@@ -69,7 +69,8 @@ class Inputs:
         if cell.stage == "pretrain":
             return self._pretraining(cell)
         weights = self._weights(cell)
-        key = ("task", str(cell.task), cell.pretrain_cell().key if cell.pretrain_cell() else "", weights or "",
+        pretraining = cell.pretrain_cell()
+        key = ("task", str(cell.task), pretraining.key if pretraining else "", weights or "",
                cell.test_dataset or "")
         if key not in self._cache:
             out = {**self._task(str(cell.task)), "code": code_versions(cell.stage)}

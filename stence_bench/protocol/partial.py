@@ -59,7 +59,7 @@ def encoder_blocks(encoder: nn.Module, name: str = "encoder") -> list[list[nn.Pa
 
 def _block_modules(encoder: nn.Module) -> list[list[nn.Module]]:
     out = []
-    for item in encoder.finetuning_blocks():
+    for item in encoder.finetuning_blocks():  # type: ignore[operator]  # the encoder's own method
         parts = [item] if isinstance(item, nn.Module | nn.Parameter) else list(item)
         out.append([part for part in parts if isinstance(part, nn.Module)])
     return out

@@ -9,7 +9,6 @@ weights with their resolved config as safetensors (loads without executing code)
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
+from ..files import write_atomic
 from ..registry import Registry
 from ..specs import import_object
 from ..suite import Cell, lead_names
@@ -115,9 +115,7 @@ def save_checkpoint(path: Path, encoder: torch.nn.Module, cell: Cell, info: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     metadata = {"cell": cell.model_dump_json(), "info": json.dumps(info), "format": "stence-bench-encoder/1"}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    write_atomic(path, writer=lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 def objective_path(root: Path, cell: Cell) -> Path:
@@ -133,9 +131,8 @@ def save_objective(path: Path, objective: torch.nn.Module) -> None:
     state = objective.state_dict()
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
     extra = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"extra_state": json.dumps(extra), "format": "stence-bench-objective/1"})
-    os.replace(tmp, path)
+    metadata = {"extra_state": json.dumps(extra), "format": "stence-bench-objective/1"}
+    write_atomic(path, writer=lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_objective(path: Path, objective: torch.nn.Module) -> None:
@@ -419,9 +416,7 @@ def save_training_state(path: Path, cell: Cell, objective: torch.nn.Module, opti
              "objective": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
                            for k, v in objective.state_dict().items()},
              "optimiser": optimiser.state_dict()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill while saving leaves the previous state whole
+    write_atomic(path, writer=lambda tmp: torch.save(state, tmp))  # a kill while saving leaves the previous state whole
 
 
 def load_training_state(path: Path, cell: Cell) -> dict[str, Any]:
@@ -471,7 +466,7 @@ class TrainingLog:
                         kept.append(line)
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut short by the kill
-        self.path.write_text("".join(line + "\n" for line in kept))
+        write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def step(self, epoch: int, step: int, loss: float) -> None:
         line = json.dumps({"epoch": epoch, "step": step, "loss": loss,

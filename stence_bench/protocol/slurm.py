@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.store import write_atomic
 from ..errors import StenceBenchError
+from ..extras import require
+from ..files import write_atomic
 from ..registry import Registry
 from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
 from ..trackers import with_trackers
@@ -135,10 +136,7 @@ def run_job(suite: Suite, root: str, cells: list[Cell], device: str | None = Non
 
 
 def make_executor(folder: Path, cluster: str) -> Any:
-    try:
-        import submitit
-    except ImportError as exc:  # declared as a dependency; a broken environment
-        raise StenceBenchError("--launcher slurm needs submitit: pip install submitit") from exc
+    submitit = require("submitit", "--launcher slurm")
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise StenceBenchError("--launcher slurm: sbatch is not on PATH (run this on a SLURM login node)")
     return submitit.AutoExecutor(folder=str(folder / "logs" / "%j"), cluster=cluster)
@@ -158,6 +156,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
     from .inputs import Inputs
     from .runner import finished_earlier, prepare, pretraining_refusal
 
+    require("submitit", "--launcher slurm")  # the extra slurm: said before anything is written
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     folder = root / JOB_DIR
@@ -222,7 +221,7 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
                 [j.handle.job_id for j in jobs if j.handle is not None and not j.ended])
             if states is None:  # squeue did not answer (a busy or restarting controller): look again later
                 if not quiet:
-                    echo(f"squeue did not answer ({queue.error}); looking again")
+                    echo(f"squeue did not answer ({queue.error if queue else ''}); looking again")
                 quiet = True
                 continue
             quiet = False
@@ -530,7 +529,7 @@ def refusal(job: Job, fields: Fields, error: str, cancelled: int = 0) -> str:
     also = f"; cancelled the {cancelled} jobs submitted before it" if cancelled else ""
     option = re.search(r"(?:unrecognized|invalid) option '?--([\w-]+)", said)
     key = next((k for k in fields.cluster.sbatch if option and k.replace("_", "-") == option.group(1)), None)
-    if key is not None:
+    if key is not None and option is not None:
         return (f"{fields.name('', key)}: sbatch has no option --{option.group(1)}; remove it from "
                 f"[cluster] sbatch (sbatch: {said}){also}")
     low = said.lower()

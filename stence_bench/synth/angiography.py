@@ -168,8 +168,8 @@ def coronary_tree(*, rng: np.random.Generator, view: str = "LAO", size: int = 12
     ends: dict[str, np.ndarray] = {}
     projected: dict[str, np.ndarray] = {}  # (row, col) in heart units
     for i, (name, _) in enumerate(SEGMENTS):
-        parent, ctrl, _, _ = _TREE[name]
-        ctrl = np.array(ctrl, dtype=np.float64)
+        parent, control, _, _ = _TREE[name]
+        ctrl = np.array(control, dtype=np.float64)
         ctrl[:, :2] += ctrl_jitter[i]
         ctrl[:, 1] += spin
         if parent is not None:
@@ -327,8 +327,8 @@ def write_angiogram(path: str | Path, stenosis: Mapping[str, float], *, patient_
     ds.PixelRepresentation = 0
     ds.PixelIntensityRelationship = "LIN"
     ds.LossyImageCompression = "00"
-    # GDCM (a dependency) encodes RLE 10x faster than pydicom, and the two write different (equally valid) bytes:
-    # pinning the encoder keeps "same inputs, same bytes" whichever pydicom would pick.
+    # GDCM (the extra dicom) encodes RLE 10x faster than pydicom, and the two write different (equally valid) bytes:
+    # pinning the encoder keeps "same inputs, same bytes" whichever pydicom would pick, in one environment.
     plugin = "gdcm" if "gdcm" in get_encoder(RLELossless).available_plugins else "pydicom"
     ds.compress(RLELossless, pixels, encoding_plugin=plugin, generate_instance_uid=False)
     path = Path(path)

@@ -80,7 +80,7 @@ class Code15Layout(Layout):
                                    "exams_part{0..17}.hdf5")
         exams = pd.read_csv(exams_path)
         require_columns(exams, EXAM_COLUMNS, exams_path)
-        shards = sorted((p for p in source.iterdir() if _SHARD.match(p.name)), key=lambda p: int(_SHARD.match(p.name)[1]))
+        shards = sorted((p for p in source.iterdir() if _SHARD.match(p.name)), key=lambda p: int(_SHARD.match(p.name)[1]))  # type: ignore[index]
         if not shards:
             raise StenceBenchError(f"{source}: no exams_part*.hdf5 shard beside exams.csv")
         info = exams.set_index(exams["exam_id"].astype("int64"), drop=False)
