@@ -32,8 +32,9 @@ import pandas as pd
 
 from ..hashing import digest
 from ..specs import EncoderSpec
-from .store import ECGStore, StoreError, write_atomic
-from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare, window
+from .store import ECGStore, UnitsError, write_atomic
+from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare
+from .windows import window
 
 VIEW_DIR = "views"
 
@@ -98,10 +99,6 @@ class ContractView:
         for rid in record_ids:
             scaler.partial_fit(self.prepared(rid), self.present[self._position[rid]])  # a lacking lead adds nothing
         return scaler
-
-
-class UnitsError(StoreError):
-    """An encoder contract (or an objective) that assumes millivolts, on a store whose signals are not."""
 
 
 def check_units(units: str, spec: EncoderSpec, *, where: str) -> None:
