@@ -259,6 +259,10 @@ class SuiteResults:
     #: Whether the name and description come from a ``suite.json`` (else the folder's name).
     from_suite_file: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Where each result was read (key -> files; a cell found in two folders has two), and the ``suite.json``
+    #: files: the site's archive holds these files as they are.
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    suite_files: list[Path] = field(default_factory=list)
 
 
 def _run_folder(folder: Path) -> tuple[Path, Path]:
@@ -319,6 +323,10 @@ def load_suites(folders: Sequence[Path]) -> list[SuiteResults]:
             entry.notes.append(f"{run.name}/{note}")
         entry.sources.append(run.resolve().name)
         entry.results.extend(results)
+        for r in results:
+            entry.files.setdefault(r.key, []).append(res / f"{r.key}.json")
+        if suite_data and (run / SUITE_FILE) not in entry.suite_files:
+            entry.suite_files.append(run / SUITE_FILE)
     return list(by_name.values())
 
 
@@ -769,15 +777,19 @@ def json_results(suite: SuiteResults) -> bytes:
 
 
 def archive(suite: SuiteResults) -> bytes:
-    """The suite's complete results as a zip: ``<suite>/results/<key>.json``, every result file (bootstrap vectors
-    included, as :func:`stence_bench.results.write_result` writes it), one per cell (a finished one over a failed
-    one, the latest), and ``<suite>/suite.json`` when the run folder had one. Deterministic: the same results give
+    """The suite's complete results as a zip: ``<suite>/results/<key>.json``, every result file as it was read
+    (bootstrap vectors included), one per cell (a finished one over a failed one, the latest), and
+    ``<suite>/suite.json`` when the run folder had one. Deterministic: the same results give
     the same bytes. Per-record predictions are left out (they hold record and patient ids: a site publishes
     aggregates)."""
     import zipfile
 
-    files = {f"{RESULT_DIR}/{r.key}.json": r.model_dump_json(indent=1).encode() for r in dedupe(suite.results)}
-    if suite.suite is not None and suite.from_suite_file:
+    files: dict[str, bytes] = {}
+    for r in dedupe(suite.results):
+        files[f"{RESULT_DIR}/{r.key}.json"] = _file_of(r, suite.files.get(r.key, []))
+    if suite.suite_files:
+        files[SUITE_FILE] = suite.suite_files[0].read_bytes()
+    elif suite.suite is not None and suite.from_suite_file:
         files[SUITE_FILE] = json.dumps(suite.suite, indent=1).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -787,6 +799,18 @@ def archive(suite: SuiteResults) -> bytes:
             info.external_attr = 0o644 << 16
             zf.writestr(info, files[name])
     return buffer.getvalue()
+
+
+def _file_of(result: CellResult, paths: Sequence[Path]) -> bytes:
+    """The bytes of the file ``result`` was read from (of ``paths``, the one that holds it), else its JSON."""
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if CellResult.model_validate_json(data) == result:
+            return data
+    return result.model_dump_json(indent=1).encode()
 
 
 def slugify_archive(name: str) -> str:
