@@ -416,7 +416,8 @@ def suite_comparisons(folders: tuple[Path, ...]) -> list[Any]:
 @results_group.command("rescore")
 @click.argument("folders", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--write", is_flag=True, help="Store the recomputed numbers where they differ (after a fix in the "
-                                            "scoring code), and the paired differences that follow from them.")
+                                            "scoring code); the paired differences to the control follow, as they "
+                                            "are derived from the files.")
 def results_rescore(folders: tuple[Path, ...], write: bool) -> None:
     """Recompute every metric and interval of the finished evaluation cells from the per-record predictions saved
     beside each result, and compare them with the stored numbers. Exit status 1 when any differs (without

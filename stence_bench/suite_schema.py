@@ -292,7 +292,7 @@ class RowRef(_Model):
 
 class Comparison(_Model):
     """Paired differences of rows against a reference row on the shared resamples, per task and across the suite's
-    tasks (:func:`stence_bench.protocol.tables.compare`): ``row = "clip", reference = "clip_text"``, or
+    tasks (:func:`stence_bench.results.aggregate.compare`): ``row = "clip", reference = "clip_text"``, or
     ``reference = "supervised"`` (every row against the supervised control of its encoder)."""
 
     #: A name for the comparison; default: ``"<row> vs <reference>"``.

@@ -553,7 +553,7 @@ def test_two_level_bootstrap_and_p_values_by_hand():
 
 def _result(task: str, objective: str, draw: int, value: float, values: list[float], fraction: float = 0.1):
     from stence_bench.results import CellResult
-    from stence_bench.suite import Cell
+    from stence_bench.cells import Cell
 
     cell = Cell(stage="linear_probe", task=task, encoder="e", objective=objective, seed=0, fraction=fraction, draw=draw)
     return CellResult(key=f"{objective}{draw}{fraction}", cell=cell, status="done", started="", finished="", wall_s=0.0,
@@ -587,7 +587,7 @@ def test_the_leaderboard_flags_rows_whose_pretraining_kept_test_records_and_mark
     from stence_bench.leaderboard import build
     from stence_bench.leaderboard.build import SuiteResults
     from stence_bench.results import CellResult
-    from stence_bench.suite import Cell
+    from stence_bench.cells import Cell
 
     pre = Cell(stage="pretrain", encoder="resnet1d_wang", objective="metric_learning", seed=0)
     pretraining = CellResult(key="p", cell=pre, status="done", started="", finished="", wall_s=1.0,
