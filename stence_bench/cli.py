@@ -332,6 +332,7 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None, as_json: b
 
     from .results import read_results
     from .results.aggregate import aggregate, compare
+    from .results.export import plain_json
     from .results.text import comparisons_table, results_table
 
     results = read_results(folders)
@@ -352,26 +353,11 @@ def results_show(folders: tuple[Path, ...], task_pattern: str | None, as_json: b
                 if task_pattern is None or fnmatch.fnmatch(r.task, task_pattern)]
         payload = {"rows": rows, "comparisons": [d.model_dump(mode="json") for d in compare(selected, comparisons)]
                    if comparisons else []}
-        click.echo(json.dumps(_plain(payload), indent=1, allow_nan=False))
+        click.echo(json.dumps(plain_json(payload), indent=1, allow_nan=False))
         return
     click.echo(results_table(results, task_pattern=task_pattern))
     if comparisons:
         click.echo("\n" + comparisons_table(compare(selected, comparisons)))
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as strict JSON: numpy scalars as numbers, an undefined (NaN, infinite) number as null."""
-    import math
-
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @results_group.command("export")

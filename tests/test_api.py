@@ -178,3 +178,13 @@ def _suite_file(tmp_path):
     path = tmp_path / "api.toml"
     path.write_text(TINY)
     return path
+
+
+def test_an_undefined_number_is_published_as_null():
+    from stence_bench.results.export import summaries
+
+    (result,) = [r for r in read_results([MINI]) if r.value is not None][:1]
+    broken = result.model_copy(update={"value": float("nan"), "wall_s": float("inf")})
+    (summary,) = summaries([broken])
+    assert summary["value"] is None and summary["wall_s"] is None and summary["metric"] == result.metric
+    json.dumps(summary, allow_nan=False)  # strict JSON

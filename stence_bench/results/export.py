@@ -153,6 +153,21 @@ def csv_text(results: Iterable[CellResult], suite: str) -> str:
     return buf.getvalue()
 
 
+def plain_json(value: Any) -> Any:
+    """``value`` as strict JSON data: numpy scalars as numbers, an undefined (NaN, infinite) number as null."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 #: Where the per-resample vectors of a result file are (left out of :func:`summary`).
 RESAMPLE_VECTORS = ("bootstrap.values", "subgroups.*.values")
 
@@ -165,7 +180,7 @@ def summary(result: CellResult, paired: PairedDifference | None = None) -> dict[
     data["subgroups"] = {name: {k: v for k, v in group.items() if k != "values"}
                          for name, group in data.get("subgroups", {}).items()}
     data["vs_control"] = paired.model_dump(mode="json") if paired is not None else None
-    return data
+    return plain_json(data)
 
 
 def summaries(results: Iterable[CellResult]) -> list[dict[str, Any]]:
