@@ -97,7 +97,10 @@ def test_results_export_writes_the_rows_of_load_results(tmp_path, suffix):
         assert list(rows[0]) == list(expected.columns) and len(rows) == len(expected)
         for row, (_, want) in zip(rows, expected.iterrows()):
             assert row["key"] == want["key"] and row["status"] == want["status"]
-            assert (row["value"] == "") if pd.isna(want["value"]) else float(row["value"]) == pytest.approx(want["value"])
+            if pd.isna(want["value"]):
+                assert row["value"] == ""
+            else:
+                assert float(row["value"]) == pytest.approx(want["value"])
 
 
 def test_results_export_refuses_an_unknown_suffix_in_one_line(tmp_path):

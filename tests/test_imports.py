@@ -48,9 +48,12 @@ def imported(name: str, is_package: bool, node: ast.Import | ast.ImportFrom, kno
 
 def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     known = modules(root)
-    return {name: {t for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                   if isinstance(node, ast.Import | ast.ImportFrom) for t in imported(name, is_package, node, set(known))}
-            for name, (path, is_package) in known.items()}
+    edges = {}
+    for name, (path, is_package) in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        edges[name] = {t for node in nodes for t in imported(name, is_package, node, set(known))}
+    return edges
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:

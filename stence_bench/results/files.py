@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import StenceBenchError
 from .schema import RESULT_DIR, SUITE_FILE, CellResult
 
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .schema import CellResult, PairedDifference
 
+
 def paired_differences(results: Iterable[CellResult], control: str = "none") -> dict[str, PairedDifference]:
     """The paired difference to the random-init control of every finished evaluation result whose control (same
     task, encoder, stage, fraction, draw, seed, leads, weights, test dataset) has finished, by the result's key: the

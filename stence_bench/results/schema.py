@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
 from ..cells import Cell
 
 RESULT_DIR = "results"
-#: 3: ``vs_control`` is no longer stored (it is derived where it is shown: :func:`stence_bench.results.paired_differences`).
+#: 3: ``vs_control`` is no longer stored (it is derived where it is shown:
+#: :func:`stence_bench.results.paired_differences`).
 SCHEMA_VERSION = "3"
 #: The file a run writes beside its results: the validated suite (name, description, protocol, comparisons).
 SUITE_FILE = "suite.json"
