@@ -161,7 +161,7 @@ def run_validated(parsed: Suite, path: Path, registry: Registry, *, out: Path | 
                 outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device,
                                   overrides=set(overrides), reuse_stale=reuse_stale)
             else:
-                outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers,
+                outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers or 1,
                                      reuse_stale=reuse_stale)
                 distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM (a SLURM job's end): workers stopped, work kept
