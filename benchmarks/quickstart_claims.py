@@ -14,14 +14,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stence_bench.protocol.results import load_results
-from stence_bench.protocol.tables import aggregate
+from stence_bench.results import read_results
+from stence_bench.results.aggregate import aggregate
 
 CLAIMS = [("stenosis.70", "clip", "linear_probe", 0.01)]
 
 
 def main(folder: str) -> int:
-    rows = aggregate(load_results([Path(folder)]))
+    rows = aggregate(read_results([Path(folder)]))
     failures = 0
     for task, objective, stage, fraction in CLAIMS:
         matching = [r for r in rows if (r.task, r.objective, r.stage, r.fraction) == (task, objective, stage, fraction)]

@@ -4,13 +4,23 @@ The public API for plugin authors (stable once released)::
 
     from stence_bench import hookimpl, EncoderSpec, ObjectiveSpec, TaskSpec
 
-Importing this package is cheap: it never imports torch or model code.
+and for users in Python (docs/api.md)::
+
+    import stence_bench
+
+    report = stence_bench.run("quickstart", out="runs/quickstart")   # as `stence-bench run`
+    df = stence_bench.load_results("runs/quickstart")                # one row per cell
+    stence_bench.build_leaderboard(["runs/quickstart"], "site")      # as `stence-bench leaderboard`
+
+Importing this package is cheap: it never imports torch or model code (``run``, ``load_results`` and
+``build_leaderboard`` import what they need when called).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .hookspecs import hookimpl
 from .specs import (
     LIMB_LEADS,
@@ -25,15 +35,25 @@ from .specs import (
     TaskSpec,
 )
 
-try:
-    __version__ = version("stence-bench")
-except PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0+unknown"
+if TYPE_CHECKING:
+    from .api import RunReport, build_leaderboard, load_results, run
+
+#: The Python API (:mod:`stence_bench.api`), imported on first use.
+_API = ("RunReport", "build_leaderboard", "load_results", "run")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'stence_bench' has no attribute {name!r}")
 
 __all__ = [
     "LIMB_LEADS",
     "PRECORDIAL_LEADS",
     "TWELVE_LEADS",
+    "RunReport",
     "DatasetCard",
     "DatasetSpec",
     "EncoderPreset",
@@ -42,5 +62,8 @@ __all__ = [
     "ObjectiveSpec",
     "TaskSpec",
     "__version__",
+    "build_leaderboard",
     "hookimpl",
+    "load_results",
+    "run",
 ]

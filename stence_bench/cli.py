@@ -12,30 +12,17 @@ from typing import Any
 
 import click
 
+from .api import RUN_LOCK, resume_command, with_cluster  # noqa: F401 - RUN_LOCK, resume_command: as before
+from .cli_context import get_registry
 from .errors import PluginError, StenceBenchError, SuiteError, did_you_mean
 from .log import configure as configure_logging
 from .log import echo as log_echo
-from .log import printed, run_log
-from .processes import FolderLock, exit_code, stop_on_signals
-from .registry import KINDS, Entry, Registry
-from .suite import find_suites, left_out_notices, load_suite, plan, resolved_objectives, validate_suite
+from .log import printed
+from .processes import exit_code
+from .registry import KINDS, Entry
+from .results.text import format_table
+from .suite import find_suites, left_out_notices, load_suite, plan, suite_summary, validate_suite
 from .trackers import TRACKERS
-
-_REGISTRY_KEY = "stence_bench.registry"
-
-
-def get_registry(ctx: click.Context) -> Registry:
-    """The registry of this invocation, loaded once (plugin errors surface here, as user errors).
-
-    A :class:`Registry` passed as the root context's ``obj`` is used as is (tests, embedding applications).
-    """
-    root = ctx.find_root()
-    if isinstance(root.obj, Registry):
-        return root.obj
-    meta = root.meta
-    if _REGISTRY_KEY not in meta:
-        meta[_REGISTRY_KEY] = Registry.load()
-    return meta[_REGISTRY_KEY]
 
 
 class StenceGroup(click.Group):
@@ -68,15 +55,6 @@ class StenceGroup(click.Group):
             return super().get_command(ctx, cmd_name)
         plugin_commands = self.plugin_commands(ctx)
         return super().get_command(ctx, cmd_name) or plugin_commands.get(cmd_name)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table: a header, a rule, left-aligned columns."""
-    cells = [[str(h) for h in headers], *[[str(v) for v in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 @click.group(cls=StenceGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -243,15 +221,6 @@ def plugins_command(ctx: click.Context, as_json: bool) -> None:
 _SUITE_ARG = click.argument("suite", metavar="SUITE")
 
 
-def _summary(suite: Any, registry: Registry) -> str:
-    objectives, added = resolved_objectives(suite, registry)
-    text = (f"{len(suite.tasks)} task(s) x {len(suite.encoders)} encoder(s) x {len(objectives)} objective(s)"
-            f", seeds {list(suite.protocol.seeds)}, fractions {list(suite.protocol.fractions)}")
-    if added:
-        text += f" (controls added: {', '.join(added)})"
-    return text
-
-
 @cli.command("validate")
 @_SUITE_ARG
 @click.pass_context
@@ -260,7 +229,7 @@ def validate_command(ctx: click.Context, suite: str) -> None:
     registry = get_registry(ctx)
     parsed, path = validate_suite(suite, registry)
     cells = plan(parsed, registry)
-    click.echo(f"{path}: ok: suite {parsed.name!r}: {_summary(parsed, registry)}; {len(cells)} cells")
+    click.echo(f"{path}: ok: suite {parsed.name!r}: {suite_summary(parsed, registry)}; {len(cells)} cells")
     for line in left_out_notices(parsed, registry):
         click.echo(f"note: {line}")
 
@@ -313,17 +282,15 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
 
         os.environ[ENV_LOADER_WORKERS] = str(loader_workers)
     parsed, path = validate_suite(suite, registry)
-    cluster = {k: v for k, v in {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
-                                 "cells_per_job": cells_per_job}.items() if v is not None}
-    if cluster:
-        if launcher != "slurm":
-            raise StenceBenchError(f"--{next(iter(cluster)).replace('_', '-')} is an option of --launcher slurm")
-        parsed = parsed.model_copy(update={"cluster": parsed.cluster.model_copy(update=cluster)})
+    cluster = {"partition": partition, "time_min": time_min, "gpus_per_job": gpus_per_job,
+               "cells_per_job": cells_per_job}
+    planned, _ = with_cluster(parsed, launcher, cluster)
     if trackers:
-        parsed = parsed.model_copy(update={"trackers": parsed.trackers.turn_on(trackers)})
-    cells = plan(parsed, registry)
+        planned = planned.model_copy(update={"trackers": planned.trackers.turn_on(trackers)})
+    cells = plan(planned, registry)
     if plan_only:
-        click.echo(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
+        parsed = planned
+        click.echo(f"suite {parsed.name!r} ({path}): {suite_summary(parsed, registry)}")
         for line in left_out_notices(parsed, registry):
             click.echo(f"note: {line}")
         n_pre = sum(c.stage == "pretrain" for c in cells)
@@ -349,89 +316,18 @@ def run_command(ctx: click.Context, suite: str, out: Path | None, plan_only: boo
                        f"{parsed.cluster.cells_per_job} cells each), partition {parsed.cluster.partition or 'default'}, "
                        f"{parsed.cluster.time_min} min each.")
         return
-    import time
+    from .api import run_validated
 
-    from .protocol import distributed
-    from .protocol.runner import run_suite, summary_lines
-
-    dist = distributed.setup(dict(os.environ), device=device)
-    root = out if out is not None else Path("runs") / parsed.name
-    if dist.main:  # every line of the run, debug included, also goes to <run>/logs/run.log (rank 0 writes it)
-        ctx.with_resource(run_log(root))
-    say: Callable[..., None] = printed if dist.main else (lambda *a, **k: None)
-    say(f"suite {parsed.name!r} ({path}): {_summary(parsed, registry)}")
-    for line in left_out_notices(parsed, registry):
-        say(f"note: {line}")
-    started = time.perf_counter()
-    echo = log_echo("stence_bench.run")  # progress lines: on stderr at the -v/-q verbosity, rank 0 only
-    if launcher == "slurm" and dist.distributed:
-        raise StenceBenchError("--launcher slurm submits jobs; run it once, not under torchrun")
-    if launcher == "local":
-        if workers is None:
-            workers = 1 if dist.distributed or dist.device.type == "cuda" else max(1, min(4, os.cpu_count() or 1))
-        elif workers > 1 and dist.device.type == "cuda":
-            raise StenceBenchError("--workers runs cells in forked CPU processes; on GPUs use one process per GPU "
-                                   "with torchrun (docs/cluster.md)")
-    again = resume_command(path, root, launcher=launcher, workers=workers, device=device, extra=cluster)
-    if reuse_stale:
-        again += " --reuse-stale"
-    again += "".join(f" --tracker {name}" for name in trackers)
-    lock = FolderLock(root / RUN_LOCK, what="this run folder", command=again, echo=echo)
-    with stop_on_signals(on_second=lock.release):
-        try:
-            if dist.main:  # one writer per run folder (under torchrun: rank 0 speaks for all)
-                lock.acquire()
-            if launcher == "slurm":
-                from .protocol.slurm import launch
-
-                outcomes = launch(parsed, registry, root, cells=cells, echo=echo, device=device,
-                                  overrides=set(cluster), reuse_stale=reuse_stale)
-            else:
-                outcomes = run_suite(parsed, registry, root, echo=echo, cells=cells, workers=workers,
-                                     reuse_stale=reuse_stale)
-                distributed.teardown()  # (not after an error: another rank may never reach the barrier it holds)
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM (a SLURM job's end): workers stopped, work kept
-            lock.release()
-            say(f"to resume: {again}", err=True)
-            sys.exit(exit_code(exc))
-        finally:
-            lock.release()
-    failed = any(o.status == "failed" for o in outcomes)
-    if not dist.main:
-        sys.exit(1 if failed else 0)
-    for line in summary_lines(outcomes, time.perf_counter() - started):
-        printed(line)
-    if not any((root / "results").glob("*.json")):
-        printed("no result was written: no leaderboard")
+    try:
+        report = run_validated(parsed, path, registry, out=out, launcher=launcher, workers=workers, device=device,
+                               reuse_stale=reuse_stale, cluster=cluster, cells=cells, trackers=trackers,
+                               say=printed, echo=log_echo("stence_bench.run"))
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: the command to resume was said
+        sys.exit(exit_code(exc))
+    if not report.main or report.site is None:
+        sys.exit(1 if report.failed or report.main else 0)
+    if report.failed:
         sys.exit(1)
-    printed(f"results: {root / 'results'}  (stence-bench results show {root})")
-    from .leaderboard import build_site
-
-    index = build_site([root], root / "site", registry=registry)
-    printed(f"leaderboard: {index}")
-    if failed:
-        sys.exit(1)
-
-
-#: The lock file of a run folder: the pid and host of the `stence-bench run` writing it.
-RUN_LOCK = "run.lock"
-
-
-def resume_command(suite: Path, root: Path, *, launcher: str, workers: int | None, device: str | None,
-                   extra: dict[str, Any]) -> str:
-    """The command that goes on with a run: the same suite, folder and options."""
-    import shlex
-
-    words = ["stence-bench", "run", str(suite), "--out", str(root)]
-    if launcher != "local":
-        words += ["--launcher", launcher]
-    if workers is not None:
-        words += ["--workers", str(workers)]
-    if device is not None:
-        words += ["--device", device]
-    for name, value in extra.items():
-        words += [f"--{name.replace('_', '-')}", str(value)]
-    return shlex.join(words)
 
 
 @cli.group("results")
@@ -440,39 +336,69 @@ def results_group() -> None:
 
 
 @results_group.command("show")
-@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("folders", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--task", "task_pattern", default=None, help="Only tasks matching this glob.")
-def results_show(folders: tuple[Path, ...], task_pattern: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the rows and the comparisons as JSON (the same numbers as the table, unrounded).")
+def results_show(folders: tuple[Path, ...], task_pattern: str | None, as_json: bool) -> None:
     """Print the results of run folders as a table: mean and 95 % CI over draws per task x encoder x objective
     x stage x fraction, the paired difference to the random-init control and the worst subgroup; then the
     suite's comparisons (its suite.json's comparisons), per task and as means over tasks."""
-    from .protocol.results import load_results
-    from .protocol.tables import results_table
-
-    results = load_results(folders)
-    if not results:
-        raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
     import fnmatch
 
+    from .results import read_results
+    from .results.aggregate import aggregate, compare
+    from .results.export import plain_json
+    from .results.text import comparisons_table, results_table
+
+    results = read_results(folders)
+    if not results:
+        raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
     if task_pattern is not None:
         tasks = sorted({r.cell.task for r in results if r.cell.task})
         if not fnmatch.filter(tasks, task_pattern):
             raise StenceBenchError(f"--task {task_pattern!r}: no task of the results matches"
                                    f"{did_you_mean(task_pattern, tasks)} (tasks: {', '.join(tasks) or 'none'})")
-    click.echo(results_table(results, task_pattern=task_pattern))
     comparisons = suite_comparisons(folders)
-    if comparisons:
-        from .protocol.tables import compare, comparisons_table
+    selected = [r for r in results if task_pattern is None or (r.cell.task and fnmatch.fnmatch(r.cell.task,
+                                                                                                task_pattern))]
+    if as_json:
+        from dataclasses import asdict
 
-        if task_pattern is not None:
-            results = [r for r in results if r.cell.task and fnmatch.fnmatch(r.cell.task, task_pattern)]
-        click.echo("\n" + comparisons_table(compare(results, comparisons)))
+        rows = [asdict(r) for r in aggregate(results)
+                if task_pattern is None or fnmatch.fnmatch(r.task, task_pattern)]
+        payload = {"rows": rows, "comparisons": [d.model_dump(mode="json") for d in compare(selected, comparisons)]
+                   if comparisons else []}
+        click.echo(json.dumps(plain_json(payload), indent=1, allow_nan=False))
+        return
+    click.echo(results_table(results, task_pattern=task_pattern))
+    if comparisons:
+        click.echo("\n" + comparisons_table(compare(selected, comparisons)))
+
+
+@results_group.command("export")
+@click.argument("folders", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="The file to write: .csv, .json or .parquet (the format follows the suffix).")
+def results_export(folders: tuple[Path, ...], out: Path) -> None:
+    """Write the results of run folders as one row per cell (its config, scores, interval, paired difference to
+    the control and provenance) to a CSV, JSON or Parquet file: the rows stence_bench.load_results(RUN_DIR)
+    returns (docs/api.md)."""
+    from .results import read_results
+    from .results.export import export, export_format
+
+    export_format(out)  # an unknown suffix fails before anything is read
+    results = read_results(folders)
+    if not results:
+        raise StenceBenchError(f"{', '.join(map(str, folders))}: no result files")
+    export(results, out)
+    click.echo(f"{out}: {len({r.key for r in results})} cell(s)")
 
 
 def suite_comparisons(folders: tuple[Path, ...]) -> list[Any]:
     """The comparisons of the suites whose run folders are given (their ``suite.json``), once each."""
-    from .protocol.results import SUITE_FILE
-    from .suite import Comparison
+    from .results import SUITE_FILE
+    from .suite_schema import Comparison
 
     out: list[Any] = []
     for folder in folders:
@@ -492,7 +418,8 @@ def suite_comparisons(folders: tuple[Path, ...]) -> list[Any]:
 @results_group.command("rescore")
 @click.argument("folders", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--write", is_flag=True, help="Store the recomputed numbers where they differ (after a fix in the "
-                                            "scoring code), and the paired differences that follow from them.")
+                                            "scoring code); the paired differences to the control follow, as they "
+                                            "are derived from the files.")
 def results_rescore(folders: tuple[Path, ...], write: bool) -> None:
     """Recompute every metric and interval of the finished evaluation cells from the per-record predictions saved
     beside each result, and compare them with the stored numbers. Exit status 1 when any differs (without

@@ -27,8 +27,9 @@ from .specs import DatasetSpec, EncoderSpec, ModalitySpec, ObjectiveSpec, TaskSp
 if TYPE_CHECKING:  # click and the suite model are only needed by the host, not to import the contract
     import click
 
-    from .protocol.results import CellResult
-    from .suite import Cell, CellOutcome, Suite
+    from .cells import Cell, CellOutcome
+    from .results.schema import CellResult
+    from .suite_schema import Suite
 
 PROJECT = "stence_bench"
 #: The entry-point group third-party packages declare their plugin module in.

@@ -183,6 +183,11 @@ class EncoderSpec(Spec):
         return factory(n_leads=len(self.leads) if n_leads is None else n_leads, **kwargs)
 
 
+#: Objective options the runner reads itself (which modality encoder, at which size, which target tasks); the rest go
+#: to the factory.
+RUNNER_OPTIONS = ("modality_encoders", "modality_options", "targets")
+
+
 class ObjectiveSpec(Spec):
     """A pretraining objective.
 

@@ -61,7 +61,7 @@ def test_a_checkpoint_gets_a_row_with_its_paired_difference_provenance_and_conta
     from stence_bench.leaderboard.build import build, load_suites
     from stence_bench.protocol.evaluate import cached_embeddings, window_mean
     from stence_bench.protocol.pretrain import build_encoder
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import paired_differences, read_results
     from stence_bench.protocol.runner import run_suite
     from stence_bench_plugins.encoders.resnet1d import resnet1d_wang
 
@@ -73,7 +73,7 @@ def test_a_checkpoint_gets_a_row_with_its_paired_difference_provenance_and_conta
     outcomes = run_suite(suite, registry, root, echo=quiet)
     assert [o.status for o in outcomes] == ["done"] * 4
 
-    results = {(r.cell.task, r.cell.objective): r for r in load_results([root])}
+    results = {(r.cell.task, r.cell.objective): r for r in read_results([root])}
     given, control = results[("ptbxl.superdiagnostic", "pretrained")], results[("ptbxl.superdiagnostic", "none")]
     # provenance: both cells name the file by its hash; only the 'pretrained' one loaded it
     assert given.cell.weights.sha256 == sha == control.cell.weights.sha256
@@ -83,9 +83,10 @@ def test_a_checkpoint_gets_a_row_with_its_paired_difference_provenance_and_conta
     assert control.weights is None
     assert given.inputs["weights"] == sha and "weights" not in control.inputs
     # the paired difference to the random init of the same architecture, on the same resamples
-    assert given.vs_control is not None and given.vs_control.control_key == control.key
+    vs_control = paired_differences(results.values())[given.key]
+    assert vs_control.control_key == control.key
     diffs = np.array(given.bootstrap["values"]) - np.array(control.bootstrap["values"])
-    assert given.vs_control.mean == pytest.approx(float(np.mean(diffs)), abs=1e-9)
+    assert vs_control.mean == pytest.approx(float(np.mean(diffs)), abs=1e-9)
 
     # the embeddings probed are those of the file's weights, computed here by hand; the control's are the seeded
     # initialisation
@@ -110,7 +111,7 @@ def test_a_checkpoint_gets_a_row_with_its_paired_difference_provenance_and_conta
     tasks = {t.name: t for t in page.tasks}
     rows = {r.objective: r for r in tasks["ptbxl.superdiagnostic"].rows}
     assert set(rows) == {"none", "pretrained"}
-    assert rows["pretrained"].cells[0].diff == pytest.approx(given.vs_control.mean)
+    assert rows["pretrained"].cells[0].diff == pytest.approx(vs_control.mean)
     assert rows["pretrained"].contamination.status == "overlap"  # the weights' declared pretraining data
     assert {r.contamination.status for r in tasks["stenosis.70"].rows} == {"none"}
     (cell,) = [p for p in tasks["ptbxl.superdiagnostic"].provenance if p.objective == "pretrained"]
@@ -130,7 +131,7 @@ def test_continued_pretraining_starts_from_the_given_weights(registry, tmp_path)
     """Any pretraining objective continues from the file: with a learning rate near zero the pretrained encoder's
     weights are the file's (and, without the file, the seeded initialisation's)."""
     from stence_bench.protocol.pretrain import checkpoint_path
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
 
     weights = tmp_path / "start.safetensors"
@@ -141,7 +142,7 @@ def test_continued_pretraining_starts_from_the_given_weights(registry, tmp_path)
     (cell,) = [c for c in plan(suite, registry) if c.stage == "pretrain"]
     assert cell.weights is not None
     run_suite(suite, registry, tmp_path / "run", echo=quiet, cells=[cell])
-    (result,) = load_results([tmp_path / "run"])
+    (result,) = read_results([tmp_path / "run"])
     assert result.status == "done" and result.pretrain["weights"]["loaded"] == len(state)
     trained = load_file(str(checkpoint_path(tmp_path / "run", cell)))
     params = [k for k in state if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]

@@ -13,9 +13,9 @@ from conftest import BUILTINS_ONLY
 from stence_bench.cli import cli
 from stence_bench.leaderboard import build_site
 from stence_bench.leaderboard.build import build, load_suites
-from stence_bench.protocol import results as res
+from stence_bench import results as res
 from stence_bench.protocol.runner import run_suite
-from stence_bench.protocol.tables import aggregate, compare
+from stence_bench.results.aggregate import aggregate, compare
 from stence_bench.registry import Registry
 from stence_bench.suite import Comparison, check_names, parse_suite, plan
 
@@ -177,13 +177,14 @@ synthetic = {patients = 60, seed = 3, angiograms = false}
 def test_a_suites_comparisons_end_to_end(tmp_path, registry):
     root = tmp_path / "run"
     run_suite(parse_suite(SUITE), registry, root, echo=lambda line: None)
-    results = res.load_results([root])
+    results = res.read_results([root])
     out = CliRunner().invoke(cli, ["results", "show", str(root)])
     assert out.exit_code == 0, out.output
     assert "vs the supervised control" in out.output and "mean of 2 tasks" in out.output
     assert "mean of 1 task " in out.output  # lvef.regression: MAE reduction
-    # the per-task differences mirror the stored paired differences of the supervised cells to the none control
-    control = {r.cell.task: r.vs_control for r in results if r.cell.objective == "supervised" and r.vs_control}
+    # the per-task differences mirror the paired differences of the supervised cells to the none control
+    paired = res.paired_differences(results)
+    control = {r.cell.task: paired[r.key] for r in results if r.cell.objective == "supervised" and r.key in paired}
     diffs = [d for d in compare(results, [Comparison(name="x", reference="supervised")]) if d.task is not None]
     assert len(diffs) == 3
     for d in diffs:

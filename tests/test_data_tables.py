@@ -18,7 +18,7 @@ from stence_bench.data.splits import LeakageError, check_patient_disjoint, patie
 from stence_bench.data.store import ECGStore
 from stence_bench.data.tables import join_labels, read_label_table
 from stence_bench.data.view_cache import build_view
-from stence_bench.data.views import apply_contract
+from stence_bench.data.windows import apply_contract
 from stence_bench.errors import StenceBenchError
 from stence_bench.registry import Registry
 

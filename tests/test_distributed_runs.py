@@ -132,7 +132,7 @@ def test_a_run_killed_during_distributed_pretraining_resumes_from_its_last_check
 def test_a_global_batch_that_does_not_divide_among_the_processes_is_one_clear_error():
     from stence_bench.errors import StenceBenchError
     from stence_bench.protocol.pretrain import _global_batch
-    from stence_bench.suite import Cell
+    from stence_bench.cells import Cell
 
     cell = Cell(stage="pretrain", encoder="ecg_transformer", preset="tiny", objective="clip", seed=0)
     assert _global_batch(cell, 16, 1000, 2) == 16

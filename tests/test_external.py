@@ -10,11 +10,11 @@ from conftest import BUILTINS_ONLY
 
 from stence_bench.cli import cli
 from stence_bench.leaderboard.build import build, load_suites
-from stence_bench.protocol import results as res
+from stence_bench import results as res
 from stence_bench.protocol.data import Workspace
 from stence_bench.protocol.evaluate import TaskData, score_cell, scoring_data
 from stence_bench.protocol.runner import run_suite
-from stence_bench.protocol.tables import aggregate
+from stence_bench.results.aggregate import aggregate
 from stence_bench.registry import Registry
 from stence_bench.suite import check_names, parse_suite, plan
 from stence_bench.synth.cohort import synthesize
@@ -129,7 +129,7 @@ def two_hospitals(tmp_path_factory, registry):
 
 def test_a_task_is_tested_on_every_labelled_record_of_the_other_hospital(two_hospitals, registry):
     base, suite = two_hospitals
-    results = res.load_results([base / "run"])
+    results = res.read_results([base / "run"])
     assert all(r.status == "done" for r in results), [r.error for r in results if r.error]
     ws = Workspace(suite, registry, base / "run", echo=lambda line: None)
     for task_name in ("lvef.35", "lvef.regression"):
@@ -158,7 +158,7 @@ def test_a_task_is_tested_on_every_labelled_record_of_the_other_hospital(two_hos
 
 def test_tables_and_the_leaderboard_keep_internal_and_external_apart_side_by_side(two_hospitals, registry):
     base, _ = two_hospitals
-    results = res.load_results([base / "run"])
+    results = res.read_results([base / "run"])
     rows = aggregate(results)
     assert {(r.task, r.stage, r.test_dataset) for r in rows} == {
         (t, s, d) for t in ("lvef.35", "lvef.regression") for s in ("linear_probe", "finetune")
@@ -208,7 +208,7 @@ def test_an_external_dataset_of_the_same_patients_keeps_only_those_the_model_nev
     synthesize(tmp_path / "c", patients=60, seed=3, angiograms=False)
     suite = parse_suite(SHARED.replace("BASE", str(tmp_path / "c")))
     run_suite(suite, registry, tmp_path / "run", echo=lambda line: None)
-    results = {r.cell.test_dataset: r for r in res.load_results([tmp_path / "run"])}
+    results = {r.cell.test_dataset: r for r in res.read_results([tmp_path / "run"])}
     assert all(r.status == "done" for r in results.values()), [r.error for r in results.values()]
     p_in = res.read_predictions(tmp_path / "run" / "results" / results[None].predictions)
     p_ex = res.read_predictions(tmp_path / "run" / "results" / results["ptbxl"].predictions)

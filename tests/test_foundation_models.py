@@ -297,8 +297,8 @@ def test_st_mem_without_blocks_is_the_normalised_mean_of_its_patch_tokens():
 def test_ecgfounder_as_given_on_real_records_sees_exactly_its_contract(registry, realdata, tmp_path):
     """Real 500 Hz CinC 2021 records through the run's data path (view cache: 0.67-40 Hz band-pass; windows: the
     10 s window standardised over all leads) and the given weights: each record's embedding is the module's output
-    on the record prepared by hand with the contract (stence_bench.data.views.apply_contract)."""
-    from stence_bench.data.views import apply_contract
+    on the record prepared by hand with the contract (stence_bench.data.windows.apply_contract)."""
+    from stence_bench.data.windows import apply_contract
     from stence_bench.data.wfdb_io import read_wfdb
     from stence_bench.protocol.data import Workspace
     from stence_bench.protocol.evaluate import cached_embeddings, encoder_for

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import BUILTINS_ONLY
 
-from stence_bench.data.views import apply_contract
+from stence_bench.data.windows import apply_contract
 from stence_bench.data.wfdb_io import read_wfdb, write_wfdb
 from stence_bench.data.windows import Windows
 from stence_bench.protocol.data import Workspace
@@ -230,7 +230,7 @@ def test_pretraining_reads_no_validation_or_test_patient_of_any_task(tmp_path, r
     """The pretraining result's record count is the training split less every held-out patient, counted by hand
     (before: PTB-XL pretraining used ~80 % of fold-10 patients; with split_seed = 1 the cohort's PTB-XL test ECGs
     were pretraining records)."""
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
 
     suite = parse_suite(SYNTH_SUITE.format(tasks=tasks, split_seed=split_seed, pretrain=pretrain))
@@ -245,7 +245,7 @@ def test_pretraining_reads_no_validation_or_test_patient_of_any_task(tmp_path, r
     expected = int((train & ~np.isin(patients, list(held))).sum())
     leaked = int((train & np.isin(patients, list(held))).sum())
     assert leaked > 0, "the situation must be one where the training split holds held-out patients"
-    (result,) = [r for r in load_results([tmp_path]) if r.cell.stage == "pretrain"]
+    (result,) = [r for r in read_results([tmp_path]) if r.cell.stage == "pretrain"]
     assert result.status == "done", result.error
     assert result.pretrain["records"] == expected
     assert result.pretrain["excluded_held_out_patients"] == leaked
@@ -426,7 +426,7 @@ def test_another_plugins_encoder_under_the_same_name_is_another_cell_and_another
     same suite, same run folder. The second must not report the first one's numbers as 'finished earlier', and
     its random-init embeddings must not be the first one's cache."""
     from stence_bench.protocol.evaluate import cached_embeddings
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
     from stence_bench.suite import plan
 
@@ -439,7 +439,7 @@ def test_another_plugins_encoder_under_the_same_name_is_another_cell_and_another
     outcomes_a = run_suite(suite, first, tmp_path, echo=quiet)
     outcomes_b = run_suite(suite, second, tmp_path, echo=quiet)
     assert [o.status for o in outcomes_a] == ["done"] and [o.status for o in outcomes_b] == ["done"]
-    results = {r.key: r for r in load_results([tmp_path])}
+    results = {r.key: r for r in read_results([tmp_path])}
     assert results[cell_a.key].value != results[cell_b.key].value
 
     task = first.tasks.get("stenosis.70")
@@ -454,13 +454,13 @@ def test_a_changed_label_table_makes_finished_cells_stale(tmp_path, registry, mo
     import pandas as pd
 
     from stence_bench.protocol import inputs
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
 
     suite = parse_suite(PROBE_SUITE.replace("probe_net", "resnet1d_wang"))
     first = run_suite(suite, registry, tmp_path, echo=quiet)
     assert [o.status for o in first] == ["done"]
-    before = load_results([tmp_path])[0]
+    before = read_results([tmp_path])[0]
     assert before.inputs["labels"] and before.inputs["code"]["scoring"] == inputs.CODE_VERSIONS["scoring"]
 
     lines: list[str] = []
@@ -475,7 +475,7 @@ def test_a_changed_label_table_makes_finished_cells_stale(tmp_path, registry, mo
     rerun = run_suite(suite, registry, tmp_path, echo=lines.append)
     assert [o.status for o in rerun] == ["done"]
     assert any("1 finished cell(s) are stale" in line and "labels changed" in line for line in lines), lines
-    after = load_results([tmp_path])[0]
+    after = read_results([tmp_path])[0]
     assert after.inputs["labels"] != before.inputs["labels"] and after.value != before.value
 
     monkeypatch.setitem(inputs.CODE_VERSIONS, "scoring", "999")
@@ -483,7 +483,7 @@ def test_a_changed_label_table_makes_finished_cells_stale(tmp_path, registry, mo
     kept = run_suite(suite, registry, tmp_path, echo=lines.append, reuse_stale=True)
     assert [o.status for o in kept] == ["cached"]
     assert any("code changed (scoring v" in line and "v999" in line for line in lines), lines
-    (stale,) = load_results([tmp_path])
+    (stale,) = read_results([tmp_path])
     assert stale.stale and "scoring" in stale.stale and stale.value == after.value
 
 
@@ -496,7 +496,7 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
     from click.testing import CliRunner
 
     from stence_bench.cli import cli
-    from stence_bench.protocol.results import load_results, read_predictions, result_path, write_result
+    from stence_bench.results import read_results, read_predictions, result_path, write_result
     from stence_bench.protocol.runner import run_suite
 
     suite = parse_suite(PROBE_SUITE.replace("probe_net", "resnet1d_wang").replace(
@@ -504,7 +504,7 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
         "[protocol]", "[protocol]\nfinetune = {max_epochs = 2, patience = 1, batch_size = 32}"))
     outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
     assert [o.status for o in outcomes] == ["done", "done"]
-    for r in load_results([tmp_path]):
+    for r in read_results([tmp_path]):
         predictions = read_predictions(tmp_path / "results" / r.predictions)
         assert len(predictions["test_ids"]) == r.n["test"] and len(predictions["val_ids"]) == r.n["val"]
         assert predictions["test_pred"].shape == (r.n["test"], 1) and str(predictions["metric"]) == r.metric
@@ -512,7 +512,7 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
     out = runner.invoke(cli, ["results", "rescore", str(tmp_path)], obj=registry)
     assert out.exit_code == 0 and "2 result(s) rescored from their predictions: all agree" in out.output, out.output
 
-    tampered = load_results([tmp_path])[0]
+    tampered = read_results([tmp_path])[0]
     original = tampered.value
     tampered.value = original + 0.01
     tampered.bootstrap = {**tampered.bootstrap, "values": [None if v is None else v + 0.01 for v in tampered.bootstrap["values"]]}
@@ -521,7 +521,7 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
     assert out.exit_code == 1 and f"differs: {tampered.key}" in out.output and "value, bootstrap differ" in out.output
     out = runner.invoke(cli, ["results", "rescore", str(tmp_path), "--write"], obj=registry)
     assert out.exit_code == 0, out.output
-    from stence_bench.protocol.results import read_result
+    from stence_bench.results import read_result
 
     assert read_result(result_path(tmp_path, tampered.key)).value == original
 
@@ -530,7 +530,7 @@ def test_every_number_can_be_recomputed_from_the_saved_predictions(tmp_path, reg
 
 
 def test_holm_adjusts_by_hand():
-    from stence_bench.protocol.tables import holm
+    from stence_bench.results.aggregate import holm
 
     # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> monotone: 0.03, 0.06, 0.06
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -538,7 +538,7 @@ def test_holm_adjusts_by_hand():
 
 
 def test_two_level_bootstrap_and_p_values_by_hand():
-    from stence_bench.protocol.tables import bootstrap_p_value, two_level
+    from stence_bench.results.aggregate import bootstrap_p_value, two_level
 
     one = np.array([[0.1, 0.2, 0.3]])
     assert np.array_equal(two_level(one, seed=0), one[0])
@@ -552,8 +552,8 @@ def test_two_level_bootstrap_and_p_values_by_hand():
 
 
 def _result(task: str, objective: str, draw: int, value: float, values: list[float], fraction: float = 0.1):
-    from stence_bench.protocol.results import CellResult
-    from stence_bench.suite import Cell
+    from stence_bench.results import CellResult
+    from stence_bench.cells import Cell
 
     cell = Cell(stage="linear_probe", task=task, encoder="e", objective=objective, seed=0, fraction=fraction, draw=draw)
     return CellResult(key=f"{objective}{draw}{fraction}", cell=cell, status="done", started="", finished="", wall_s=0.0,
@@ -561,7 +561,7 @@ def _result(task: str, objective: str, draw: int, value: float, values: list[flo
 
 
 def test_rows_with_several_draws_get_a_two_level_interval_holm_marks_and_the_chance_of_being_best():
-    from stence_bench.protocol.tables import aggregate
+    from stence_bench.results.aggregate import aggregate
 
     rng = np.random.default_rng(0)
     noise = rng.normal(0, 0.01, 500)
@@ -586,8 +586,8 @@ def test_the_leaderboard_flags_rows_whose_pretraining_kept_test_records_and_mark
     task's page as contaminated; a cell kept by --reuse-stale is shown stale."""
     from stence_bench.leaderboard import build
     from stence_bench.leaderboard.build import SuiteResults
-    from stence_bench.protocol.results import CellResult
-    from stence_bench.suite import Cell
+    from stence_bench.results import CellResult
+    from stence_bench.cells import Cell
 
     pre = Cell(stage="pretrain", encoder="resnet1d_wang", objective="metric_learning", seed=0)
     pretraining = CellResult(key="p", cell=pre, status="done", started="", finished="", wall_s=1.0,

@@ -21,7 +21,7 @@ from conftest import BUILTINS_ONLY, alive, child_pids, cli_env, make_distributio
 
 from stence_bench.cli import RUN_LOCK, cli
 from stence_bench.processes import FolderLock, LockedError, WorkerPool
-from stence_bench.protocol.results import load_results
+from stence_bench.results import read_results
 from stence_bench.protocol.runner import run_suite
 from stence_bench.registry import Registry
 from stence_bench.suite import parse_suite, plan
@@ -145,7 +145,7 @@ def test_a_killed_run_leaves_no_worker_alive_and_the_same_command_resumes_to_the
         cell = pretraining(objective)
         assert f"  {cell.label}: from epoch 1/2" in stderr  # said before the cells run
         assert f"{cell.label}: resuming from epoch 1/2" in stderr  # and by the worker that resumes it
-    results = load_results([out])
+    results = read_results([out])
     assert len(results) == 5 and {r.status for r in results} == {"done"}
     assert not list((out / "checkpoints").glob("*.state.pt")) and not (out / RUN_LOCK).exists()
 
@@ -264,7 +264,7 @@ def test_a_second_run_on_a_live_run_folder_is_refused_in_one_line_and_a_stale_lo
     taken = CliRunner().invoke(cli, ["run", str(suite), "--out", str(out), "--workers", "1"], obj=registry)
     assert taken.exit_code == 0, taken.output
     assert f"taking over the lock of pid {holder.pid}" in taken.output and "no longer running" in taken.output
-    assert len(load_results([out])) == 1 and not (out / RUN_LOCK).exists()
+    assert len(read_results([out])) == 1 and not (out / RUN_LOCK).exists()
 
 
 def test_a_lock_is_one_owner_at_a_time_and_a_reused_pid_is_not_an_owner(tmp_path):

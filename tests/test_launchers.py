@@ -18,7 +18,7 @@ from conftest import BUILTINS_ONLY
 
 from stence_bench.cli import cli
 from stence_bench.errors import StenceBenchError
-from stence_bench.protocol.results import load_results
+from stence_bench.results import paired_differences, read_results
 from stence_bench.protocol.runner import run_suite
 from stence_bench.protocol.slurm import launch
 from stence_bench.registry import Registry
@@ -51,9 +51,11 @@ def registry():
 
 def comparable(root: Path) -> dict[str, dict]:
     """What each result says, without when, where and how long."""
+    results = read_results([root])
+    paired = paired_differences(results)
     return {r.key: {"status": r.status, "value": r.value, "scores": r.scores, "ci": r.ci,
-                    "vs_control": None if r.vs_control is None else r.vs_control.model_dump()}
-            for r in load_results([root])}
+                    "vs_control": paired[r.key].model_dump() if r.key in paired else None}
+            for r in results}
 
 
 def assert_same(a: dict[str, dict], b: dict[str, dict]) -> None:

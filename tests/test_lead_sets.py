@@ -21,7 +21,7 @@ from stence_bench.data.view_cache import build_view
 from stence_bench.data.views import Standardizer
 from stence_bench.data.wfdb_io import write_wfdb
 from stence_bench.data.windows import Normalizer, Windows
-from stence_bench.protocol import results as res
+from stence_bench import results as res
 from stence_bench.protocol.data import lead_mask
 from stence_bench.protocol.runner import run_suite
 from stence_bench.registry import Registry
@@ -200,7 +200,7 @@ def test_single_lead_records_are_scored_on_lead_one_and_pretrain_on_it(tmp_path,
     suite = parse_suite(SUITE.replace("PATH", str(ptbxl)))
     assert check_names(suite, registry, "s") == []
     run_suite(suite, registry, root, echo=lambda line: None)
-    results = res.load_results([root])
+    results = res.read_results([root])
     assert all(r.status == "done" for r in results), [r.error for r in results if r.error]
     pretraining = next(r for r in results if r.cell.stage == "pretrain")
     assert pretraining.pretrain["leads"] == "I"
@@ -220,7 +220,7 @@ def test_a_lead_geometry_augmentation_cannot_pretrain_on_lead_one(tmp_path, regi
     suite = parse_suite(BASE + '[protocol]\nstages = ["linear_probe"]\nfractions = [1.0]\nbootstrap = 5\n'
                         'pretrain = {epochs = 1, leads = "I"}\n[data]\nsynthetic = {patients = 30, angiograms = false}\n')
     run_suite(suite, registry, tmp_path, echo=lambda line: None)
-    failed = next(r for r in res.load_results([tmp_path]) if r.cell.stage == "pretrain")
+    failed = next(r for r in res.read_results([tmp_path]) if r.cell.stage == "pretrain")
     assert failed.status == "failed"
     assert ("objective 'patient_contrastive' augments in the body's lead geometry (physical_units, such as a VCG "
             "rotation), which needs every lead: it cannot pretrain on leads I") in failed.error.splitlines()[-1]

@@ -27,7 +27,7 @@ from plugin_fixtures import Plugin, encoder
 from stence_bench.cli import cli
 from stence_bench.leaderboard import build, build_site, csv_text, load_suites, render_site
 from stence_bench.leaderboard.build import CSV_COLUMNS
-from stence_bench.protocol.results import load_results
+from stence_bench.results import paired_differences, read_results
 from stence_bench.registry import Registry
 
 FIXTURES = REPO / "tests" / "fixtures" / "leaderboard"
@@ -112,7 +112,7 @@ def test_build_is_a_pure_function_of_the_result_files(site, registry, tmp_path):
 
 
 def test_the_fixture_has_what_the_golden_test_needs():
-    results = load_results([MINI])
+    results = read_results([MINI])
     assert len(results) == 20 and (MINI / "suite.json").is_file()
     assert sum(r.status == "failed" for r in results) == 1
     assert {r.cell.task for r in results if r.cell.task} == {"stenosis.70", "ptbxl.superdiagnostic"}
@@ -135,7 +135,7 @@ def _cell(site, task, encoder, objective, fraction):
 
 
 def test_a_failed_cell_is_shown_and_never_averaged_in(site):
-    results = load_results([MINI])
+    results = read_results([MINI])
     task, row, cell = _cell(site, "stenosis.70", "resnet1d_wang[tiny]", "clip", 0.1)
     done = [r for r in results if r.cell.task == "stenosis.70" and r.cell.encoder == "resnet1d_wang"
             and r.cell.objective == "clip" and r.cell.fraction == 0.1 and r.status == "done"]
@@ -159,9 +159,9 @@ def test_missing_cells_are_part_of_the_grid(site):
 
 
 def test_ranks_and_paired_differences_come_from_the_tables_aggregate(site):
-    from stence_bench.protocol.tables import aggregate
+    from stence_bench.results.aggregate import aggregate
 
-    rows = {(r.task, r.encoder, r.objective, r.fraction): r for r in aggregate(load_results([MINI]))}
+    rows = {(r.task, r.encoder, r.objective, r.fraction): r for r in aggregate(read_results([MINI]))}
     task, row, cell = _cell(site, "stenosis.70", "pretrained_net", "clip", 1.0)
     ref = rows[("stenosis.70", "pretrained_net", "clip", 1.0)]
     assert (cell.mean, cell.ci_low, cell.ci_high, cell.diff, cell.diff_excludes_zero) == (
@@ -176,7 +176,7 @@ def test_results_of_one_encoder_under_other_options_get_their_own_row(site, regi
     """A suite edited between runs into one folder leaves results of both configs: never averaged together."""
     shutil.copytree(MINI, tmp_path / "mini")
     variants = 0
-    for r in load_results([MINI]):
+    for r in read_results([MINI]):
         c = r.cell
         if (c.task, c.encoder, c.objective, r.status) == ("stenosis.70", "resnet1d_wang", "clip", "done"):
             cell = c.model_copy(update={"encoder_options": {"width": 64}})
@@ -318,13 +318,14 @@ def test_tables_show_missing_and_failed_cells_with_a_title(rendered):
 
 def test_downloads_csv_and_json(rendered):
     rows = list(csv.DictReader(io.StringIO((rendered / "mini" / "results.csv").read_text())))
-    results = load_results([MINI])
+    results = read_results([MINI])
     assert list(rows[0]) == CSV_COLUMNS and len(rows) == len(results)
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["value"] == "" and failed[0]["suite"] == "mini"
     by_key = {r.key: r for r in results}
+    paired = paired_differences(results)
     done = next(r for r in rows if r["vs_control_mean"])
-    assert float(done["vs_control_mean"]) == pytest.approx(by_key[done["key"]].vs_control.mean)
+    assert float(done["vs_control_mean"]) == pytest.approx(paired[done["key"]].mean)
     assert float(done["ci_low"]) == pytest.approx(by_key[done["key"]].ci["auroc"][0])
     dumped = json.loads((rendered / "mini" / "results.json").read_text())
     assert sorted(d["key"] for d in dumped) == sorted(by_key) and dumped[0]["cell"]["stage"]

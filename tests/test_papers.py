@@ -11,7 +11,7 @@ import pytest
 from conftest import BUILTINS_ONLY
 
 from stence_bench.plugin_loader import ENV_BLOCK
-from stence_bench.protocol.results import load_results
+from stence_bench.results import read_results
 from stence_bench.protocol.runner import run_suite
 from stence_bench.registry import Registry
 from stence_bench.suite import Suite, check_names, parse_suite, validate_suite
@@ -57,7 +57,7 @@ def run(name: str, tasks: list[str], root: Path, registry: Registry, **protocol)
     suite = reduced(name, tasks, **protocol)
     outcomes = run_suite(suite, registry, root, echo=lambda line: None)
     assert outcomes and all(o.status == "done" for o in outcomes), [o.error for o in outcomes if o.error]
-    results = [r for r in load_results([root]) if r.cell.key in {o.key for o in outcomes}]
+    results = [r for r in read_results([root]) if r.cell.key in {o.key for o in outcomes}]
     return suite, {r.cell.objective: r.pretrain for r in results if r.cell.stage == "pretrain"}, results
 
 

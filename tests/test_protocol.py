@@ -15,8 +15,8 @@ from stence_bench import ObjectiveSpec, hookimpl
 from stence_bench.cli import cli
 from stence_bench.pretraining import Objective
 from stence_bench.protocol.pretrain import load_checkpoint
-from stence_bench.protocol.results import load_results, read_result
 from stence_bench.protocol.runner import run_suite
+from stence_bench.results import SCHEMA_VERSION, paired_differences, read_results
 from stence_bench.registry import Registry
 from stence_bench.suite import parse_suite, plan
 
@@ -86,7 +86,7 @@ def test_a_run_writes_one_result_per_cell_with_provenance(finished_run, registry
     suite, root, outcomes = finished_run
     cells = plan(suite, registry)
     assert [o.status for o in outcomes] == ["done"] * len(cells), [o.error for o in outcomes if o.error]
-    results = {r.key: r for r in load_results([root])}
+    results = {r.key: r for r in read_results([root])}
     assert set(results) == {c.key for c in cells}
     probe = next(r for r in results.values() if r.cell.stage == "linear_probe" and r.cell.task == "stenosis.70"
                  and r.cell.fraction == 0.5)
@@ -99,9 +99,22 @@ def test_a_run_writes_one_result_per_cell_with_provenance(finished_run, registry
                                                    and r.cell.objective == probe.cell.objective)].train["patients"]
     assert len(probe.train["sampled_ids_hash"]) == 16 and probe.dataset_fingerprint
     assert probe.versions["stence-bench"] and probe.device and probe.wall_s > 0
-    # the control's paired difference is filled in for every other objective
+    # the control's paired difference is derived for every other objective
     others = [r for r in results.values() if r.cell.stage != "pretrain" and r.cell.objective != "none"]
-    assert others and all(r.vs_control is not None and r.vs_control.control == "none" for r in others)
+    paired = paired_differences(results.values())
+    assert others and all(paired[r.key].control == "none" for r in others)
+
+
+def test_result_files_are_written_once_and_never_hold_what_is_derived_from_several(finished_run):
+    """The runner used to rewrite every evaluation result after the run to add its paired difference to the control
+    (``vs_control``); it is derived where it is shown now, so a file holds what its cell wrote, and nothing else."""
+    _, root, _ = finished_run
+    files = sorted((root / "results").glob("*.json"))
+    assert files
+    for path in files:
+        data = json.loads(path.read_text())
+        assert "vs_control" not in data, path.name
+        assert data["schema_version"] == SCHEMA_VERSION == "3"
 
 
 def test_checkpoints_load_without_code_and_carry_their_config(finished_run, registry):
@@ -128,13 +141,9 @@ def test_a_killed_run_resumes_without_recomputing_finished_cells(tmp_path, regis
     assert sum(o.status == "cached" for o in outcomes) == 3
     assert all(o.status in ("done", "cached") for o in outcomes)
     again = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
-    assert all(again[name] == mtime for name, mtime in first.items() if not _has_control_diff(tmp_path / "results" / name))
+    assert all(again[name] == mtime for name, mtime in first.items())  # a finished cell's file is never rewritten
     rerun = run_suite(suite, registry, tmp_path, echo=lambda line: None)
     assert {o.status for o in rerun} == {"cached"}
-
-
-def _has_control_diff(path) -> bool:
-    return read_result(path).vs_control is not None
 
 
 def test_a_failing_objective_is_isolated_and_the_exit_status_says_so(tmp_path):
@@ -148,7 +157,7 @@ def test_a_failing_objective_is_isolated_and_the_exit_status_says_so(tmp_path):
     # the site is built before the exit status: its index page is the last line
     assert result.output.splitlines()[-1] == f"leaderboard: {tmp_path / 'run' / 'site' / 'index.html'}"
     assert (tmp_path / "run" / "site" / "index.html").is_file()
-    results = load_results([tmp_path / "run"])
+    results = read_results([tmp_path / "run"])
     failed = [r for r in results if r.status == "failed"]
     assert {r.cell.objective for r in failed} == {"broken"}
     pretrain = next(r for r in failed if r.cell.stage == "pretrain")
@@ -190,7 +199,7 @@ def test_zero_shot_scores_classes_by_their_descriptions(tmp_path, registry):
                                                         ("zero_shot", "stenosis.70")]
     outcomes = run_suite(suite, registry, tmp_path, echo=lambda line: None)
     assert [o.status for o in outcomes] == ["done"] * 3, [o.error for o in outcomes]
-    results = [r for r in load_results([tmp_path]) if r.cell.stage == "zero_shot"]
+    results = [r for r in read_results([tmp_path]) if r.cell.stage == "zero_shot"]
     for r in results:
         assert r.train == {"records": 0, "patients": 0} and 0 <= r.value <= 1
     superclass = next(r for r in results if r.cell.task == "ptbxl.superdiagnostic")
@@ -210,7 +219,7 @@ def test_lead_one_alone_is_evaluated_with_the_other_leads_zeroed(tmp_path, regis
                         .replace("[protocol]", '[protocol]\nleads = ["all", "I"]'))
     outcomes = run_suite(suite, registry, tmp_path, echo=lambda line: None)
     assert [o.status for o in outcomes] == ["done", "done"]
-    by_leads = {r.cell.leads: r for r in load_results([tmp_path])}
+    by_leads = {r.cell.leads: r for r in read_results([tmp_path])}
     assert set(by_leads) == {"all", "I"} and by_leads["all"].value != by_leads["I"].value
     spec = registry.encoders.get("resnet1d_wang")
     mask = lead_mask(spec, "I")
@@ -264,7 +273,7 @@ def test_clip_pretrains_on_the_cohorts_precomputed_angiography_embeddings(tmp_pa
                         .replace('tasks = ["stenosis.70", "ptbxl.superdiagnostic"]', 'tasks = ["stenosis.70"]'))
     outcomes = run_suite(suite, registry, tmp_path, echo=lambda line: None)
     assert [o.status for o in outcomes] == ["done", "done"], [o.error for o in outcomes]
-    pretrain = next(r for r in load_results([tmp_path]) if r.cell.stage == "pretrain")
+    pretrain = next(r for r in read_results([tmp_path]) if r.cell.stage == "pretrain")
     assert pretrain.pretrain["modality_encoders"] == {"angiography": "angio_embedding"}
     losses = pretrain.pretrain["losses"]
     assert len(losses) == 1 and losses[0] > 0

@@ -177,14 +177,14 @@ def test_echonext_tasks_use_the_publishers_split_and_labels(echonext, registry, 
 
 def test_echonext_runs_through_a_tiny_suite_scored_on_the_publishers_test_split(echonext, registry, tmp_path):
     from stence_bench.protocol.evaluate import task_data
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
 
     folder, table, _, _ = echonext
     suite = parse_suite(echonext_suite(folder))
     outcomes = run_suite(suite, registry, tmp_path, echo=quiet)
     assert [o.status for o in outcomes] == ["done", "done"], [o.error for o in outcomes]
-    results = load_results([tmp_path])
+    results = read_results([tmp_path])
     assert {r.cell.task for r in results} == {"echonext.lvef", "echonext.findings"}
     ws = Workspace(suite, registry, tmp_path, echo=quiet)
     task = registry.tasks.get("echonext.lvef")

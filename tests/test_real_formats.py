@@ -34,7 +34,7 @@ from stence_bench.data.fake import (
     write_mimic_iv_ecg_download,
     write_ptbxl_download,
 )
-from stence_bench.protocol.results import load_results
+from stence_bench.results import read_results
 from stence_bench.registry import Registry
 
 DOC = REPO / "docs" / "real-data.md"
@@ -86,7 +86,7 @@ def run_suite_cli(registry: Registry, folder: Path, suite: str, monkeypatch: pyt
     validated = runner.invoke(cli, ["validate", "suite.toml"], obj=registry)
     assert validated.exit_code == 0, validated.output
     ran = runner.invoke(cli, ["run", "suite.toml", "--out", "run", "--workers", "1"], obj=registry)
-    results = load_results([folder / "run"])
+    results = read_results([folder / "run"])
     failed = [f"{r.cell.label}: {r.error}" for r in results if r.status != "done"]
     assert ran.exit_code == 0 and not failed, ran.output + "\n".join(failed)
     assert (folder / "run" / "site" / "index.html").is_file()

@@ -46,7 +46,7 @@ def test_supervised_pretraining_learns_statements_of_the_pretraining_records(tmp
     'sinus rhythm' and 'normal ecg', learned from the pretraining records only; before, it was 32 whole reports
     ('sinus rhythm normal ecg', ...) counted over every record, test records included."""
     from stence_bench.protocol.data import Workspace
-    from stence_bench.protocol.results import load_results
+    from stence_bench.results import read_results
     from stence_bench.protocol.runner import run_suite
     from stence_bench.suite import parse_suite, plan
 
@@ -65,7 +65,7 @@ synthetic = {patients = 60, seed = 4, angiograms = false}
     cells = [c for c in plan(suite, registry) if c.stage == "pretrain"]
     (outcome,) = run_suite(suite, registry, tmp_path, echo=lambda line: None, cells=cells)
     assert outcome.status == "done", outcome.error
-    (result,) = load_results([tmp_path])
+    (result,) = read_results([tmp_path])
     vocab = result.pretrain["label_vocabulary"]
     assert "sinus rhythm" in vocab and ("normal ecg" in vocab or "abnormal ecg" in vocab)
     assert not any(s.endswith(" normal ecg") or s.endswith(" abnormal ecg") for s in vocab)  # no whole reports

@@ -23,12 +23,12 @@ from stence_bench.data.layouts.ptbxl import PtbxlLayout
 from stence_bench.data.store import ECGStore
 from stence_bench.errors import StenceBenchError
 from stence_bench.leaderboard.build import build, load_suites
-from stence_bench.protocol import results as res
+from stence_bench import results as res
 from stence_bench.protocol.data import Dataset
 from stence_bench.protocol.evaluate import score_predictions, subgroup_scores
 from stence_bench.protocol.runner import run_suite
 from stence_bench.protocol.subgroups import band_names, membership
-from stence_bench.protocol.tables import aggregate
+from stence_bench.results.aggregate import aggregate
 from stence_bench.registry import Registry
 from stence_bench.suite import DataSource, Subgroups, parse_suite, plan
 from stence_bench.task_data import TaskSource
@@ -282,7 +282,7 @@ def run(tmp_path_factory):
 
 def test_every_cell_scores_its_subgroups_from_the_cohorts_own_tables(run):
     root, _ = run
-    results = {r.cell.task: r for r in res.load_results([root])}
+    results = {r.cell.task: r for r in res.read_results([root])}
     cohort = next((root / "data").glob("synthetic-*"))
     patients = pd.read_csv(cohort / "tables" / "patients.csv").set_index("subject_id")
     for task_name, names in (("ptbxl.superdiagnostic", ["sex: female", "sex: male", "age <40", "age 40-59",
@@ -325,7 +325,7 @@ def test_rescore_recomputes_the_subgroups_and_the_leaderboard_shows_the_worst(ru
     site = build(load_suites([root]), registry)
     cells = {t.name: t.rows[0].cells[0] for t in site.suites[0].tasks}
     for name, cell in cells.items():
-        r = next(r for r in res.load_results([root]) if r.cell.task == name)
+        r = next(r for r in res.read_results([root]) if r.cell.task == name)
         counted = {k: g.value for k, g in r.subgroups.items() if g.counted and g.value is not None}
         pick = max if name == "lvef.by_smoking" else min  # MAE: the highest is the worst
         assert cell.worst_subgroup == pick(counted, key=counted.get)

@@ -14,9 +14,9 @@ from conftest import BUILTINS_ONLY
 from stence_bench import hookimpl
 from stence_bench.cli import cli
 from stence_bench.protocol.pretrain import read_log
-from stence_bench.protocol.results import load_results
+from stence_bench.results import read_results as load_results
 from stence_bench.protocol.runner import run_suite
-from stence_bench.protocol.tables import results_table
+from stence_bench.results.text import results_table
 from stence_bench.registry import Registry
 from stence_bench.suite import parse_suite, plan
 

@@ -6,14 +6,13 @@ import json
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 from scipy.signal import sosfilt
 
 from stence_bench import TWELVE_LEADS, EncoderSpec
 from stence_bench.data.views import (
     Standardizer,
-    apply_contract,
     bandpass,
     bandpass_design,
     contract_dict,
@@ -22,6 +21,7 @@ from stence_bench.data.views import (
     resample,
     select_leads,
 )
+from stence_bench.data.windows import apply_contract
 
 RNG_SEED = 1234
 

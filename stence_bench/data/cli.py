@@ -31,7 +31,7 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def make_layout(ctx: click.Context, name: str, options: dict[str, Any]) -> Layout:
-    from ..cli import get_registry
+    from ..cli_context import get_registry
     from .layouts.base import build_layout
 
     return build_layout(get_registry(ctx), name, options, option_prefix="--option ", name_prefix="--layout: ")
@@ -200,7 +200,7 @@ def labels_command(store: Path, table: Path, key: str, key_column: str | None, t
 def croissant_command(ctx: click.Context, store: Path, out: Path | None) -> None:
     """The store's metadata as Croissant 1.0 JSON-LD (ML Commons): the dataset card of its layout (licence,
     access, units, leads, patient ids, splits), its files with their sha256, and the record set of its manifest."""
-    from ..cli import get_registry
+    from ..cli_context import get_registry
     from ..errors import UnknownNameError
     from .croissant import croissant
     from ..files import write_atomic

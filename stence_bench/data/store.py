@@ -62,6 +62,10 @@ class StoreError(StenceBenchError):
     """A store that cannot be opened or written as asked."""
 
 
+class UnitsError(StoreError):
+    """An encoder contract (or an objective) that assumes millivolts, on a store whose signals are not."""
+
+
 def fingerprint(files: Iterable[str | os.PathLike[str]]) -> str:
     """Size and modification time of the source files: a change means the record is ingested again."""
     parts = []

@@ -34,8 +34,9 @@ import pandas as pd
 from ..files import write_atomic
 from ..hashing import digest
 from ..specs import EncoderSpec
-from .store import ECGStore, StoreError
-from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare, window
+from .store import ECGStore, UnitsError
+from .views import Standardizer, contract_dict, contract_key, missing_leads, prepare
+from .windows import window
 
 VIEW_DIR = "views"
 
@@ -106,10 +107,6 @@ class ContractView:
         for rid in record_ids:
             scaler.partial_fit(self.prepared(rid), self.present[self._position[rid]])  # a lacking lead adds nothing
         return scaler
-
-
-class UnitsError(StoreError):
-    """An encoder contract (or an objective) that assumes millivolts, on a store whose signals are not."""
 
 
 def check_units(units: str, spec: EncoderSpec, *, where: str) -> None:

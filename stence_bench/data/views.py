@@ -1,7 +1,7 @@
 """Per-encoder views: turn a stored record into exactly the input an encoder's contract declares.
 
 A stored record is float32 ``[n_leads, n_samples]`` in mV at its own sampling rate, with canonical lead names.
-:func:`apply_contract` maps it to float32 ``[len(spec.leads), spec.n_samples]``:
+:func:`stence_bench.data.windows.apply_contract` maps it to float32 ``[len(spec.leads), spec.n_samples]``:
 
 1. :func:`select_leads` - first, so no work is spent on leads the encoder does not take;
 2. :func:`resample` to ``spec.sampling_rate`` - anti-aliased polyphase, so the filter band below is in the
@@ -336,51 +336,3 @@ def check_standardizer(spec: EncoderSpec, standardizer: Standardizer | None) -> 
     if standardizer.leads is not None and standardizer.leads != tuple(spec.leads):
         raise ValueError(f"standardizer was fitted on leads {standardizer.leads}, encoder {spec.name!r} "
                          f"takes {tuple(spec.leads)}")
-
-
-def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardizer | None = None,
-           offset: int | None = None, normalize: bool = True, present: np.ndarray | None = None) -> np.ndarray:
-    """The window the encoder sees, from a :func:`prepare` d signal: crop, normalise, then zero-pad, with the
-    harness's one implementation (:class:`stence_bench.data.windows.Windows`, which imports torch).
-
-    ``offset`` places the window, in samples at ``spec.sampling_rate`` (default: centred); ``present``: the
-    contract's leads the record has (default: all; a lacking one is zeros, kept out of the statistics).
-    """
-    from .windows import Cut, Windows
-
-    if normalize:
-        check_standardizer(spec, standardizer)
-    n = spec.n_samples
-    length = prepared.shape[-1]
-    if length <= n and offset not in (None, 0):
-        raise ValueError(f"offset {offset} given, but the record has only {length} samples "
-                         f"at {spec.sampling_rate:g} Hz for a window of {n}")
-    if offset is None:
-        offset = max(length - n, 0) // 2
-    elif not 0 <= offset <= max(length - n, 0):
-        raise ValueError(f"offset {offset} is outside [0, {max(length - n, 0)}] for {length} samples "
-                         f"and a window of {n}")
-    contract = spec if normalize else spec.model_copy(update={"normalization": "none"})
-    windows = Windows.of_arrays(contract, ["record"], [prepared], standardizer if normalize else None,
-                                present=None if present is None else np.asarray(present)[None])
-    return windows.take(Cut(np.array([0]), np.array([offset])))["x"][0].numpy()
-
-
-def apply_contract(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec, *,
-                   standardizer: Standardizer | None = None, offset: int | None = None,
-                   normalize: bool = True) -> np.ndarray:
-    """One record as ``spec``'s input: float32 ``[len(spec.leads), spec.n_samples]`` (order: module docstring).
-
-    :func:`prepare` then :func:`window`. ``normalize=False`` stops before normalising: what
-    :meth:`Standardizer.partial_fit` is fed for a ``zscore_dataset`` encoder.
-    """
-    if normalize:
-        check_standardizer(spec, standardizer)  # fail before any work
-    try:
-        prepared = prepare(signal, fs, leads, spec)
-    except ValueError as exc:
-        raise ValueError(f"apply_contract: {exc}") from None
-    try:
-        return window(prepared, spec, standardizer=standardizer, offset=offset, normalize=normalize)
-    except ValueError as exc:
-        raise ValueError(f"apply_contract: {exc}") from None

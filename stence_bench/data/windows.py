@@ -1,6 +1,7 @@
 """Encoder windows cut from a per-contract view, and the loader that streams them to every stage.
 
-The one place where windows are cut and normalised (:func:`stence_bench.data.views.window` uses it too):
+The one place where windows are cut and normalised (:func:`window` and :func:`apply_contract`, one record as an
+encoder's input, use it too):
 
 - :class:`Windows`: a dataset's records in one encoder's contract, read where they lie (the memory-mapped view
   cache). :meth:`Windows.cut` crops each window at its offset inside its record (zero-padding a record shorter
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -28,7 +29,8 @@ import pandas as pd
 import torch
 
 from ..specs import EncoderSpec
-from .views import Standardizer, fit_window
+from .store import UnitsError
+from .views import Standardizer, check_standardizer, fit_window, prepare
 
 #: Environment variable: loader worker processes (default: 0 on CPU, 4 with a GPU). ``run --loader-workers``.
 ENV_LOADER_WORKERS = "STENCE_BENCH_LOADER_WORKERS"
@@ -114,8 +116,6 @@ class Windows:
         """The batch ``cut`` describes: ``x`` (normalised, lead mask applied; or millivolts with ``normalize`` for
         :attr:`Cut.normalize` False), ``counts`` and ``tag``."""
         if not cut.normalize and self.units != "mV":
-            from .view_cache import UnitsError
-
             raise UnitsError(f"encoder {self.spec.name!r}: an objective asks for windows in millivolts "
                              f"(physical_units, such as a VCG augmentation), but this dataset's signals are "
                              f"{self.units!r} (standardised by the publisher); pretrain it with an objective that "
@@ -325,3 +325,49 @@ def _worker_init(parent_pid: int, _: int) -> None:
 
     die_with_parent(parent_pid)
     torch.set_num_threads(1)
+
+
+def window(prepared: np.ndarray, spec: EncoderSpec, *, standardizer: Standardizer | None = None,
+           offset: int | None = None, normalize: bool = True, present: np.ndarray | None = None) -> np.ndarray:
+    """The window the encoder sees, from a :func:`prepare` d signal: crop, normalise, then zero-pad, with the
+    harness's one implementation (:class:`stence_bench.data.windows.Windows`, which imports torch).
+
+    ``offset`` places the window, in samples at ``spec.sampling_rate`` (default: centred); ``present``: the
+    contract's leads the record has (default: all; a lacking one is zeros, kept out of the statistics).
+    """
+    if normalize:
+        check_standardizer(spec, standardizer)
+    n = spec.n_samples
+    length = prepared.shape[-1]
+    if length <= n and offset not in (None, 0):
+        raise ValueError(f"offset {offset} given, but the record has only {length} samples "
+                         f"at {spec.sampling_rate:g} Hz for a window of {n}")
+    if offset is None:
+        offset = max(length - n, 0) // 2
+    elif not 0 <= offset <= max(length - n, 0):
+        raise ValueError(f"offset {offset} is outside [0, {max(length - n, 0)}] for {length} samples "
+                         f"and a window of {n}")
+    contract = spec if normalize else spec.model_copy(update={"normalization": "none"})
+    windows = Windows.of_arrays(contract, ["record"], [prepared], standardizer if normalize else None,
+                                present=None if present is None else np.asarray(present)[None])
+    return windows.take(Cut(np.array([0]), np.array([offset])))["x"][0].numpy()
+
+
+def apply_contract(signal: np.ndarray, fs: float, leads: Sequence[str], spec: EncoderSpec, *,
+                   standardizer: Standardizer | None = None, offset: int | None = None,
+                   normalize: bool = True) -> np.ndarray:
+    """One record as ``spec``'s input: float32 ``[len(spec.leads), spec.n_samples]`` (order: :mod:`stence_bench.data.views`).
+
+    :func:`prepare` then :func:`window`. ``normalize=False`` stops before normalising: what
+    :meth:`Standardizer.partial_fit` is fed for a ``zscore_dataset`` encoder.
+    """
+    if normalize:
+        check_standardizer(spec, standardizer)  # fail before any work
+    try:
+        prepared = prepare(signal, fs, leads, spec)
+    except ValueError as exc:
+        raise ValueError(f"apply_contract: {exc}") from None
+    try:
+        return window(prepared, spec, standardizer=standardizer, offset=offset, normalize=normalize)
+    except ValueError as exc:
+        raise ValueError(f"apply_contract: {exc}") from None

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .build import Site, SuiteResults, build, csv_text, json_results, load_suites
+from .build import Site, SuiteResults, archive, build, csv_text, json_results, load_suites
 from .render import environment, render_site
 
-__all__ = ["Site", "SuiteResults", "build", "build_site", "csv_text", "environment", "json_results", "load_suites",
+__all__ = ["Site", "SuiteResults", "archive", "build", "build_site", "csv_text", "environment", "json_results", "load_suites",
            "render_site"]
 
 

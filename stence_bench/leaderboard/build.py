@@ -2,7 +2,7 @@
 
 :func:`load_suites` reads run folders (the only I/O); :func:`build` is a pure function of what it read and of
 the registry's specs (task datasets, encoders' declared pretraining data): the same result files give the same
-:class:`Site`, whatever the order they were read in. The tables reuse :func:`stence_bench.protocol.tables.aggregate`
+:class:`Site`, whatever the order they were read in. The tables reuse :func:`stence_bench.results.aggregate.aggregate`
 (draw-averaged means, bootstrap CIs, paired differences to the ``none`` control), so the site and
 ``stence-bench results show`` never disagree.
 
@@ -13,7 +13,6 @@ out. A row's mean rank exists only when every one of its columns is complete.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -28,12 +27,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import ConfigDict
 
 from ..errors import StenceBenchError
-from ..protocol.results import RESULT_DIR, CellResult, load_results
-from ..protocol.tables import LOWER_IS_BETTER, Difference, Labels, Row, aggregate, compare, weights_tag
+from ..results import RESULT_DIR, SUITE_FILE, CellResult, read_results
+from ..results.aggregate import LOWER_IS_BETTER, Difference, Labels, Row, aggregate, compare, weights_tag
+from ..results.export import CSV_COLUMNS, cell_order, dedupe  # noqa: F401 - CSV_COLUMNS: the download's columns
+from ..results.export import csv_text as results_csv
 from ..specs import OmitWhenDefault
 
-#: The file a run writes beside its results: the validated suite (name, description, protocol).
-SUITE_FILE = "suite.json"
 CONTROL = "none"
 STAGE_LABELS = {"linear_probe": "linear probe", "finetune": "finetune", "zero_shot": "zero-shot"}
 
@@ -260,6 +259,10 @@ class SuiteResults:
     #: Whether the name and description come from a ``suite.json`` (else the folder's name).
     from_suite_file: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Where each result was read (key -> files; a cell found in two folders has two), and the ``suite.json``
+    #: files: the site's archive holds these files as they are.
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    suite_files: list[Path] = field(default_factory=list)
 
 
 def _run_folder(folder: Path) -> tuple[Path, Path]:
@@ -305,7 +308,7 @@ def load_suites(folders: Sequence[Path]) -> list[SuiteResults]:
         if not folder.is_dir():
             raise StenceBenchError(f"{folder}: not a folder")
         run, res = _run_folder(folder)
-        results = load_results([res])
+        results = read_results([res])
         if not results:
             raise StenceBenchError(f"{folder}: no result files (expected {RESULT_DIR}/*.json)")
         suite_data, note = (read_suite_file(run / SUITE_FILE) if (run / SUITE_FILE).is_file() else (None, None))
@@ -320,6 +323,10 @@ def load_suites(folders: Sequence[Path]) -> list[SuiteResults]:
             entry.notes.append(f"{run.name}/{note}")
         entry.sources.append(run.resolve().name)
         entry.results.extend(results)
+        for r in results:
+            entry.files.setdefault(r.key, []).append(res / f"{r.key}.json")
+        if suite_data and (run / SUITE_FILE) not in entry.suite_files:
+            entry.suite_files.append(run / SUITE_FILE)
     return list(by_name.values())
 
 
@@ -354,16 +361,6 @@ def _num(v: float | None, signed: bool = False) -> str:
 
 def _dataset_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def _dedupe(results: Iterable[CellResult]) -> list[CellResult]:
-    """One result per cell key: a finished one over a failed one, then the latest."""
-    best: dict[str, CellResult] = {}
-    for r in results:
-        old = best.get(r.key)
-        if old is None or ((r.status == "done", r.finished) > (old.status == "done", old.finished)):
-            best[r.key] = r
-    return [best[k] for k in sorted(best)]
 
 
 def _provenance(r: CellResult) -> ProvenanceCell:
@@ -417,7 +414,7 @@ def _order(seen: Iterable[str], preferred: Sequence[str], first: Sequence[str] =
 
 
 def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
-    results = _dedupe(s.results)
+    results = dedupe(s.results)
     notes = list(s.notes)
     suite = s.suite or {}
     protocol = suite.get("protocol") or {}
@@ -522,29 +519,19 @@ def _build_suite(s: SuiteResults, registry: Any, slug: str) -> SuitePage:
         git_commits=sorted({r.git_commit for r in results if r.git_commit}),
         dataset_fingerprints=sorted({r.dataset_fingerprint for r in results if r.dataset_fingerprint}),
         stence_bench_versions=sorted({r.versions.get("stence-bench", "") for r in results} - {""}),
-        pretraining=[_provenance(r) for r in sorted(pretraining, key=_cell_order)], notes=notes,
+        pretraining=[_provenance(r) for r in sorted(pretraining, key=cell_order)], notes=notes,
         comparisons=_comparisons(suite, evaluations, labels),
     )
 
 
 def _comparisons(suite: dict[str, Any], evaluations: list[CellResult], labels: Labels) -> list[Difference]:
     """The suite's comparisons (its ``suite.json``'s ``comparisons``) on its results."""
-    from ..suite import Comparison
+    from ..suite_schema import Comparison
 
     listed = [Comparison.model_validate(c) for c in suite.get("comparisons") or []]
     if not listed:
         return []
     return compare(evaluations, listed, labels=labels)
-
-
-STAGE_ORDER = {"pretrain": 0, "linear_probe": 1, "finetune": 2, "zero_shot": 3}
-
-
-def _cell_order(r: CellResult) -> tuple[Any, ...]:
-    c = r.cell
-    return (STAGE_ORDER.get(c.stage, 9), c.stage, c.leads, -1.0 if c.fraction is None else c.fraction, c.encoder,
-            str(c.preset), c.objective,
-            c.seed, -1 if c.draw is None else c.draw, r.key)
 
 
 def _left_out_controls(suite: dict[str, Any], registry: Any) -> dict[str, str]:
@@ -683,7 +670,7 @@ def _build_task(task: str, agg: list[Row], cells: list[CellResult], enc_order: l
         dataset=dataset, metric=metric, lower_is_better=lower, columns=columns, stages=groups, rows=rows,
         n_expected=n_expected, n_done=n_done, n_failed=n_failed, n_missing=max(0, n_expected - len(cells)),
         wall_s=round(sum(r.wall_s for r in cells), 3), notes=notes,
-        provenance=[_provenance(r) for r in sorted(cells, key=_cell_order)],
+        provenance=[_provenance(r) for r in sorted(cells, key=cell_order)],
         dataset_card=_dataset_card(registry, dataset),
     )
 
@@ -774,34 +761,58 @@ def _table_cell(row: Row | None, cells: list[CellResult], n_expected: int, metri
 
 # --- downloads ----------------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ["key", "suite", "task", "stage", "encoder", "preset", "objective", "fraction", "draw", "seed", "leads",
-               "metric", "value", "ci_low", "ci_high", "vs_control_mean", "vs_control_low", "vs_control_high",
-               "status", "wall_s", "dataset_fingerprint", "git_commit", "test_dataset"]
-
 
 def csv_text(suite: SuiteResults) -> str:
-    """One row per cell of the suite (pretraining cells included, task and metric empty)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-
-    def v(x: Any) -> Any:
-        return "" if x is None else x
-
-    for r in sorted(_dedupe(suite.results), key=_cell_order):
-        c = r.cell
-        ci = r.ci.get(r.metric or "", [None, None]) if r.metric else [None, None]
-        d = r.vs_control
-        writer.writerow([r.key, suite.name, v(c.task), c.stage, c.encoder, v(c.preset), c.objective, v(c.fraction),
-                         v(c.draw), c.seed, c.leads, v(r.metric), v(r.value), v(ci[0] if ci else None),
-                         v(ci[1] if len(ci) > 1 else None), v(d.mean if d else None), v(d.ci_low if d else None),
-                         v(d.ci_high if d else None), r.status, r.wall_s, v(r.dataset_fingerprint), v(r.git_commit),
-                         v(c.test_dataset)])
-    return buf.getvalue()
+    """The suite's ``results.csv``: one row per cell (pretraining cells included, task and metric empty);
+    columns :data:`CSV_COLUMNS` (:func:`stence_bench.results.export.csv_text`)."""
+    return results_csv(suite.results, suite.name)
 
 
 def json_results(suite: SuiteResults) -> bytes:
-    """Every result file of the suite, as a JSON list (the files' own content), compact."""
-    from pydantic import TypeAdapter
+    """The suite's ``results.json``: every result file's content but its per-resample vectors, which stay in the
+    per-cell files (the site's ``results.zip``), with the paired difference to the control; compact."""
+    from ..results.export import summaries
 
-    return TypeAdapter(list[CellResult]).dump_json(_dedupe(suite.results))
+    return json.dumps(summaries(suite.results), separators=(",", ":"), allow_nan=False).encode()
+
+
+def archive(suite: SuiteResults) -> bytes:
+    """The suite's complete results as a zip: ``<suite>/results/<key>.json``, every result file as it was read
+    (bootstrap vectors included), one per cell (a finished one over a failed one, the latest), and
+    ``<suite>/suite.json`` when the run folder had one. Deterministic: the same results give
+    the same bytes. Per-record predictions are left out (they hold record and patient ids: a site publishes
+    aggregates)."""
+    import zipfile
+
+    files: dict[str, bytes] = {}
+    for r in dedupe(suite.results):
+        files[f"{RESULT_DIR}/{r.key}.json"] = _file_of(r, suite.files.get(r.key, []))
+    if suite.suite_files:
+        files[SUITE_FILE] = suite.suite_files[0].read_bytes()
+    elif suite.suite is not None and suite.from_suite_file:
+        files[SUITE_FILE] = json.dumps(suite.suite, indent=1).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(f"{slugify_archive(suite.name)}/{name}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, files[name])
+    return buffer.getvalue()
+
+
+def _file_of(result: CellResult, paths: Sequence[Path]) -> bytes:
+    """The bytes of the file ``result`` was read from (of ``paths``, the one that holds it), else its JSON."""
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if CellResult.model_validate_json(data) == result:
+            return data
+    return result.model_dump_json(indent=1).encode()
+
+
+def slugify_archive(name: str) -> str:
+    """The archive's top folder: the suite's name, made file-name safe."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "results"

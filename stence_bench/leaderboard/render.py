@@ -22,7 +22,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..errors import StenceBenchError
-from .build import CONTROL, Site, SuiteResults, csv_text, fraction_label, json_results
+from .build import CONTROL, Site, SuiteResults, archive, csv_text, fraction_label, json_results
 from .svg import curves, heatmap, objective_colours
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -72,9 +72,9 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
         tojson_pretty=lambda v: json.dumps(v, indent=1, sort_keys=True, ensure_ascii=False),
         tojson_compact=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False),
     )
-    import stence_bench
+    from .._version import __version__
 
-    env.globals.update(version=stence_bench.__version__, control=CONTROL, curves=curves, heatmap=heatmap)
+    env.globals.update(version=__version__, control=CONTROL, curves=curves, heatmap=heatmap)
     return env
 
 
@@ -122,6 +122,7 @@ def render_site(site: Site, suites: Sequence[SuiteResults], out: Path, templates
             source = by_name[suite.name]
             (folder / "results.csv").write_text(csv_text(source), encoding="utf-8")
             (folder / "results.json").write_bytes(json_results(source))
+            (folder / "results.zip").write_bytes(archive(source))
         for path in tmp.rglob("*"):
             if path.is_file():
                 os.chmod(path, 0o644)

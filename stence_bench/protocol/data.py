@@ -42,7 +42,7 @@ from ..files import temporaries, write_atomic
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import EncoderSpec, TaskSpec, import_object
-from ..suite import DataSource, Suite, lead_names
+from ..suite_schema import DataSource, Suite, lead_names
 from ..task_data import TaskSource
 
 Echo = Callable[[str], None]
@@ -205,6 +205,12 @@ class PretrainingRecords:
     test_overlap: dict[str, int]
     #: whether those records were kept (``test_overlap = "allow"``)
     test_overlap_kept: bool
+
+
+def external_task(task: TaskSpec, dataset: str) -> TaskSpec:
+    """The task's labels read on another dataset (its own labels cache entry, ``task@dataset``)."""
+    return task.model_copy(update={"dataset": dataset, "name": f"{task.name}@{dataset}"})
+
 
 
 class Workspace:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import metrics
+from ..cells import Cell
 from ..data.splits import label_fractions, sample_hash
 from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
@@ -36,12 +37,18 @@ from ..files import write_atomic
 from ..hashing import digest
 from ..registry import Registry
 from ..specs import TaskSpec
-from ..suite import Cell, lead_names
+from ..suite_schema import lead_names
 from . import distributed
-from .data import Workspace, lead_mask
+from .data import Workspace, external_task, lead_mask
 from .partial import finetuning_parameters, trainable_count
+from .pretrain import (
+    build_encoder,
+    checkpoint_path,
+    load_checkpoint,
+    load_given_weights,
+    loads_given_weights,
+)
 from .subgroups import membership as subgroup_membership
-from .pretrain import build_encoder, checkpoint_path, load_checkpoint, load_given_weights, loads_given_weights
 
 EMBEDDING_DIR = "embeddings"
 CLASSIFICATION_METRICS = ("auroc", "auprc", "f1", "sensitivity")
@@ -119,11 +126,6 @@ def training_subset(ws: Workspace, data: TaskData, cell: Cell) -> np.ndarray:
 
 
 # -- external validation ---------------------------------------------------------------------------------------
-
-
-def external_task(task: TaskSpec, dataset: str) -> TaskSpec:
-    """The task's labels read on another dataset (its own labels cache entry, ``task@dataset``)."""
-    return task.model_copy(update={"dataset": dataset, "name": f"{task.name}@{dataset}"})
 
 
 @dataclass

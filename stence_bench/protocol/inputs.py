@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..cells import Cell
 from ..data.views import VIEW_VERSION
 from ..hashing import digest
 from ..registry import Registry
-from ..suite import Cell
-from .data import Workspace, record_labels
+from .data import Workspace, external_task, record_labels
 from .subgroups import membership as subgroup_membership
 
 #: The code that turns data into numbers, by part: bump a part when it changes numbers for unchanged inputs.
@@ -95,8 +95,6 @@ class Inputs:
         if key not in self._cache:
             task = self.registry.tasks.get(name)
             if dataset_name is not None:
-                from .evaluate import external_task
-
                 task = external_task(task, dataset_name)
             dataset = self.ws.dataset(task.dataset)
             labels = self.ws.labels(task).sort_index()

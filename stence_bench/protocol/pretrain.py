@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..cells import Cell
 from ..data.windows import Cut, Windows, loader
 from ..errors import StenceBenchError
 from ..files import write_atomic
 from ..registry import Registry
-from ..specs import import_object
-from ..suite import Cell, lead_names
+from ..specs import RUNNER_OPTIONS, import_object
+from ..suite_schema import lead_names
 from . import distributed
 from .data import (
     Workspace,
@@ -43,11 +44,6 @@ PROGRESS_EVERY_S = 30.0
 
 def checkpoint_path(root: Path, cell: Cell) -> Path:
     return Path(root) / CHECKPOINT_DIR / f"{cell.key}.safetensors"
-
-
-#: Objective options the runner reads itself (which modality encoder, at which size, which target tasks); the rest go
-#: to the factory.
-RUNNER_OPTIONS = ("modality_encoders", "modality_options", "targets")
 
 
 def factory_options(cell: Cell) -> dict[str, Any]:

@@ -24,13 +24,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
+from ..cells import Cell, CellOutcome
 from ..errors import StenceBenchError
 from ..processes import WorkerPool
 from ..registry import Registry
-from ..suite import Cell, CellOutcome, Suite, plan, with_weight_hashes
+from ..suite import Suite, plan, with_weight_hashes
 from ..trackers import with_trackers
 from . import distributed
-from . import results as res
+from .. import results as res
+from .results import git_commit, versions
 from .data import DataError, HeldOutOverlapError, Workspace
 from .inputs import Inputs
 from .inputs import changes as _changes
@@ -98,12 +100,12 @@ def _worker_echo(line: str) -> None:
 
 @with_trackers  # the suite's [trackers] observe the run (rank 0); trackers=False leaves them off
 def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = print,
-              cells: list[Cell] | None = None, workers: int = 1, finalise: bool = True,
+              cells: list[Cell] | None = None, workers: int = 1,
               reuse_stale: bool = False) -> list[CellOutcome]:
-    """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order. ``finalise``:
-    fill in the paired differences to the control over the whole folder at the end (a SLURM job running a
-    part of the cells leaves that to the process that submitted it). ``reuse_stale``: keep finished cells whose
-    inputs changed (marked stale) instead of running them again."""
+    """Run ``suite`` into the run folder ``root``; returns one outcome per cell, in plan order. A result file is
+    written once, when its cell ends (what is derived from several, such as the paired difference to the control,
+    is derived where it is shown). ``reuse_stale``: keep finished cells whose inputs changed (marked stale) instead
+    of running them again."""
     root = Path(root)
     ctx = distributed.current()
     if ctx.distributed and workers > 1:
@@ -118,7 +120,7 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
         res.write_suite(root, with_weight_hashes(suite, registry))  # rows are named by the weights' hashes
         hook.run_started(suite=suite, cells=cells)
     ws = Workspace(suite, registry, root, echo=echo)
-    common = {"versions": res.versions(registry), "git_commit": res.git_commit(), "device": ctx.describe()}
+    common = {"versions": versions(registry), "git_commit": git_commit(), "device": ctx.describe()}
     outcomes: dict[str, CellOutcome] = {}
     failed_pretrain: dict[str, str] = {}
     position = {cell.key: i for i, cell in enumerate(cells, start=1)}
@@ -205,9 +207,6 @@ def run_suite(suite: Suite, registry: Registry, root: Path, *, echo: Echo = prin
 
     ordered = [outcomes[c.key] for c in cells if c.key in outcomes]
     if ctx.main:
-        if finalise:
-            for result in res.paired_differences(res.load_results([root])):
-                res.write_result(root, result)
         hook.run_finished(suite=suite, outcomes=ordered)
     ctx.barrier()
     return ordered

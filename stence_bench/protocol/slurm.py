@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cells import Cell, CellOutcome
 from ..errors import StenceBenchError
 from ..extras import require
 from ..files import write_atomic
 from ..registry import Registry
-from ..suite import Cell, CellOutcome, Cluster, Suite, with_weight_hashes
+from ..suite import Cluster, Suite, with_weight_hashes
 from ..trackers import with_trackers
-from . import results as res
+from .. import results as res
 from .data import DataError, Workspace
 
 Echo = Callable[[str], None]
@@ -129,7 +130,7 @@ def run_job(suite: Suite, root: str, cells: list[Cell], device: str | None = Non
     registry = Registry.load()
     environ = dict(os.environ) if device is None else {**os.environ, distributed.ENV_DEVICE: device}
     distributed.setup(environ)
-    outcomes = run_suite(suite, registry, Path(root), cells=cells, finalise=False, echo=print,
+    outcomes = run_suite(suite, registry, Path(root), cells=cells, echo=print,
                          trackers=False)  # the submitting process logs the cells to the trackers
     distributed.teardown()
     return {o.key: o.status for o in outcomes}
@@ -250,8 +251,6 @@ def launch(suite: Suite, registry: Registry, root: Path, *, cells: list[Cell], e
              f"their results ({folder / 'jobs.json'})")
         raise
 
-    for result in res.paired_differences(res.load_results([root])):
-        res.write_result(root, result)
     ordered = [outcomes[c.key] for c in cells]
     hook.run_finished(suite=suite, outcomes=ordered)
     return ordered

@@ -24,7 +24,7 @@ import pandas as pd
 from ..data.layouts.base import Layout, sex_of
 from ..errors import StenceBenchError
 from ..specs import TaskSpec
-from ..suite import Subgroups
+from ..suite_schema import Subgroups
 from .data import Dataset, patients_table
 
 #: The most distinct values a task's subgroup column may have (each value is a subgroup).

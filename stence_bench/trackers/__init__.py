@@ -165,7 +165,7 @@ def leaderboard_text(results: list[Any]) -> str:
     """The run's results table, as ``stence-bench results show`` prints it ("" without results)."""
     if not results:
         return ""
-    from ..protocol.tables import results_table
+    from ..results.text import results_table
 
     return results_table(results) + "\n"
 
