@@ -9,6 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import BUILTINS_ONLY
 
+from stence_bench.protocol import distributed
 from stence_bench.registry import Registry
 
 BATCH = 8
@@ -66,7 +67,7 @@ def _worker(rank: int, world: int, store: str, name: str, out: str) -> None:
         # may still be alive at interpreter exit (an abort about one time in ten)
         del loss, objective, grads
     finally:
-        dist.destroy_process_group()
+        distributed.teardown()  # as the runner leaves: garbage collected, a barrier, then the group destroyed
 
 
 @pytest.mark.parametrize("name", ["clip", "clef", "clef:cross_view", "metric_learning"])
