@@ -10,6 +10,7 @@ dicom     python-gdcm                 JPEG, JPEG-LS and JPEG 2000 compressed DIC
 htj2k     pylibjpeg, pylibjpeg-openjpeg  High-Throughput JPEG 2000 DICOM pixel data
 dtw       dtaidistance                ``distance = "dtw"`` of the metric-learning objectives
 text      sentence-transformers       the ``text_sentence`` modality encoder
+trackers  mlflow-skinny, tensorboard  the experiment trackers (suite ``[trackers]``, ``run --tracker``)
 all       every extra above
 ========  ==========================  ==================================================================
 
@@ -34,6 +35,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "openjpeg": ("htj2k", "pylibjpeg-openjpeg"),
     "dtaidistance": ("dtw", "dtaidistance"),
     "sentence_transformers": ("text", "sentence-transformers"),
+    "mlflow": ("trackers", "mlflow-skinny"),
+    "tensorboard": ("trackers", "tensorboard"),
 }
 
 

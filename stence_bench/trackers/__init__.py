@@ -44,13 +44,13 @@ class TrackerError(StenceBenchError):
 
 
 def require(name: str) -> Any:
-    """Import the library the tracker ``name`` needs; a one-line error naming the extra when it is missing."""
+    """Import the library the tracker ``name`` needs; a one-line error naming the extra (``trackers``) when it is
+    missing (:func:`stence_bench.extras.require`)."""
+    from ..extras import require as require_extra
+
     _, module, package = TRACKERS[name]
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise TrackerError(f"tracker {name!r} needs the package {package} ({exc}): "
-                           "pip install 'stence-bench[trackers]'") from None
+    require_extra(package.replace("-skinny", ""), f"tracker {name!r}")  # the distribution's top-level module
+    return importlib.import_module(module)
 
 
 class Tracker:
