@@ -176,7 +176,7 @@ class Protocol(_Model):
     #: lead set only when it has every lead of it (a single-lead record on ``I``, never on ``all``).
     leads: Annotated[tuple[LeadSet, ...], Field(min_length=1)] = ("all",)
     #: Bootstrap resamples over test patients for confidence intervals.
-    bootstrap: Annotated[int, Field(ge=0)] = 1000
+    bootstrap: Annotated[int, Field(ge=1)] = 1000
     #: Seed of the patient split (train / val / test by a hash of the patient id) where a task has no folds.
     split_seed: int = 0
     pretrain: Pretraining = Pretraining()

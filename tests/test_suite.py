@@ -63,6 +63,9 @@ def test_bad_values_name_the_field():
     assert problems(GOOD.replace("seeds = [0, 1]", "seeds = [1, 1]")) == [
         "x.toml: protocol: Value error, seeds: repeated value in [1, 1]"]
     assert problems('name = "s"\ntasks = [') [0].startswith("x.toml: invalid TOML: ")
+    # every evaluation cell scores with intervals over resamples: none at all is refused here, not by every cell
+    assert problems(GOOD.replace("draws = 2", "draws = 2\nbootstrap = 0")) == [
+        "x.toml: protocol.bootstrap: Input should be greater than or equal to 1"]
 
 
 def test_mistyped_names_suggest_the_registered_one(registry):
