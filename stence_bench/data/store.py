@@ -118,11 +118,10 @@ def _parse_floats(text: str) -> np.ndarray:
 
 
 def _codes(column: pd.Series, *, floats: bool = False) -> tuple[np.ndarray, list[Any]]:
-    """A text column as a code per row and its distinct values (``floats``: a calibration's comma-separated
-    values parsed to a float32 array; empty, as for float32 records, stays ``None``)."""
-    codes, uniques = pd.factorize(column)
-    values = [str(u) for u in uniques]
-    return codes.astype(np.int32), [(_parse_floats(v) if v else None) if floats else v for v in values]
+    """A categorical column's code per row and its categories (``floats``: a calibration's comma-separated values
+    parsed to a float32 array; empty, as for float32 records, stays ``None``)."""
+    values = [str(v) for v in column.cat.categories]
+    return column.cat.codes.to_numpy(np.int32), [(_parse_floats(v) if v else None) if floats else v for v in values]
 
 
 def _release_arrow_memory() -> None:
