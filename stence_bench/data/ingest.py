@@ -272,6 +272,8 @@ def _ingest(source: Path, layout: Layout, root: Path, *, workers: int, chunk_siz
 #: Chunks queued per worker process: enough to keep every worker busy, few enough that the scan is pulled as
 #: records are read (references of a million-record source are never all held at once).
 IN_FLIGHT_PER_WORKER = 2
+#: One job: its shard number, the records to read into it, and records known bad to quarantine there.
+_Job = tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]
 
 
 class _Plan:
@@ -296,13 +298,14 @@ class _Plan:
         files = str(self._files.iat[i]).split(";")
         return fingerprint(self.existing.path(f) for f in files) == str(self._fingerprints.iat[i])
 
-    def jobs(self) -> Iterator[tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]]:
+    def jobs(self) -> Iterator[_Job]:
         seen: set[str] = set()
         chunk: list[RecordRef] = []
         for ref in self.refs:
             self.found += 1
             if ref.record_id in seen:
-                self.problems.append((ref, BadRecord(ref.path, "duplicate record id", f"{ref.record_id!r} appears twice")))
+                repeated = BadRecord(ref.path, "duplicate record id", f"{ref.record_id!r} appears twice")
+                self.problems.append((ref, repeated))
                 continue
             seen.add(ref.record_id)
             if self._unchanged(ref):
@@ -317,7 +320,7 @@ class _Plan:
         if self.problems:
             yield self._job([], self.problems)
 
-    def _job(self, refs: list[RecordRef], problems: list[tuple[RecordRef, BadRecord]]) -> tuple[int, list[RecordRef], list[tuple[RecordRef, BadRecord]]]:
+    def _job(self, refs: list[RecordRef], problems: list[tuple[RecordRef, BadRecord]]) -> _Job:
         self.next_shard += 1
         return self.next_shard - 1, refs, problems
 

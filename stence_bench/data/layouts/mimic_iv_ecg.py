@@ -53,7 +53,8 @@ class MimicIvEcgLayout(Layout):
         def rows() -> Iterator[tuple[str, str, str, Any]]:
             if list_path.is_file():
                 for r in records.itertuples(index=False):
-                    yield str(r.study_id), str(r.subject_id), os.path.join(source, f"{r.path}.hea"), getattr(r, "ecg_time", None)
+                    hea = os.path.join(source, f"{r.path}.hea")
+                    yield str(r.study_id), str(r.subject_id), hea, getattr(r, "ecg_time", None)
                 return
             for hea in find_headers(source / "files" if (source / "files").is_dir() else source):
                 m = _PATH.search(Path(hea).as_posix())
