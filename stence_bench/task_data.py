@@ -56,3 +56,13 @@ class TaskSource:
             raise TaskDataError(f"dataset {self.name!r}: table {name!r} lacks column(s) {', '.join(missing)} "
                                 f"(has: {', '.join(map(str, table.columns))})")
         return table
+
+
+def label_frame(rows: Mapping[str, Sequence[float]], columns: Sequence[str]) -> pd.DataFrame:
+    """A label function's result from ``rows`` (record id -> one value per column): float columns, indexed by
+    ``record_id``, in record-id order."""
+    import pandas as pd
+
+    out = pd.DataFrame.from_dict(dict(rows), orient="index", columns=list(columns), dtype="float64")
+    out.index.name = "record_id"
+    return out.sort_index()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stence_bench import TaskSpec, hookimpl
-from stence_bench.task_data import TaskDataError
+from stence_bench.task_data import TaskDataError, label_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +34,6 @@ CITATION = ("Zheng et al., A 12-lead electrocardiogram database for arrhythmia r
 
 def rhythm_labels(source: TaskSource) -> pd.DataFrame:
     """One-hot frame of the four groups (SB, AFIB, GSVT, SR) per record with exactly one group."""
-    import pandas as pd
 
     from stence_bench_tasks.cinc2021 import _codes
 
@@ -57,9 +56,7 @@ def rhythm_labels(source: TaskSource) -> pd.DataFrame:
     if len(frame) and not seen_codes:
         raise TaskDataError(f"dataset {source.name!r}: no record has SNOMED-CT codes ('dx') in its meta; ingest "
                             "with --layout chapman-ningbo or cinc2021")
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=names, dtype="float64")
-    out.index.name = "record_id"
-    return out.sort_index()
+    return label_frame(rows, names)
 
 
 @hookimpl

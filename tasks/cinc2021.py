@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from stence_bench import TaskSpec, hookimpl
-from stence_bench.task_data import TaskDataError
+from stence_bench.task_data import TaskDataError, label_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +73,6 @@ def _codes(meta: Any) -> list[str] | None:
 def scored_labels(source: TaskSource, *, drop_unscored: bool = False) -> pd.DataFrame:
     """Multi-hot frame of the 26 scored classes, indexed by record_id; records without ``dx`` are left out
     (and, with ``drop_unscored``, records none of whose codes is scored)."""
-    import pandas as pd
 
     frame = source.records
     if "meta" not in frame.columns or "record_id" not in frame.columns:
@@ -94,9 +93,7 @@ def scored_labels(source: TaskSource, *, drop_unscored: bool = False) -> pd.Data
     if len(frame) and not rows and not drop_unscored:
         raise TaskDataError(f"dataset {source.name!r}: no record has SNOMED-CT codes ('dx') in its meta; "
                             f"ingest the records with --layout cinc2021")
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=names, dtype="float64")
-    out.index.name = "record_id"
-    return out.sort_index()
+    return label_frame(rows, names)
 
 
 @hookimpl

@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from stence_bench import TaskSpec, hookimpl
-from stence_bench.task_data import TaskDataError
+from stence_bench.task_data import TaskDataError, label_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,6 @@ def _labels(meta: Any) -> list[str] | None:
 
 def class_labels(source: TaskSource) -> pd.DataFrame:
     """Multi-hot frame of the nine classes per record with at least one label."""
-    import pandas as pd
 
     frame = source.records
     if "meta" not in frame.columns:
@@ -53,9 +52,7 @@ def class_labels(source: TaskSource) -> pd.DataFrame:
     if len(frame) and not rows:
         raise TaskDataError(f"dataset {source.name!r}: no record has CPSC 2018 labels ('labels') in its meta; "
                             "ingest with --layout cpsc2018")
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=list(CLASSES), dtype="float64")
-    out.index.name = "record_id"
-    return out.sort_index()
+    return label_frame(rows, CLASSES)
 
 
 @hookimpl

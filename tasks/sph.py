@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from stence_bench import TaskSpec, hookimpl
-from stence_bench.task_data import TaskDataError
+from stence_bench.task_data import TaskDataError, label_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +46,6 @@ def primary_statements(source: TaskSource) -> list[str]:
 def statement_labels(source: TaskSource) -> pd.DataFrame:
     """Multi-hot frame of the primary statements of ``code.csv`` per record (records without statements in their
     meta are left out)."""
-    import pandas as pd
 
     frame = source.records
     if "meta" not in frame.columns:
@@ -66,9 +65,7 @@ def statement_labels(source: TaskSource) -> pd.DataFrame:
     if len(frame) and not rows:
         raise TaskDataError(f"dataset {source.name!r}: no record has AHA statements ('primary') in its meta; ingest "
                             "with --layout sph")
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=names, dtype="float64")
-    out.index.name = "record_id"
-    return out.sort_index()
+    return label_frame(rows, names)
 
 
 @hookimpl
