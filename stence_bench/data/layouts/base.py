@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -159,10 +159,8 @@ def require_columns(table: pd.DataFrame, columns: list[str] | tuple[str, ...], s
 SIGNAL_SUFFIXES = (".dat", ".mat")
 
 
-def find_headers(source: Path, signal_files: list[str] | None = None) -> list[str]:
-    """Every ``.hea`` below ``source``, sorted (os.scandir: fast on folders of many thousand files). Given a
-    list, ``signal_files`` also gets every ``.dat`` and ``.mat`` found on the way."""
-    found: list[str] = []
+def _walk(source: Path) -> Iterator[os.DirEntry[str]]:
+    """Every file below ``source`` (os.scandir: fast on folders of many thousand files), in no set order."""
     stack = [os.fspath(source)]
     while stack:
         folder = stack.pop()
@@ -170,10 +168,19 @@ def find_headers(source: Path, signal_files: list[str] | None = None) -> list[st
             for entry in entries:
                 if entry.is_dir():
                     stack.append(entry.path)
-                elif entry.name.endswith(".hea"):
-                    found.append(entry.path)
-                elif signal_files is not None and entry.name.endswith(SIGNAL_SUFFIXES):
-                    signal_files.append(entry.path)
+                else:
+                    yield entry
+
+
+def find_headers(source: Path, signal_files: list[str] | None = None) -> list[str]:
+    """Every ``.hea`` below ``source``, sorted. Given a list, ``signal_files`` also gets every ``.dat`` and
+    ``.mat`` found on the way."""
+    found: list[str] = []
+    for entry in _walk(source):
+        if entry.name.endswith(".hea"):
+            found.append(entry.path)
+        elif signal_files is not None and entry.name.endswith(SIGNAL_SUFFIXES):
+            signal_files.append(entry.path)
     if signal_files is not None:
         signal_files.sort()
     return sorted(found)
@@ -184,15 +191,9 @@ def files_below(source: Path, suffix: str) -> dict[str, str]:
     first found wins where two folders hold one name). For sources of one file per record (SPH's ``.h5``, CPSC
     2018's ``.mat``)."""
     found: dict[str, str] = {}
-    stack = [os.fspath(source)]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    stack.append(entry.path)
-                elif entry.name.endswith(suffix):
-                    found.setdefault(entry.name[: -len(suffix)], entry.path)
+    for entry in _walk(source):
+        if entry.name.endswith(suffix):
+            found.setdefault(entry.name[: -len(suffix)], entry.path)
     return dict(sorted(found.items()))
 
 
