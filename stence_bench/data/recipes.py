@@ -18,7 +18,7 @@ import csv
 import gzip
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,16 @@ def _chunks(path: Path, columns: Sequence[str], optional: Sequence[str] = (),
     return use, pd.read_csv(path, usecols=use, dtype=str, keep_default_na=False, chunksize=chunk_rows)
 
 
+def _rows_where(path: Path, columns: Sequence[str], column: str, values: Iterable[str], *,
+                optional: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """The rows of a large CSV whose ``column`` (stripped) is one of ``values``, read in chunks of ``chunk_rows``
+    (only those rows are ever held), as text; ``columns`` must be there, ``optional`` ones are kept where they are."""
+    _, chunks = _chunks(path, columns, optional=optional, chunk_rows=chunk_rows)
+    wanted = set(values)
+    parts = [chunk for chunk in (c[c[column].str.strip().isin(wanted)] for c in chunks) if len(chunk)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*columns])
+
+
 def _numbers(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.str.strip().replace("", None), errors="coerce")
 
@@ -78,13 +88,8 @@ def potassium_table(labevents: str | os.PathLike[str], *, itemids: Sequence[int]
     wanted = {str(int(i)) for i in itemids}
     if not wanted:
         raise StenceBenchError("potassium: give at least one itemid")
-    _, chunks = _chunks(path, LABEVENTS_COLUMNS, optional=("labevent_id", "valueuom"), chunk_rows=chunk_rows)
-    parts = []
-    for chunk in chunks:
-        chunk = chunk[chunk["itemid"].str.strip().isin(wanted)]
-        if len(chunk):
-            parts.append(chunk)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*LABEVENTS_COLUMNS])
+    frame = _rows_where(path, LABEVENTS_COLUMNS, "itemid", wanted, optional=("labevent_id", "valueuom"),
+                        chunk_rows=chunk_rows)
     value = _numbers(frame["valuenum"])
     low, high = POTASSIUM_RANGE
     keep = value.notna() & (value > low) & (value <= high)
@@ -107,13 +112,7 @@ def lvef_table(structured_measurement: str | os.PathLike[str], *,
     names = [str(m) for m in measurements]
     if not names:
         raise StenceBenchError("lvef: give at least one measurement name")
-    _, chunks = _chunks(path, MEASUREMENT_COLUMNS, chunk_rows=chunk_rows)
-    parts = []
-    for chunk in chunks:
-        chunk = chunk[chunk["measurement"].str.strip().isin(names)]
-        if len(chunk):
-            parts.append(chunk)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*MEASUREMENT_COLUMNS])
+    frame = _rows_where(path, MEASUREMENT_COLUMNS, "measurement", names, chunk_rows=chunk_rows)
     value = _numbers(frame["result"].str.rstrip("%"))
     low, high = LVEF_RANGE
     frame = frame.assign(lvef=value, rank=frame["measurement"].str.strip().map({n: i for i, n in enumerate(names)}))
